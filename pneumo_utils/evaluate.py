@@ -1,0 +1,121 @@
+"""Predictions over a loader, per-class epoch statistics, test metrics and bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix, f1_score, precision_score, roc_auc_score, roc_curve
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .data import CLASS_NAMES, to_model_input
+from .device import autocast
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+    max_batches: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (N, 2) as float32 and labels (N,) for every batch of `loader`, in order."""
+    model.eval()
+    logits, labels = [], []
+    for i, (images, targets) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        with autocast(device, amp_dtype):
+            output = model(to_model_input(images, device, channels_last))
+        logits.append(output.float().cpu())
+        labels.append(targets)
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def pneumonia_probability(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(logits), dim=1)[:, 1].numpy()
+
+
+def epoch_stats(logits: np.ndarray, labels: np.ndarray, prefix: str) -> dict[str, float]:
+    """Mean cross-entropy and accuracy, overall and per class, as {prefix_loss: ..., ...}."""
+    losses = F.cross_entropy(torch.as_tensor(logits), torch.as_tensor(labels), reduction="none")
+    losses = losses.numpy()
+    correct = logits.argmax(axis=1) == labels
+    stats = {f"{prefix}_loss": float(losses.mean()), f"{prefix}_acc": float(correct.mean())}
+    for label, name in enumerate(CLASS_NAMES):
+        mask = labels == label
+        stats[f"{prefix}_loss_{name}"] = float(losses[mask].mean()) if mask.any() else float("nan")
+        stats[f"{prefix}_acc_{name}"] = float(correct[mask].mean()) if mask.any() else float("nan")
+    return stats
+
+
+def safe_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    return float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def choose_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The P(pneumonia) cut-off that maximises Youden's J (sensitivity + specificity - 1).
+
+    Meant for validation predictions only; 0.5 where validation has a single class.
+    """
+    if len(np.unique(labels)) < 2:
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(labels, probs)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thresholds[best], 1.0))
+
+
+def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
+    """Accuracy, per-class accuracy, sensitivity, specificity, precision, F1, AUC, confusion."""
+    predicted = (probs >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    sensitivity = tp / (tp + fn) if tp + fn else float("nan")
+    specificity = tn / (tn + fp) if tn + fp else float("nan")
+    return dict(
+        n=int(len(labels)),
+        threshold=float(threshold),
+        accuracy=float((predicted == labels).mean()),
+        acc_NORMAL=float(specificity),
+        acc_PNEUMONIA=float(sensitivity),
+        sensitivity=float(sensitivity),
+        specificity=float(specificity),
+        precision=float(precision_score(labels, predicted, zero_division=0)),
+        f1=float(f1_score(labels, predicted, zero_division=0)),
+        roc_auc=safe_auc(labels, probs),
+        confusion_matrix=[[int(tn), int(fp)], [int(fn), int(tp)]],
+    )
+
+
+BOOTSTRAP_METRICS = ("accuracy", "acc_NORMAL", "acc_PNEUMONIA", "sensitivity", "specificity",
+                     "precision", "f1", "roc_auc")
+
+
+def bootstrap_intervals(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    threshold: float,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Point estimate and percentile bootstrap interval for each metric, resampling images."""
+    rng = np.random.default_rng(seed)
+    point = binary_metrics(labels, probs, threshold)
+    samples = []
+    for _ in range(n_resamples):
+        rows = rng.integers(0, len(labels), len(labels))
+        samples.append(binary_metrics(labels[rows], probs[rows], threshold))
+    table = pd.DataFrame(samples)[list(BOOTSTRAP_METRICS)]
+    tail = (1 - level) / 2 * 100
+    return pd.DataFrame(
+        {
+            "value": [point[m] for m in BOOTSTRAP_METRICS],
+            "low": np.nanpercentile(table, tail, axis=0),
+            "high": np.nanpercentile(table, 100 - tail, axis=0),
+        },
+        index=list(BOOTSTRAP_METRICS),
+    )

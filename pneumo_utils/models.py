@@ -1,0 +1,136 @@
+"""The two ResNet-18 variants of the report, ImageNet weight loading and layer freezing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+from torch import nn
+from torchvision.models import ResNet18_Weights, resnet18
+
+from .errors import UserError
+from .fileio import load_checkpoint
+
+MODEL_NAMES = ("scratch", "pretrained")
+# Stages in forward order; freezing "below layer3" freezes the stem, layer1 and layer2.
+STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
+FREEZE_CHOICES = ("none", "backbone", *STAGES[1:])
+OFFICIAL_SHA256_PREFIX = "f37072fd"  # torchvision's hash prefix for resnet18-f37072fd.pth
+
+
+def official_weights_path() -> Path:
+    """Where torchvision caches ResNet-18's ImageNet weights ($TORCH_HOME/hub/checkpoints)."""
+    file_name = Path(ResNet18_Weights.DEFAULT.url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / file_name
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
+    """ResNet-18 ImageNet weights and where they came from.
+
+    With `weights_file`, that file. Otherwise torchvision's own path: the cached file under
+    $TORCH_HOME, downloaded there first when missing and a network is reachable.
+    """
+    if weights_file is not None:
+        path = Path(weights_file).expanduser()
+        if not path.is_file():
+            raise UserError(f"weights file {path} does not exist: check the --weights path")
+        source = "file"
+    else:
+        path = official_weights_path()
+        source = "torchvision cache" if path.is_file() else "torchvision download"
+        if not path.is_file():
+            try:
+                ResNet18_Weights.DEFAULT.get_state_dict(progress=True)
+            except (URLError, OSError) as error:
+                raise UserError(
+                    f"ImageNet weights for ResNet-18 are not at {path} and could not be "
+                    f"downloaded ({getattr(error, 'reason', error)}): copy resnet18-f37072fd.pth "
+                    "there (from https://download.pytorch.org/models/resnet18-f37072fd.pth) or "
+                    "pass --weights FILE"
+                ) from error
+    state = load_checkpoint(path)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a pneumo_utils checkpoint also works as a starting point
+    sha256 = _sha256(path)
+    provenance = dict(
+        source=source,
+        path=str(path),
+        sha256=sha256,
+        official=sha256.startswith(OFFICIAL_SHA256_PREFIX),
+    )
+    return state, provenance
+
+
+def build_model(
+    name: str,
+    *,
+    dropout: float = 0.5,
+    weights_file: str | os.PathLike | None = None,
+    freeze: str = "none",
+) -> tuple[nn.Module, dict | None]:
+    """ResNet-18 with a Dropout + 2-way linear head; returns (model, weights provenance).
+
+    `scratch` starts from random weights; `pretrained` from ImageNet weights, with the
+    1000-way FC replaced and the layers chosen by `freeze` frozen.
+    """
+    if name not in MODEL_NAMES:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
+    model = resnet18(weights=None)
+    provenance = None
+    if name == "pretrained":
+        state, provenance = load_imagenet_weights(weights_file)
+        try:
+            model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")},
+                                  strict=False)
+        except RuntimeError as error:
+            raise UserError(
+                f"{provenance['path']} is not a ResNet-18 state_dict ({str(error).splitlines()[0]})"
+            ) from error
+        missing = [k for k in model.state_dict() if not k.startswith("fc.") and k not in state]
+        if missing:
+            raise UserError(
+                f"{provenance['path']} is not a ResNet-18 state_dict: {len(missing)} weights "
+                f"missing, e.g. {missing[0]}"
+            )
+    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, 2))
+    set_frozen(model, freeze)
+    return model, provenance
+
+
+def _frozen_modules(model: nn.Module, freeze: str) -> list[nn.Module]:
+    if freeze == "none":
+        return []
+    if freeze == "backbone":
+        return [m for name, m in model.named_children() if name != "fc"]
+    if freeze not in STAGES[1:]:
+        raise UserError(f"unknown --freeze {freeze!r}: choose one of {', '.join(FREEZE_CHOICES)}")
+    below = STAGES[: STAGES.index(freeze)]
+    return [model.conv1, model.bn1] + [getattr(model, s) for s in below if s != "conv1"]
+
+
+def set_frozen(model: nn.Module, freeze: str) -> None:
+    """Freeze the parameters chosen by `freeze` and unfreeze all others."""
+    frozen = {id(p) for module in _frozen_modules(model, freeze) for p in module.parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) not in frozen)
+
+
+def train_mode(model: nn.Module) -> None:
+    """model.train(), but frozen parts keep their BatchNorm statistics fixed (eval mode)."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d) and not module.weight.requires_grad:
+            module.eval()
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return dict(total=total, trainable=trainable)
