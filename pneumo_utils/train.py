@@ -213,6 +213,14 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     return json.loads((Path(run_dir) / "config.json").read_text())
 
 
+def read_metrics(run_dir: str | os.PathLike) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def read_predictions(run_dir: str | os.PathLike, split: str = "test") -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / f"{split}_predictions.csv")
+
+
 def is_finished(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / "metrics.json").exists()
 
@@ -259,7 +267,8 @@ def train(
     run_dir = Path(out).expanduser()
     wanted = asdict(cfg)
     if (run_dir / "config.json").exists():
-        differences = _config_differences(read_config(run_dir)["config"], wanted)
+        saved = asdict(TrainConfig.from_dict(read_config(run_dir)["config"]))
+        differences = _config_differences(saved, wanted)
         if differences and not new_run:
             raise UserError(
                 f"{run_dir} holds a run with another configuration ({'; '.join(differences)}): "
