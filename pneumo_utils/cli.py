@@ -26,67 +26,141 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = TrainConfig()
     add = parser.add_argument
-    add("--model", choices=MODEL_NAMES, required=True,
-        help="scratch: random init, Dropout(p) + 2-way FC; pretrained: ImageNet weights, new FC")
+    add(
+        "--model",
+        choices=MODEL_NAMES,
+        required=True,
+        help="scratch: random init, Dropout(p) + 2-way FC; pretrained: ImageNet weights, new FC",
+    )
     add("--data", required=True, help="dataset folder (Kaggle or Mendeley layout)")
     add("--out", required=True, help="run folder; an existing one is resumed")
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=_positive_int, default=d.epochs, help="default %(default)s")
-    group.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="default %(default)s")
-    group.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate, default %(default)s")
-    group.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
-    group.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler,
-                       help="learning-rate schedule: cosine over all epochs, or x0.3 when val "
-                            "loss stalls 3 epochs; default %(default)s")
-    group.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
-                       help="stop after this many epochs without a better validation score")
-    group.add_argument("--select-metric", choices=SELECT_METRICS, default=d.select_metric,
-                       help="validation score that picks best.pt; default %(default)s")
+    group.add_argument(
+        "--batch-size", type=_positive_int, default=d.batch_size, help="default %(default)s"
+    )
+    group.add_argument(
+        "--lr", type=float, default=d.lr, help="Adam learning rate, default %(default)s"
+    )
+    group.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, help="default %(default)s"
+    )
+    group.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        default=d.scheduler,
+        help="learning-rate schedule: cosine over all epochs, or x0.3 when val "
+        "loss stalls 3 epochs; default %(default)s",
+    )
+    group.add_argument(
+        "--early-stopping",
+        type=_positive_int,
+        metavar="PATIENCE",
+        help="stop after this many epochs without a better validation score",
+    )
+    group.add_argument(
+        "--select-metric",
+        choices=SELECT_METRICS,
+        default=d.select_metric,
+        help="validation score that picks best.pt; default %(default)s",
+    )
     group = parser.add_argument_group("model")
-    group.add_argument("--dropout", type=float, default=d.dropout,
-                       help="dropout before the final FC, default %(default)s")
-    group.add_argument("--freeze", choices=FREEZE_CHOICES, default=d.freeze,
-                       help="pretrained only: freeze nothing, the whole backbone, or every stage "
-                            "below the one named; default %(default)s")
-    group.add_argument("--unfreeze-after", type=int, metavar="N",
-                       help="unfreeze everything after N epochs")
-    group.add_argument("--weights", metavar="FILE",
-                       help="ImageNet weights file for --model pretrained (default: torchvision's "
-                            "cache, $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth)")
+    group.add_argument(
+        "--dropout",
+        type=float,
+        default=d.dropout,
+        help="dropout before the final FC, default %(default)s",
+    )
+    group.add_argument(
+        "--freeze",
+        choices=FREEZE_CHOICES,
+        default=d.freeze,
+        help="pretrained only: freeze nothing, the whole backbone, or every stage "
+        "below the one named; default %(default)s",
+    )
+    group.add_argument(
+        "--unfreeze-after", type=int, metavar="N", help="unfreeze everything after N epochs"
+    )
+    group.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="ImageNet weights file for --model pretrained (default: torchvision's "
+        "cache, $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth)",
+    )
     group = parser.add_argument_group("data")
     group.add_argument("--image-size", type=int, default=d.image_size, help="default %(default)s")
-    group.add_argument("--augment", action="store_true",
-                       help="small rotations, shifts, zoom and exposure changes (no flips)")
-    group.add_argument("--class-weighting", action="store_true",
-                       help="weight the loss by inverse class frequency")
-    group.add_argument("--weighted-sampling", action="store_true",
-                       help="draw training images so both classes are equally frequent")
-    group.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                       help="share of train patients carved out for validation, default %(default)s")
-    group.add_argument("--keep-official-val", action="store_true",
-                       help="validate on the official 16-image val/ instead")
-    group.add_argument("--skip-bad-images", action="store_true",
-                       help="leave out unreadable files (listed in a warning) instead of stopping")
-    group.add_argument("--cache-dir", help="decoded-image cache (default $PNEUMO_CACHE or "
-                                           "~/.cache/pneumo_utils)")
+    group.add_argument(
+        "--augment",
+        action="store_true",
+        help="small rotations, shifts, zoom and exposure changes (no flips)",
+    )
+    group.add_argument(
+        "--class-weighting", action="store_true", help="weight the loss by inverse class frequency"
+    )
+    group.add_argument(
+        "--weighted-sampling",
+        action="store_true",
+        help="draw training images so both classes are equally frequent",
+    )
+    group.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="share of train patients carved out for validation, default %(default)s",
+    )
+    group.add_argument(
+        "--keep-official-val",
+        action="store_true",
+        help="validate on the official 16-image val/ instead",
+    )
+    group.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out unreadable files (listed in a warning) instead of stopping",
+    )
+    group.add_argument(
+        "--cache-dir", help="decoded-image cache (default $PNEUMO_CACHE or ~/.cache/pneumo_utils)"
+    )
     group = parser.add_argument_group("run")
     group.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
-    group.add_argument("--device", choices=DEVICE_CHOICES, default=d.device,
-                       help="default %(default)s: cuda, then mps, then cpu")
+    group.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default=d.device,
+        help="default %(default)s: cuda, then mps, then cpu",
+    )
     group.add_argument("--workers", type=int, help="loader processes (default 0 on CPU, 6 on GPU)")
-    group.add_argument("--no-amp", dest="amp", action="store_false",
-                       help="plain fp32 (default: bf16/fp16 autocast where the hardware has it)")
-    group.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                       help="keep NCHW memory layout")
+    group.add_argument(
+        "--no-amp",
+        dest="amp",
+        action="store_false",
+        help="plain fp32 (default: bf16/fp16 autocast where the hardware has it)",
+    )
+    group.add_argument(
+        "--no-channels-last",
+        dest="channels_last",
+        action="store_false",
+        help="keep NCHW memory layout",
+    )
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
-    group.add_argument("--deterministic", action="store_true",
-                       help="bit-identical CUDA runs (slower kernels)")
-    group.add_argument("--max-batches", type=_positive_int,
-                       help="stop each pass after N batches (smoke tests only)")
-    group.add_argument("--new-run", action="store_true",
-                       help="set an existing run in --out aside (renamed, not deleted) and start again")
-    group.add_argument("--fallback-checkpoint", action="store_true",
-                       help="if last.pt is unreadable, resume from the previous good checkpoint")
+    group.add_argument(
+        "--deterministic", action="store_true", help="bit-identical CUDA runs (slower kernels)"
+    )
+    group.add_argument(
+        "--max-batches",
+        type=_positive_int,
+        help="stop each pass after N batches (smoke tests only)",
+    )
+    group.add_argument(
+        "--new-run",
+        action="store_true",
+        help="set an existing run in --out aside (renamed, not deleted) and start again",
+    )
+    group.add_argument(
+        "--fallback-checkpoint",
+        action="store_true",
+        help="if last.pt is unreadable, resume from the previous good checkpoint",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,23 +183,34 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
 
     bench = commands.add_parser("bench", help="images/s of the data pipeline and training step")
-    bench.add_argument("--data", default="../shared/data/chest_xray_sample",
-                       help="dataset folder, default %(default)s")
+    bench.add_argument(
+        "--data",
+        default="../shared/data/chest_xray_sample",
+        help="dataset folder, default %(default)s",
+    )
     bench.add_argument("--image-size", type=int, default=224)
     bench.add_argument("--batch-size", type=_positive_int, default=32)
-    bench.add_argument("--batches", type=_positive_int, default=8, help="timed batches per pipeline")
+    bench.add_argument(
+        "--batches", type=_positive_int, default=8, help="timed batches per pipeline"
+    )
     bench.add_argument("--device", default="auto")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
     download = commands.add_parser("download", help="fetch and unpack the Mendeley dataset")
-    download.add_argument("--dest", default="data", help="folder to extract into, default %(default)s")
+    download.add_argument(
+        "--dest", default="data", help="folder to extract into, default %(default)s"
+    )
     download.add_argument("--url", help="archive URL (default: Mendeley's ChestXRay2017.zip)")
 
     report = commands.add_parser(
-        "report", help="the main job: get the data if missing, run notebooks 01-04 headless")
+        "report", help="the main job: get the data if missing, run notebooks 01-04 headless"
+    )
     report.add_argument("--notebooks", default="notebooks", help="default %(default)s")
-    report.add_argument("--download", action="store_true",
-                        help="download the dataset into data/ when PNEUMO_DATA is missing")
+    report.add_argument(
+        "--download",
+        action="store_true",
+        help="download the dataset into data/ when PNEUMO_DATA is missing",
+    )
     return parser
 
 
@@ -146,13 +231,20 @@ def _run(args: argparse.Namespace) -> None:
         from .predict import predict_files
 
         for result in predict_files(args.run_dir, args.images):
-            print(f"{result['path']}\tP(pneumonia)={result['p_pneumonia']:.4f}\t{result['predicted']}")
+            print(
+                f"{result['path']}\tP(pneumonia)={result['p_pneumonia']:.4f}\t{result['predicted']}"
+            )
     elif args.command == "bench":
         from .bench import run_benchmark
 
-        run_benchmark(args.data, image_size=args.image_size, batch_size=args.batch_size,
-                      batches=args.batches, device=args.device,
-                      json_path=Path(args.json) if args.json else None)
+        run_benchmark(
+            args.data,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            batches=args.batches,
+            device=args.device,
+            json_path=Path(args.json) if args.json else None,
+        )
     elif args.command == "download":
         from .download import MENDELEY_URL, download_dataset
 

@@ -350,7 +350,9 @@ def make_splits(
             f"too few patients in {records.attrs['root']} to carve a validation set: each class "
             "needs at least 2 patients in train/"
         )
-    folds = StratifiedGroupKFold(n_splits=min(n_folds, smallest_class), shuffle=True, random_state=seed)
+    folds = StratifiedGroupKFold(
+        n_splits=min(n_folds, smallest_class), shuffle=True, random_state=seed
+    )
     train_rows, val_rows = next(folds.split(pool, pool["label"], groups=pool["patient"]))
     return dict(train=pool.iloc[train_rows], val=pool.iloc[val_rows], test=test)
 
@@ -369,6 +371,33 @@ def split_summary(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
             )
         )
     return pd.DataFrame(rows).set_index("split")
+
+
+def patients_per_split(records: pd.DataFrame) -> pd.DataFrame:
+    """Patients and images per patient, for each official split and class."""
+    per_patient = records.groupby(["split", "class_name", "patient"]).size()
+    table = per_patient.groupby(["split", "class_name"]).agg(
+        patients="size", images_per_patient_mean="mean", images_per_patient_max="max"
+    )
+    return table.round(2)
+
+
+def image_properties(records: pd.DataFrame, images: np.ndarray) -> pd.DataFrame:
+    """Original width and height (read from file headers) and the mean cached intensity."""
+    rows = []
+    for record in records.itertuples():
+        with Image.open(record.path) as image:
+            width, height = image.size
+        rows.append(
+            dict(
+                split=record.split,
+                class_name=record.class_name,
+                width=width,
+                height=height,
+                mean_intensity=float(images[record.cache_row].mean()),
+            )
+        )
+    return pd.DataFrame(rows)
 
 
 def _content_hash(path: str) -> str:

@@ -26,13 +26,17 @@ def pick_device(requested: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {requested} asked for, but PyTorch sees no CUDA GPU: use --device auto")
+        raise UserError(
+            f"--device {requested} asked for, but PyTorch sees no CUDA GPU: use --device auto"
+        )
     if requested == "mps" and not torch.backends.mps.is_available():
         raise UserError("--device mps asked for, but MPS is not available: use --device auto")
     try:
         return torch.device(requested)
     except RuntimeError as error:
-        raise UserError(f"unknown --device {requested!r}: choose one of {', '.join(DEVICE_CHOICES)}") from error
+        raise UserError(
+            f"unknown --device {requested!r}: choose one of {', '.join(DEVICE_CHOICES)}"
+        ) from error
 
 
 def cpu_has_native_bf16() -> bool:

@@ -7,3 +7,7 @@ as an ordinary exception. Anything else that escapes is a bug and keeps its trac
 
 class UserError(Exception):
     """A problem with the user's input or environment, phrased as: what, where, what to do."""
+
+
+class WeightsUnavailable(UserError):
+    """ImageNet weights are needed but neither cached, given, nor downloadable."""

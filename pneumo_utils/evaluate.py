@@ -90,8 +90,16 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5
     )
 
 
-BOOTSTRAP_METRICS = ("accuracy", "acc_NORMAL", "acc_PNEUMONIA", "sensitivity", "specificity",
-                     "precision", "f1", "roc_auc")
+BOOTSTRAP_METRICS = (
+    "accuracy",
+    "acc_NORMAL",
+    "acc_PNEUMONIA",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "roc_auc",
+)
 
 
 def bootstrap_intervals(
@@ -121,23 +129,12 @@ def bootstrap_intervals(
     )
 
 
-def results_table(runs: dict, n_resamples: int = 1000) -> pd.DataFrame:
-    """Test metrics of several runs with 95% bootstrap intervals, one row per metric.
-
-    `runs` maps a column name to (labels, probs, threshold).
-    """
-    columns = {}
-    for name, (labels, probs, threshold) in runs.items():
-        table = bootstrap_intervals(labels, probs, threshold, n_resamples)
-        columns[name] = [f"{row.value:.3f} [{row.low:.3f}, {row.high:.3f}]"
-                         for row in table.itertuples()]
-    return pd.DataFrame(columns, index=list(BOOTSTRAP_METRICS))
-
-
 def to_markdown(table: pd.DataFrame) -> str:
     """A pandas table as a GitHub-flavoured Markdown table (index first)."""
     header = [table.index.name or "", *map(str, table.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |"
-              for i, row in zip(table.index, table.to_numpy(), strict=True)]
+    lines += [
+        "| " + " | ".join([str(i), *map(str, row)]) + " |"
+        for i, row in zip(table.index, table.to_numpy(), strict=True)
+    ]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
-from .errors import UserError
+from .errors import UserError, WeightsUnavailable
 from .fileio import load_checkpoint
 
 MODEL_NAMES = ("scratch", "pretrained")
@@ -49,7 +49,7 @@ def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
             try:
                 ResNet18_Weights.DEFAULT.get_state_dict(progress=True)
             except (URLError, OSError) as error:
-                raise UserError(
+                raise WeightsUnavailable(
                     f"ImageNet weights for ResNet-18 are not at {path} and could not be "
                     f"downloaded ({getattr(error, 'reason', error)}): copy resnet18-f37072fd.pth "
                     "there (from https://download.pytorch.org/models/resnet18-f37072fd.pth) or "
@@ -87,8 +87,9 @@ def build_model(
     if name == "pretrained":
         state, provenance = load_imagenet_weights(weights_file)
         try:
-            model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")},
-                                  strict=False)
+            model.load_state_dict(
+                {k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False
+            )
         except RuntimeError as error:
             raise UserError(
                 f"{provenance['path']} is not a ResNet-18 state_dict ({str(error).splitlines()[0]})"

@@ -23,14 +23,27 @@ def run_threshold(run_dir: str | os.PathLike) -> float:
     return json.loads(metrics_path.read_text())["test"]["threshold"]
 
 
-def evaluate_run(run_dir: str | os.PathLike, data_dir: str | None = None, split: str = "test") -> dict:
+def evaluate_run(
+    run_dir: str | os.PathLike, data_dir: str | None = None, split: str = "test"
+) -> dict:
     """Metrics of a run's best checkpoint on one split, at the run's validation threshold."""
     model, cfg, device = load_trained_model(run_dir)
-    data = load_data(data_dir or cfg.data, cfg.image_size, val_fraction=cfg.val_fraction,
-                     seed=cfg.seed, keep_official_val=cfg.keep_official_val,
-                     skip_bad_images=cfg.skip_bad_images, cache_dir=cfg.cache_dir)
-    logits, labels = predict_logits(model, make_loader(data, split, 2 * cfg.batch_size), device,
-                                    autocast_dtype(device, cfg.amp), cfg.channels_last)
+    data = load_data(
+        data_dir or cfg.data,
+        cfg.image_size,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        keep_official_val=cfg.keep_official_val,
+        skip_bad_images=cfg.skip_bad_images,
+        cache_dir=cfg.cache_dir,
+    )
+    logits, labels = predict_logits(
+        model,
+        make_loader(data, split, 2 * cfg.batch_size),
+        device,
+        autocast_dtype(device, cfg.amp),
+        cfg.channels_last,
+    )
     metrics = binary_metrics(labels, pneumonia_probability(logits), run_threshold(run_dir))
     return dict(split=split, **epoch_stats(logits, labels, split), **metrics)
 
@@ -56,8 +69,11 @@ def predict_files(run_dir: str | os.PathLike, paths: list[str | os.PathLike]) ->
         logits = model(to_model_input(batch, device, cfg.channels_last)).float()
     probabilities = torch.softmax(logits, dim=1)[:, 1].cpu().tolist()
     return [
-        dict(path=str(path), p_pneumonia=p, predicted="PNEUMONIA" if p >= threshold else "NORMAL",
-             threshold=threshold)
+        dict(
+            path=str(path),
+            p_pneumonia=p,
+            predicted="PNEUMONIA" if p >= threshold else "NORMAL",
+            threshold=threshold,
+        )
         for path, p in zip(paths, probabilities, strict=True)
     ]
-

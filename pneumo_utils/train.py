@@ -22,10 +22,8 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import models
@@ -165,8 +163,11 @@ class RunLock:
 
 def _config_differences(saved: dict, wanted: dict) -> list[str]:
     keys = (set(saved) | set(wanted)) - NOT_COMPARED_ON_RESUME
-    return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(keys)
-            if saved.get(k) != wanted.get(k)]
+    return [
+        f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}"
+        for k in sorted(keys)
+        if saved.get(k) != wanted.get(k)
+    ]
 
 
 def _set_aside(run_dir: Path) -> Path:
@@ -292,6 +293,8 @@ def train(
 
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, progress: bool):
+    for leftover in run_dir.glob(".*.tmp-*"):  # from a write that a kill cut short
+        leftover.unlink()
     device = pick_device(cfg.device)
     if cfg.deterministic:
         make_deterministic()
@@ -301,9 +304,14 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
     )
     workers = cfg.workers if cfg.workers is not None else (0 if device.type == "cpu" else 6)
     data = load_data(
-        cfg.data, cfg.image_size, val_fraction=cfg.val_fraction, seed=cfg.seed,
-        keep_official_val=cfg.keep_official_val, skip_bad_images=cfg.skip_bad_images,
-        cache_dir=cfg.cache_dir, progress=progress,
+        cfg.data,
+        cfg.image_size,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        keep_official_val=cfg.keep_official_val,
+        skip_bad_images=cfg.skip_bad_images,
+        cache_dir=cfg.cache_dir,
+        progress=progress,
     )
     config_path = run_dir / "config.json"
     if config_path.exists():
@@ -314,14 +322,24 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
                 "added, removed or changed): point --data at the original, or pass --new-run"
             )
     else:
-        atomic_write_text(config_path, json.dumps(dict(
-            config=asdict(cfg),
-            data=dict(root=data.records.attrs["root"], fingerprint=data.fingerprint,
-                      splits={k: len(v) for k, v in data.splits.items()}, skipped=data.skipped),
-            weights=provenance,
-            environment=environment_info(device),
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        ), indent=2))
+        atomic_write_text(
+            config_path,
+            json.dumps(
+                dict(
+                    config=asdict(cfg),
+                    data=dict(
+                        root=data.records.attrs["root"],
+                        fingerprint=data.fingerprint,
+                        splits={k: len(v) for k, v in data.splits.items()},
+                        skipped=data.skipped,
+                    ),
+                    weights=provenance,
+                    environment=environment_info(device),
+                    created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                ),
+                indent=2,
+            ),
+        )
 
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
     amp_dtype = autocast_dtype(device, cfg.amp)
@@ -329,8 +347,12 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _make_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    loss_weights = class_weights(data.splits["train"]["label"].to_numpy()) if cfg.class_weighting else None
-    criterion = torch.nn.CrossEntropyLoss(weight=None if loss_weights is None else loss_weights.to(device))
+    loss_weights = (
+        class_weights(data.splits["train"]["label"].to_numpy()) if cfg.class_weighting else None
+    )
+    criterion = torch.nn.CrossEntropyLoss(
+        weight=None if loss_weights is None else loss_weights.to(device)
+    )
 
     history, timing = [], []
     best = dict(score=math.inf, epoch=-1, stale=0)
@@ -351,17 +373,26 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
     generator = torch.Generator()
     pin = device.type == "cuda"
     loaders = {
-        split: make_loader(data, split, cfg.batch_size if split == "train" else 2 * cfg.batch_size,
-                           train=split == "train", augment=cfg.augment,
-                           weighted_sampling=cfg.weighted_sampling, workers=workers,
-                           generator=generator, pin_memory=pin)
+        split: make_loader(
+            data,
+            split,
+            cfg.batch_size if split == "train" else 2 * cfg.batch_size,
+            train=split == "train",
+            augment=cfg.augment,
+            weighted_sampling=cfg.weighted_sampling,
+            workers=workers,
+            generator=generator,
+            pin_memory=pin,
+        )
         for split in ("train", "val", "test")
     }
     writer = _tensorboard(run_dir, start_epoch)
     if start_epoch == 0:
-        print(f"training {cfg.model} on {hardware_summary(device)} ({device}, "
-              f"autocast {amp_dtype or 'off'}), {len(data.splits['train'])} train / "
-              f"{len(data.splits['val'])} val / {len(data.splits['test'])} test images")
+        print(
+            f"training {cfg.model} on {hardware_summary(device)} ({device}, "
+            f"autocast {amp_dtype or 'off'}), {len(data.splits['train'])} train / "
+            f"{len(data.splits['val'])} val / {len(data.splits['test'])} test images"
+        )
 
     for epoch in range(start_epoch, cfg.epochs):
         if stopped:
@@ -373,8 +404,17 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
         if cfg.unfreeze_after is not None and epoch >= cfg.unfreeze_after:
             models.set_frozen(model, "none")
         try:
-            logits, labels = train_one_epoch(forward_model, loaders["train"], criterion, optimizer,
-                                             scaler, device, amp_dtype, cfg, progress)
+            logits, labels = train_one_epoch(
+                forward_model,
+                loaders["train"],
+                criterion,
+                optimizer,
+                scaler,
+                device,
+                amp_dtype,
+                cfg,
+                progress,
+            )
         except NonFiniteLoss as failure:
             row = dict(epoch=epoch + 1, status=f"non-finite loss at step {failure.step + 1}")
             _write_history(run_dir, [*history, row])
@@ -386,8 +426,9 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
         row = dict(epoch=epoch + 1, status="ok", lr=optimizer.param_groups[0]["lr"])
         row.update(epoch_stats(logits, labels, "train"))
         for split in ("val", "test"):
-            logits, labels = predict_logits(forward_model, loaders[split], device, amp_dtype,
-                                            cfg.channels_last, cfg.max_batches)
+            logits, labels = predict_logits(
+                forward_model, loaders[split], device, amp_dtype, cfg.channels_last, cfg.max_batches
+            )
             row.update(epoch_stats(logits, labels, split))
             row[f"{split}_auc"] = safe_auc(labels, pneumonia_probability(logits))
         _step_scheduler(scheduler, row["val_loss"])
@@ -401,13 +442,27 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
         stopped = cfg.early_stopping is not None and best["stale"] >= cfg.early_stopping
         seconds = time.perf_counter() - epoch_started
         history.append(row)
-        timing.append(dict(epoch=epoch + 1, seconds=round(seconds, 2),
-                           train_images_per_s=round(len(loaders["train"].dataset) / seconds, 1)))
-        _save_last(run_dir, dict(
-            model=model.state_dict(), optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict() if scheduler else None, scaler=scaler.state_dict(),
-            epoch=epoch, history=history, timing=timing, best=best, stopped=stopped,
-        ))
+        timing.append(
+            dict(
+                epoch=epoch + 1,
+                seconds=round(seconds, 2),
+                train_images_per_s=round(len(loaders["train"].dataset) / seconds, 1),
+            )
+        )
+        _save_last(
+            run_dir,
+            dict(
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict() if scheduler else None,
+                scaler=scaler.state_dict(),
+                epoch=epoch,
+                history=history,
+                timing=timing,
+                best=best,
+                stopped=stopped,
+            ),
+        )
         _write_history(run_dir, history)
         _write_history(run_dir, timing, "timing.csv")
         for key, value in row.items():
@@ -459,7 +514,9 @@ def load_trained_model(run_dir: str | os.PathLike, device: torch.device | None =
     """The best checkpoint of a run as an eval-mode model, with its config."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
-        raise UserError(f"{run_dir} is not a run folder (no config.json): pass the --out of a training")
+        raise UserError(
+            f"{run_dir} is not a run folder (no config.json): pass the --out of a training"
+        )
     if not (run_dir / "best.pt").exists():
         raise UserError(f"{run_dir} has no best.pt yet: let the training finish at least one epoch")
     cfg = TrainConfig.from_dict(read_config(run_dir)["config"])
@@ -472,27 +529,43 @@ def load_trained_model(run_dir: str | os.PathLike, device: torch.device | None =
 
 
 def finalize(
-    run_dir: Path, data: XrayData | None = None, device: torch.device | None = None,
+    run_dir: Path,
+    data: XrayData | None = None,
+    device: torch.device | None = None,
     progress: bool = True,
 ) -> dict:
     """Evaluate the best checkpoint: threshold on val, metrics on test, predictions saved."""
     model, cfg, device = load_trained_model(run_dir, device)
     if data is None:
-        data = load_data(cfg.data, cfg.image_size, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                         keep_official_val=cfg.keep_official_val,
-                         skip_bad_images=cfg.skip_bad_images, cache_dir=cfg.cache_dir,
-                         progress=progress)
+        data = load_data(
+            cfg.data,
+            cfg.image_size,
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            keep_official_val=cfg.keep_official_val,
+            skip_bad_images=cfg.skip_bad_images,
+            cache_dir=cfg.cache_dir,
+            progress=progress,
+        )
     amp_dtype = autocast_dtype(device, cfg.amp)
     probs = {}
     for split in ("val", "test"):
         loader = make_loader(data, split, 2 * cfg.batch_size)
-        logits, labels = predict_logits(model, loader, device, amp_dtype, cfg.channels_last,
-                                        cfg.max_batches)
+        logits, labels = predict_logits(
+            model, loader, device, amp_dtype, cfg.channels_last, cfg.max_batches
+        )
         probs[split] = pneumonia_probability(logits)
         frame = data.splits[split].iloc[: len(labels)]
-        atomic_write_text(run_dir / f"{split}_predictions.csv", pd.DataFrame(dict(
-            relpath=frame["relpath"].to_numpy(), label=labels, p_pneumonia=probs[split],
-        )).to_csv(index=False))
+        atomic_write_text(
+            run_dir / f"{split}_predictions.csv",
+            pd.DataFrame(
+                dict(
+                    relpath=frame["relpath"].to_numpy(),
+                    label=labels,
+                    p_pneumonia=probs[split],
+                )
+            ).to_csv(index=False),
+        )
         if split == "val":
             threshold = choose_threshold(labels, probs["val"])
     best_epoch = int(load_checkpoint(run_dir / "best.pt")["epoch"])
@@ -506,9 +579,11 @@ def finalize(
     )
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     test = metrics["test"]
-    print(f"best epoch {best_epoch}: test accuracy {test['accuracy']:.3f}, sensitivity "
-          f"{test['sensitivity']:.3f}, specificity {test['specificity']:.3f}, AUC "
-          f"{test['roc_auc']:.3f} (threshold {threshold:.3f} from val)")
+    print(
+        f"best epoch {best_epoch}: test accuracy {test['accuracy']:.3f}, sensitivity "
+        f"{test['sensitivity']:.3f}, specificity {test['specificity']:.3f}, AUC "
+        f"{test['roc_auc']:.3f} (threshold {threshold:.3f} from val)"
+    )
     return metrics
 
 
@@ -523,7 +598,7 @@ def training_curves(run_dir: str | os.PathLike) -> pd.DataFrame:
             continue
         class_name = parts[2] if len(parts) > 2 else "overall"
         for epoch, value in zip(history["epoch"], history[column], strict=True):
-            records.append(dict(epoch=epoch, split=parts[0], metric=parts[1], cls=class_name,
-                                value=value))
+            records.append(
+                dict(epoch=epoch, split=parts[0], metric=parts[1], cls=class_name, value=value)
+            )
     return pd.DataFrame(records)
-

@@ -1,0 +1,33 @@
+"""One call at the top of every notebook: settings, figure style, one-line user errors."""
+
+from __future__ import annotations
+
+from .errors import UserError
+from .plots import use_report_style
+from .settings import Settings, notebook_settings
+
+
+def _show_user_error(shell, etype, value, tb, tb_offset=None):
+    """Show a pneumo_utils error as its one line: the cell still counts as failed."""
+    line = f"{etype.__name__}: {value}"
+    shell._showtraceback(etype, value, [line])
+    return [line]
+
+
+def setup_notebook() -> Settings:
+    """Read PNEUMO_* settings, apply the report style, and print pneumo_utils errors as one line."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        shell.set_custom_exc((UserError,), _show_user_error)
+    use_report_style()
+    settings = notebook_settings()
+    print(
+        f"profile {settings.profile} | data {settings.data} | runs {settings.runs} | "
+        f"figures {settings.figures}"
+    )
+    return settings

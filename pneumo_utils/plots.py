@@ -1,0 +1,284 @@
+"""The report's figures: training curves, per-class curves, confusion matrices, ROC, Grad-CAM.
+
+Every figure is sized for a printed report (7 in wide for two panels), uses seaborn's
+colour-blind palette, and names what it shows. Runs trained on stand-in weights or in the
+smoke profile say so in their titles.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import roc_curve
+
+from .data import CLASS_NAMES
+from .train import read_config, read_metrics, read_predictions, training_curves
+
+SPLIT_ORDER = ("train", "val", "test")
+METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
+PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 3), strict=True))
+
+
+def use_report_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight"})
+
+
+def run_label(run_dir: str | os.PathLike) -> str:
+    """ "scratch" or "pretrained", flagged when the weights were not the official ImageNet file."""
+    saved = read_config(run_dir)
+    label = saved["config"]["model"]
+    notes = []
+    if saved.get("weights") and not saved["weights"]["official"]:
+        notes.append("stand-in weights")
+    if saved["config"].get("max_batches"):
+        notes.append("smoke run")
+    return f"{label}\n({', '.join(notes)}: not a result)" if notes else label
+
+
+def save_figure(fig: plt.Figure, name: str, figures_dir: str | os.PathLike) -> Path:
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    path = figures_dir / f"{name}.png"
+    fig.savefig(path)
+    return path
+
+
+def plot_class_counts(records: pd.DataFrame) -> plt.Figure:
+    """Images per official split and class."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.0))
+    sns.countplot(
+        records,
+        x="split",
+        hue="class_name",
+        hue_order=CLASS_NAMES,
+        order=[s for s in SPLIT_ORDER if s in set(records["split"])],
+        ax=ax,
+    )
+    for container in ax.containers:
+        ax.bar_label(container, fontsize="small")
+    ax.set(title="Images per split and class", xlabel="official split", ylabel="images")
+    ax.legend(title=None)
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_properties(properties: pd.DataFrame) -> plt.Figure:
+    """Original image sizes and mean intensities, by class."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.0))
+    sns.scatterplot(
+        properties,
+        x="width",
+        y="height",
+        hue="class_name",
+        hue_order=CLASS_NAMES,
+        s=8,
+        alpha=0.5,
+        ax=axes[0],
+    )
+    axes[0].set(title="Original size (px)", xlabel="width", ylabel="height")
+    sns.histplot(
+        properties,
+        x="mean_intensity",
+        hue="class_name",
+        hue_order=CLASS_NAMES,
+        stat="density",
+        common_norm=False,
+        element="step",
+        ax=axes[1],
+    )
+    axes[1].set(title="Mean intensity (0-255)", xlabel="mean pixel value")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sample_grid(
+    records: pd.DataFrame, images: np.ndarray, per_class: int = 4, seed: int = 0
+) -> plt.Figure:
+    """A few random training images of each class, as the models see them (grayscale)."""
+    fig, axes = plt.subplots(len(CLASS_NAMES), per_class, figsize=(1.8 * per_class, 4.0))
+    for row, class_name in enumerate(CLASS_NAMES):
+        pool = records[(records["class_name"] == class_name) & (records["split"] == "train")]
+        chosen = pool.sample(min(per_class, len(pool)), random_state=seed)
+        for col, record in enumerate(chosen.itertuples()):
+            axes[row, col].imshow(images[record.cache_row], cmap="gray")
+            axes[row, col].set_title(record.patient, fontsize="x-small")
+            axes[row, col].axis("off")
+        axes[row, 0].text(
+            -0.1,
+            0.5,
+            class_name,
+            transform=axes[row, 0].transAxes,
+            rotation=90,
+            va="center",
+            ha="right",
+        )
+    fig.suptitle("Sample training images")
+    fig.tight_layout()
+    return fig
+
+
+def _y_limits(metric: str, values: pd.Series) -> tuple[float, float]:
+    if metric == "acc":
+        return 0.0, 1.02
+    return 0.0, float(np.nanpercentile(values, 99)) * 1.1 + 1e-3
+
+
+def _finish_curve_axes(axes) -> None:
+    """Whole-epoch ticks, and one legend (on the last panel) for the whole figure."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax is not axes[-1] and ax.get_legend():
+            ax.get_legend().remove()
+    axes[-1].legend(title=None, fontsize="small")
+
+
+def plot_curves_side_by_side(runs: dict[str, Path], metric: str) -> plt.Figure:
+    """One panel per model, train/val/test curves of `metric`, shared y-axis (Figures 1 and 2)."""
+    curves = {name: training_curves(run) for name, run in runs.items()}
+    overall = pd.concat([c[(c.metric == metric) & (c.cls == "overall")] for c in curves.values()])
+    fig, axes = plt.subplots(
+        1, len(runs), figsize=(3.6 * len(runs), 3.2), sharey=True, squeeze=False
+    )
+    for ax, (name, run) in zip(axes[0], runs.items(), strict=True):
+        frame = curves[name]
+        frame = frame[(frame.metric == metric) & (frame.cls == "overall")]
+        sns.lineplot(
+            frame,
+            x="epoch",
+            y="value",
+            hue="split",
+            hue_order=SPLIT_ORDER,
+            palette=PALETTE,
+            marker="o",
+            markersize=3,
+            ax=ax,
+        )
+        ax.set(
+            title=run_label(run),
+            xlabel="epoch",
+            ylabel=METRIC_LABELS[metric],
+            ylim=_y_limits(metric, overall["value"]),
+        )
+    _finish_curve_axes(list(axes[0]))
+    fig.suptitle(f"{METRIC_LABELS[metric].capitalize()} per epoch")
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class(run_dir: Path, metric: str) -> plt.Figure:
+    """train/val/test curves of `metric` for each class of one model (Figures 3 to 6)."""
+    frame = training_curves(run_dir)
+    frame = frame[(frame.metric == metric) & (frame.cls != "overall")]
+    fig, axes = plt.subplots(1, len(CLASS_NAMES), figsize=(7.2, 3.2), sharey=True)
+    for ax, class_name in zip(axes, CLASS_NAMES, strict=True):
+        sns.lineplot(
+            frame[frame.cls == class_name],
+            x="epoch",
+            y="value",
+            hue="split",
+            hue_order=SPLIT_ORDER,
+            palette=PALETTE,
+            marker="o",
+            markersize=3,
+            ax=ax,
+        )
+        ax.set(
+            title=class_name,
+            xlabel="epoch",
+            ylabel=METRIC_LABELS[metric],
+            ylim=_y_limits(metric, frame["value"]),
+        )
+    _finish_curve_axes(list(axes))
+    fig.suptitle(f"{run_label(run_dir)}: {METRIC_LABELS[metric]} per class".replace("\n", " "))
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrices(runs: dict[str, Path]) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 3.0), squeeze=False)
+    for ax, (_name, run) in zip(axes[0], runs.items(), strict=True):
+        test = read_metrics(run)["test"]
+        sns.heatmap(
+            np.array(test["confusion_matrix"]),
+            annot=True,
+            fmt="d",
+            cmap="Blues",
+            cbar=False,
+            xticklabels=CLASS_NAMES,
+            yticklabels=CLASS_NAMES,
+            ax=ax,
+        )
+        ax.set(
+            title=f"{run_label(run)}\nthreshold {test['threshold']:.2f} (from val)",
+            xlabel="predicted",
+            ylabel="true",
+        )
+    fig.suptitle("Confusion matrices on the test set")
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc_curves(runs: dict[str, Path]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(3.8, 3.6))
+    for run in runs.values():
+        predictions = read_predictions(run)
+        fpr, tpr, _ = roc_curve(predictions["label"], predictions["p_pneumonia"])
+        auc = read_metrics(run)["test"]["roc_auc"]
+        ax.plot(fpr, tpr, label=f"{run_label(run)} (AUC {auc:.3f})".replace("\n", " "))
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    ax.set(
+        xlabel="1 - specificity",
+        ylabel="sensitivity",
+        title="ROC on the test set",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        aspect="equal",
+    )
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_gradcam(
+    run_dirs: dict[str, Path], images: list[np.ndarray], labels: list[int]
+) -> plt.Figure:
+    """Grad-CAM of the last residual block, one row per model, one column per image."""
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from .data import to_model_input
+    from .train import load_trained_model
+
+    fig, axes = plt.subplots(
+        len(run_dirs),
+        len(images),
+        squeeze=False,
+        figsize=(1.8 * len(images), 2.0 * len(run_dirs) + 0.4),
+    )
+    batch = torch.stack([torch.from_numpy(image.copy())[None] for image in images])
+    for row, (_name, run) in enumerate(run_dirs.items()):
+        model, _, _ = load_trained_model(run, torch.device("cpu"))
+        model = model.float().to(memory_format=torch.contiguous_format)
+        inputs = to_model_input(batch, torch.device("cpu"), channels_last=False)
+        with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
+            heat = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(1)] * len(images))
+            probs = torch.softmax(model(inputs), dim=1)[:, 1].detach().numpy()
+        for col, image in enumerate(images):
+            ax = axes[row, col]
+            ax.imshow(image, cmap="gray")
+            ax.imshow(heat[col], cmap="inferno", alpha=0.45)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{CLASS_NAMES[labels[col]]}\nP(pn.)={probs[col]:.2f}", fontsize="small")
+        axes[row, 0].set_ylabel(run_label(run), fontsize="small")
+    fig.suptitle("Grad-CAM for the PNEUMONIA output (bright = drives the prediction)")
+    fig.tight_layout()
+    return fig

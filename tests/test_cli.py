@@ -1,0 +1,118 @@
+import subprocess
+import sys
+
+import pytest
+
+from pneumo_utils.cli import build_parser, main
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "pneumo_utils", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_explains_every_train_option():
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for option in (
+        "--model",
+        "--data",
+        "--out",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--image-size",
+        "--dropout",
+        "--freeze",
+        "--weights",
+        "--seed",
+        "--device",
+        "--workers",
+        "--scheduler",
+        "--class-weighting",
+        "--weighted-sampling",
+        "--augment",
+        "--new-run",
+        "--fallback-checkpoint",
+        "--skip-bad-images",
+    ):
+        assert option in text
+
+
+def _assert_one_clear_line(result, *fragments):
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+def test_missing_data_folder_is_one_line(tmp_path):
+    result = _cli(
+        "train", "--model", "scratch", "--data", tmp_path / "nope", "--out", tmp_path / "r"
+    )
+    _assert_one_clear_line(result, "nope does not exist", "PNEUMO_DATA")
+
+
+def test_bad_images_are_one_line(tiny_copy, tmp_path):
+    (tiny_copy / "train" / "NORMAL" / "IM-0001-0001.jpeg").write_bytes(b"")
+    (tiny_copy / "test" / "NORMAL" / "notes.txt").write_text("hi")
+    result = _cli(
+        "train",
+        "--model",
+        "scratch",
+        "--data",
+        tiny_copy,
+        "--out",
+        tmp_path / "r",
+        "--image-size",
+        "32",
+        "--cache-dir",
+        tmp_path / "cache",
+    )
+    _assert_one_clear_line(
+        result,
+        "2 bad file(s)",
+        "IM-0001-0001.jpeg: empty file",
+        "notes.txt: not an image file",
+        "--skip-bad-images",
+    )
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_predict_evaluate_and_user_errors(finished_run, tiny_data, tmp_path):
+    image = tiny_data / "test" / "PNEUMONIA" / "person1000_bacteria_0.jpeg"
+    result = _cli("predict", finished_run, image)
+    assert result.returncode == 0, result.stderr
+    path, probability, label = result.stdout.strip().split("\t")
+    assert path == str(image) and 0 <= float(probability.split("=")[1]) <= 1
+    assert label in ("NORMAL", "PNEUMONIA")
+
+    _assert_one_clear_line(_cli("predict", finished_run, tmp_path / "x.jpeg"), "no such image file")
+    (tmp_path / "broken.jpeg").write_bytes(b"\xff\xd8\xff garbage")
+    _assert_one_clear_line(_cli("predict", finished_run, tmp_path / "broken.jpeg"), "cannot read")
+    _assert_one_clear_line(_cli("predict", tmp_path, image), "not a run folder")
+
+    result = _cli("evaluate", finished_run, "--split", "val")
+    assert result.returncode == 0, result.stderr
+    assert '"split": "val"' in result.stdout and '"accuracy"' in result.stdout
+
+
+def test_pretrained_without_weights_is_one_line(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    # An unroutable proxy keeps the download attempt off any real network.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    result = _cli("train", "--model", "pretrained", "--data", tiny_data, "--out", tmp_path / "r")
+    _assert_one_clear_line(result, "ImageNet weights", "resnet18-f37072fd.pth", "--weights FILE")
+
+
+@pytest.mark.parametrize("argv", [["train", "--model", "vgg"], ["frobnicate"], ["train"]])
+def test_argument_mistakes_exit_non_zero(argv, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    assert "usage:" in capsys.readouterr().err

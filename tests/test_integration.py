@@ -1,0 +1,74 @@
+"""On the real sample of original-resolution JPEGs in ../shared/data (skipped where absent)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import NO_SAMPLE, SAMPLE_DATA
+from pneumo_utils import load_data
+from pneumo_utils.data import patient_overlap
+
+pytestmark = pytest.mark.skipif(not SAMPLE_DATA.is_dir(), reason=NO_SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return load_data(SAMPLE_DATA, 64, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+
+
+def test_sample_splits_are_clean_and_test_is_official(sample):
+    overlap = patient_overlap(sample.splits)
+    assert overlap.loc["train / val", "shared_patient_ids"] == 0
+    assert overlap.loc["train / test", "identical_images"] == 0
+    assert len(sample.splits["test"]) == 142
+
+
+def test_cache_matches_full_decoding_of_originals(sample):
+    for record in sample.records.sample(12, random_state=0).itertuples():
+        with Image.open(record.path) as image:
+            reference = np.asarray(image.convert("L").resize((64, 64), Image.Resampling.BILINEAR))
+        cached = sample.images[record.cache_row]
+        # JPEG draft mode decodes at a reduced DCT scale: a small, even difference is expected
+        assert np.abs(cached.astype(int) - reference.astype(int)).mean() < 5, record.relpath
+        assert np.corrcoef(cached.ravel(), reference.ravel())[0, 1] > 0.99, record.relpath
+
+
+def test_train_then_predict_an_original_jpeg(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "pneumo_utils",
+        "train",
+        "--model",
+        "pretrained",
+        "--data",
+        str(SAMPLE_DATA),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+        "--max-batches",
+        "2",
+        "--freeze",
+        "backbone",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "total wall time" in result.stdout
+    image = next((SAMPLE_DATA / "test" / "PNEUMONIA").glob("*.jpeg"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pneumo_utils", "predict", str(out), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split("P(pneumonia)=")[1].split()[0]) <= 1

@@ -1,0 +1,34 @@
+"""pyproject.toml and environment.yml must ask for the same packages."""
+
+import re
+from pathlib import Path
+
+import tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+# conda-forge names that differ from PyPI's
+CONDA_NAMES = {"torch": "pytorch", "grad-cam": "grad-cam"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    text = (REPO / "environment.yml").read_text().split("dependencies:", 1)[1]
+    entries = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")]
+    listed = {_name(entry) for entry in entries if entry != "pip:" and not entry.startswith("-e")}
+    listed = {next((pypi for pypi, conda in CONDA_NAMES.items() if conda == n), n) for n in listed}
+    assert wanted <= listed, f"missing from environment.yml: {sorted(wanted - listed)}"
+    assert listed - {"python", "pip"} <= wanted, (
+        f"only in environment.yml: {sorted(listed - wanted)}"
+    )
+
+
+def test_torch_is_not_pinned_to_one_release():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        if _name(requirement) in ("torch", "torchvision"):
+            assert "==" not in requirement and ">=" in requirement

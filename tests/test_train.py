@@ -1,0 +1,239 @@
+import argparse
+import errno
+import json
+import os
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from pneumo_utils import UserError, train
+from pneumo_utils.train import RunLock, read_history
+
+RUN_FILES = (
+    "config.json",
+    "history.csv",
+    "timing.csv",
+    "metrics.json",
+    "last.pt",
+    "best.pt",
+    "val_predictions.csv",
+    "test_predictions.csv",
+)
+
+
+def test_a_run_writes_every_file(finished_run):
+    for name in RUN_FILES:
+        assert (finished_run / name).is_file(), name
+    assert list((finished_run / "tb").glob("events.out.tfevents.*"))
+    history = read_history(finished_run)
+    assert list(history["epoch"]) == [1, 2]
+    for split in ("train", "val", "test"):
+        for column in (
+            "loss",
+            "acc",
+            "loss_NORMAL",
+            "acc_NORMAL",
+            "loss_PNEUMONIA",
+            "acc_PNEUMONIA",
+        ):
+            assert history[f"{split}_{column}"].notna().all(), f"{split}_{column}"
+    assert (history["lr"] == 0.001).all()
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["config"]["lr"] == 0.001 and config["weights"] is None
+    assert {"torch", "torchvision", "git_commit", "git_dirty", "processor"} <= set(
+        config["environment"]
+    )
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    test = metrics["test"]
+    for key in (
+        "accuracy",
+        "acc_NORMAL",
+        "acc_PNEUMONIA",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+        "roc_auc",
+        "confusion_matrix",
+        "threshold",
+    ):
+        assert key in test
+    assert sum(map(sum, test["confusion_matrix"])) == test["n"] == 16
+    assert metrics["threshold_chosen_on"].startswith("val")
+
+
+def test_checkpoints_load_with_weights_only(finished_run):
+    state = torch.load(finished_run / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(state["history"]) == 2
+    torch.load(finished_run / "best.pt", weights_only=True)
+
+
+def test_the_model_learns_the_tiny_problem(finished_run):
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["test"]["roc_auc"] > 0.9
+
+
+def test_finished_run_is_a_no_op(tiny_config, tmp_path):
+    out = train(tiny_config, tmp_path / "run", progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    train(tiny_config, out, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_same_seed_same_numbers(tiny_config, tmp_path):
+    config = replace(tiny_config, augment=True, weighted_sampling=True)
+    first = train(config, tmp_path / "a", progress=False)
+    second = train(config, tmp_path / "b", progress=False)
+    for name in ("history.csv", "metrics.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_same_seed_same_numbers_with_workers(tiny_config, tmp_path):
+    config = replace(tiny_config, augment=True, workers=2, epochs=1)
+    first = train(config, tmp_path / "a", progress=False)
+    second = train(config, tmp_path / "b", progress=False)
+    assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes()
+
+
+def test_changed_configuration_is_refused_then_new_run_sets_it_aside(tiny_config, tmp_path):
+    out = train(tiny_config, tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match=r"another configuration \(lr: 0.001 -> 0.01\).*--new-run"):
+        train(replace(tiny_config, lr=0.01), out, progress=False)
+    train(replace(tiny_config, lr=0.01, epochs=1), out, new_run=True, progress=False)
+    assert len(read_history(out)) == 1
+    aside = list(tmp_path.glob("run.old-*"))
+    assert len(aside) == 1 and len(read_history(aside[0])) == 2
+
+
+def test_changed_dataset_is_refused(tiny_copy, cache_dir, tiny_config, tmp_path):
+    config = replace(tiny_config, data=str(tiny_copy), epochs=2)
+    out = tmp_path / "run"
+    state_after_one = replace(config, epochs=2)
+    train(state_after_one, out, progress=False)
+    (out / "metrics.json").unlink()  # pretend it stopped before finishing
+    (tiny_copy / "test" / "NORMAL" / "IM-1000-0001.jpeg").unlink()
+    with pytest.raises(UserError, match="differs from the one .* trained on"):
+        train(config, out, progress=False)
+
+
+def test_second_training_into_the_same_folder_is_refused(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out), pytest.raises(UserError, match="in use by another training"):
+        train(tiny_config, out, progress=False)
+    train(replace(tiny_config, epochs=1), out, progress=False)  # the lock died with its holder
+
+
+def test_non_finite_loss_stops_with_epoch_and_step(tiny_config, tmp_path, monkeypatch):
+    out = train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
+    (out / "metrics.json").unlink()
+    good = (out / "last.pt").read_bytes()
+    real = torch.nn.CrossEntropyLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, logits, labels):
+        calls["n"] += 1
+        return real(self, logits, labels) * (float("nan") if calls["n"] == 2 else 1)
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    config = replace(tiny_config, epochs=2)
+    with pytest.raises(UserError, match="non-finite loss at epoch 2, step 2"):
+        _resume_with(config, out)
+    history = pd.read_csv(out / "history.csv")
+    assert history.iloc[-1]["status"] == "non-finite loss at step 2"
+    assert (out / "last.pt").read_bytes() == good
+
+
+def _resume_with(config, out):
+    """Continue a 1-epoch run as a 2-epoch one (same recipe otherwise)."""
+    saved = json.loads((out / "config.json").read_text())
+    saved["config"]["epochs"] = config.epochs
+    (out / "config.json").write_text(json.dumps(saved))
+    return train(config, out, progress=False)
+
+
+def test_corrupted_checkpoint_names_the_file_and_fallback_resumes(tiny_config, tmp_path):
+    out = train(tiny_config, tmp_path / "run", progress=False)
+    (out / "metrics.json").unlink()
+    last = out / "last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    with pytest.raises(
+        UserError, match=r"checkpoint .*last.pt is truncated or corrupted.*--fallback"
+    ):
+        train(tiny_config, out, progress=False)
+    train(tiny_config, out, fallback_checkpoint=True, progress=False)
+    assert list(read_history(out)["epoch"]) == [1, 2]
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(tiny_config, tmp_path):
+    out = train(tiny_config, tmp_path / "run", progress=False)
+    (out / "metrics.json").unlink()
+
+    torch.save({"model": argparse.Namespace(run="code")}, out / "last.pt")
+    with pytest.raises(UserError, match="refusing to load .*last.pt"):
+        train(tiny_config, out, progress=False)
+
+
+def test_full_disk_leaves_previous_files_intact(tiny_config, tmp_path, monkeypatch):
+    out = train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
+    (out / "metrics.json").unlink()
+    before = {name: (out / name).read_bytes() for name in ("history.csv", "last.pt")}
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(UserError, match="disk full while writing .*previous version is intact"):
+        _resume_with(replace(tiny_config, epochs=2), out)
+    for name, content in before.items():
+        assert (out / name).read_bytes() == content, name
+    assert not list(out.glob(".*.tmp-*"))
+
+
+def test_nothing_is_written_into_a_read_only_dataset(tiny_copy, tiny_config, tmp_path):
+    snapshot = sorted(
+        (p.relative_to(tiny_copy), p.stat().st_mtime_ns) for p in tiny_copy.rglob("*")
+    )
+    for path in [tiny_copy, *tiny_copy.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        train(replace(tiny_config, data=str(tiny_copy), epochs=1), tmp_path / "run", progress=False)
+    finally:
+        for path in [tiny_copy, *tiny_copy.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert (
+        sorted((p.relative_to(tiny_copy), p.stat().st_mtime_ns) for p in tiny_copy.rglob("*"))
+        == snapshot
+    )
+
+
+def test_pretrained_run_records_weight_provenance(tiny_config, tmp_path):
+    out = train(
+        replace(
+            tiny_config,
+            model="pretrained",
+            freeze="layer3",
+            unfreeze_after=1,
+            scheduler="cosine",
+            class_weighting=True,
+            early_stopping=5,
+        ),
+        tmp_path / "run",
+        progress=False,
+    )
+    weights = json.loads((out / "config.json").read_text())["weights"]
+    assert weights["official"] is False and weights["sha256"]
+    assert list(read_history(out)["lr"]) == [0.001, 0.0005]
+
+
+def test_bad_settings_fail_before_any_work(tiny_config, tmp_path):
+    for change, message in [
+        (dict(lr=-1), "--lr -1 is out of range"),
+        (dict(scheduler="step"), "unknown --scheduler"),
+        (dict(weights="x.pth"), "need --model pretrained"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            train(replace(tiny_config, **change), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
