@@ -264,6 +264,7 @@ def plot_gradcam(
         figsize=(1.8 * len(images), 2.0 * len(run_dirs) + 0.4),
     )
     batch = torch.stack([torch.from_numpy(image.copy())[None] for image in images])
+    notes = []
     for row, (_name, run) in enumerate(run_dirs.items()):
         model, _, _ = load_trained_model(run, torch.device("cpu"))
         model = model.float().to(memory_format=torch.contiguous_format)
@@ -277,8 +278,15 @@ def plot_gradcam(
             ax.imshow(heat[col], cmap="inferno", alpha=0.45)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{CLASS_NAMES[labels[col]]}\nP(pn.)={probs[col]:.2f}", fontsize="small")
-        axes[row, 0].set_ylabel(run_label(run), fontsize="small")
+            ax.set_title(
+                f"{CLASS_NAMES[labels[col]]}\nP(pneumonia) {probs[col]:.2f}", fontsize="small"
+            )
+        model_name, _, note = run_label(run).partition("\n")
+        axes[row, 0].set_ylabel(model_name)
+        if note:
+            notes.append(f"{model_name} {note}")
     fig.suptitle("Grad-CAM for the PNEUMONIA output (bright = drives the prediction)")
+    if notes:
+        fig.supxlabel("; ".join(notes), fontsize="small")
     fig.tight_layout()
     return fig
