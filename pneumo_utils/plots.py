@@ -130,6 +130,22 @@ def _y_limits(metric: str, values: pd.Series) -> tuple[float, float]:
     return 0.0, float(np.nanpercentile(values, 99)) * 1.1 + 1e-3
 
 
+def _curve_panel(ax, frame: pd.DataFrame, title: str, metric: str, ylim) -> None:
+    """One panel of train/val/test curves in the fixed split colours."""
+    sns.lineplot(
+        frame,
+        x="epoch",
+        y="value",
+        hue="split",
+        hue_order=SPLIT_ORDER,
+        palette=PALETTE,
+        marker="o",
+        markersize=3,
+        ax=ax,
+    )
+    ax.set(title=title, xlabel="epoch", ylabel=METRIC_LABELS[metric], ylim=ylim)
+
+
 def _finish_curve_axes(axes) -> None:
     """Whole-epoch ticks, and one legend (on the last panel) for the whole figure."""
     for ax in axes:
@@ -149,23 +165,7 @@ def plot_curves_side_by_side(runs: dict[str, Path], metric: str) -> plt.Figure:
     for ax, (name, run) in zip(axes[0], runs.items(), strict=True):
         frame = curves[name]
         frame = frame[(frame.metric == metric) & (frame.cls == "overall")]
-        sns.lineplot(
-            frame,
-            x="epoch",
-            y="value",
-            hue="split",
-            hue_order=SPLIT_ORDER,
-            palette=PALETTE,
-            marker="o",
-            markersize=3,
-            ax=ax,
-        )
-        ax.set(
-            title=run_label(run),
-            xlabel="epoch",
-            ylabel=METRIC_LABELS[metric],
-            ylim=_y_limits(metric, overall["value"]),
-        )
+        _curve_panel(ax, frame, run_label(run), metric, _y_limits(metric, overall["value"]))
     _finish_curve_axes(list(axes[0]))
     fig.suptitle(f"{METRIC_LABELS[metric].capitalize()} per epoch")
     fig.tight_layout()
@@ -178,22 +178,12 @@ def plot_per_class(run_dir: Path, metric: str) -> plt.Figure:
     frame = frame[(frame.metric == metric) & (frame.cls != "overall")]
     fig, axes = plt.subplots(1, len(CLASS_NAMES), figsize=(7.2, 3.2), sharey=True)
     for ax, class_name in zip(axes, CLASS_NAMES, strict=True):
-        sns.lineplot(
+        _curve_panel(
+            ax,
             frame[frame.cls == class_name],
-            x="epoch",
-            y="value",
-            hue="split",
-            hue_order=SPLIT_ORDER,
-            palette=PALETTE,
-            marker="o",
-            markersize=3,
-            ax=ax,
-        )
-        ax.set(
-            title=class_name,
-            xlabel="epoch",
-            ylabel=METRIC_LABELS[metric],
-            ylim=_y_limits(metric, frame["value"]),
+            class_name,
+            metric,
+            _y_limits(metric, frame["value"]),
         )
     _finish_curve_axes(list(axes))
     fig.suptitle(f"{run_label(run_dir)}: {METRIC_LABELS[metric]} per class".replace("\n", " "))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from .data import BadImageError, decode_xray, load_data, make_loader, to_model_input
+from .data import BadImageError, decode_xray, make_loader, to_model_input
 from .device import autocast, autocast_dtype
 from .errors import UserError
 from .evaluate import binary_metrics, epoch_stats, pneumonia_probability, predict_logits
-from .train import load_trained_model
+from .train import load_run_data, load_trained_model
 
 
 def run_threshold(run_dir: str | os.PathLike) -> float:
@@ -28,15 +28,7 @@ def evaluate_run(
 ) -> dict:
     """Metrics of a run's best checkpoint on one split, at the run's validation threshold."""
     model, cfg, device = load_trained_model(run_dir)
-    data = load_data(
-        data_dir or cfg.data,
-        cfg.image_size,
-        val_fraction=cfg.val_fraction,
-        seed=cfg.seed,
-        keep_official_val=cfg.keep_official_val,
-        skip_bad_images=cfg.skip_bad_images,
-        cache_dir=cfg.cache_dir,
-    )
+    data = load_run_data(cfg, data_dir)
     logits, labels = predict_logits(
         model,
         make_loader(data, split, 2 * cfg.batch_size),

@@ -27,7 +27,15 @@ import torch
 from tqdm.auto import tqdm
 
 from . import models
-from .data import CLASS_NAMES, XrayData, class_weights, load_data, make_loader, to_model_input
+from .data import (
+    CLASS_NAMES,
+    XrayData,
+    class_weights,
+    find_dataset_root,
+    load_data,
+    make_loader,
+    to_model_input,
+)
 from .device import (
     autocast,
     autocast_dtype,
@@ -206,6 +214,20 @@ def _write_history(run_dir: Path, rows: list[dict], name: str = "history.csv") -
     atomic_write_text(run_dir / name, pd.DataFrame(rows).to_csv(index=False))
 
 
+def load_run_data(cfg: TrainConfig, data_dir: str | None = None, progress: bool = True) -> XrayData:
+    """The dataset and splits of a run's configuration (from `data_dir` if given)."""
+    return load_data(
+        data_dir or cfg.data,
+        cfg.image_size,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        keep_official_val=cfg.keep_official_val,
+        skip_bad_images=cfg.skip_bad_images,
+        cache_dir=cfg.cache_dir,
+        progress=progress,
+    )
+
+
 def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / "history.csv")
 
@@ -265,6 +287,7 @@ def train(
     """Train (or resume, or do nothing for a finished run) into the run directory `out`."""
     started = time.perf_counter()
     cfg.check()
+    find_dataset_root(cfg.data)  # a wrong --data fails here, before the run folder exists
     run_dir = Path(out).expanduser()
     wanted = asdict(cfg)
     if (run_dir / "config.json").exists():
@@ -303,16 +326,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
         cfg.model, dropout=cfg.dropout, weights_file=cfg.weights, freeze=cfg.freeze
     )
     workers = cfg.workers if cfg.workers is not None else (0 if device.type == "cpu" else 6)
-    data = load_data(
-        cfg.data,
-        cfg.image_size,
-        val_fraction=cfg.val_fraction,
-        seed=cfg.seed,
-        keep_official_val=cfg.keep_official_val,
-        skip_bad_images=cfg.skip_bad_images,
-        cache_dir=cfg.cache_dir,
-        progress=progress,
-    )
+    data = load_run_data(cfg, progress=progress)
     config_path = run_dir / "config.json"
     if config_path.exists():
         saved = read_config(run_dir)["data"]["fingerprint"]
@@ -536,17 +550,7 @@ def finalize(
 ) -> dict:
     """Evaluate the best checkpoint: threshold on val, metrics on test, predictions saved."""
     model, cfg, device = load_trained_model(run_dir, device)
-    if data is None:
-        data = load_data(
-            cfg.data,
-            cfg.image_size,
-            val_fraction=cfg.val_fraction,
-            seed=cfg.seed,
-            keep_official_val=cfg.keep_official_val,
-            skip_bad_images=cfg.skip_bad_images,
-            cache_dir=cfg.cache_dir,
-            progress=progress,
-        )
+    data = data or load_run_data(cfg, progress=progress)
     amp_dtype = autocast_dtype(device, cfg.amp)
     probs = {}
     for split in ("val", "test"):

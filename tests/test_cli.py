@@ -56,6 +56,7 @@ def test_missing_data_folder_is_one_line(tmp_path):
         "train", "--model", "scratch", "--data", tmp_path / "nope", "--out", tmp_path / "r"
     )
     _assert_one_clear_line(result, "nope does not exist", "PNEUMO_DATA")
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_images_are_one_line(tiny_copy, tmp_path):
