@@ -2,6 +2,7 @@ import argparse
 import errno
 import json
 import os
+import socket
 from dataclasses import replace
 
 import pandas as pd
@@ -107,12 +108,10 @@ def test_changed_configuration_is_refused_then_new_run_sets_it_aside(tiny_config
     assert len(aside) == 1 and len(read_history(aside[0])) == 2
 
 
-def test_changed_dataset_is_refused(tiny_copy, cache_dir, tiny_config, tmp_path):
-    config = replace(tiny_config, data=str(tiny_copy), epochs=2)
-    out = tmp_path / "run"
-    state_after_one = replace(config, epochs=2)
-    train(state_after_one, out, progress=False)
-    (out / "metrics.json").unlink()  # pretend it stopped before finishing
+def test_changed_dataset_is_refused(tiny_copy, tiny_config, tmp_path):
+    config = replace(tiny_config, data=str(tiny_copy))
+    out = train(config, tmp_path / "run", progress=False)
+    (out / "metrics.json").unlink()  # as if it had stopped before finishing
     (tiny_copy / "test" / "NORMAL" / "IM-1000-0001.jpeg").unlink()
     with pytest.raises(UserError, match="differs from the one .* trained on"):
         train(config, out, progress=False)
@@ -237,3 +236,26 @@ def test_bad_settings_fail_before_any_work(tiny_config, tmp_path):
         with pytest.raises(UserError, match=message):
             train(replace(tiny_config, **change), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_odd_file_names_cannot_make_it_write_elsewhere(tiny_copy, tiny_config, tmp_path):
+    folder = tiny_copy / "train" / "NORMAL"
+    source = folder / "IM-0001-0001.jpeg"
+    for name in ("..jpeg", "-rf.jpeg", "$(touch pwned).jpeg", "a b;c.jpeg", "IM-9999-0001 .jpeg"):
+        (folder / name).write_bytes(source.read_bytes())
+    before = set(tmp_path.rglob("*"))
+    out = train(replace(tiny_config, data=str(tiny_copy), epochs=1), tmp_path / "run",
+                progress=False)
+    written = set(tmp_path.rglob("*")) - before
+    allowed = (out, tmp_path / "cache")
+    assert all(any(p == a or a in p.parents for a in allowed) for p in written), written
+    assert not list(tmp_path.rglob("pwned"))
+
+
+def test_training_opens_no_network_connection(tiny_config, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("training tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
