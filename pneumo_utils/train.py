@@ -325,35 +325,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
     model, provenance = models.build_model(
         cfg.model, dropout=cfg.dropout, weights_file=cfg.weights, freeze=cfg.freeze
     )
-    workers = cfg.workers if cfg.workers is not None else (0 if device.type == "cpu" else 6)
     data = load_run_data(cfg, progress=progress)
-    config_path = run_dir / "config.json"
-    if config_path.exists():
-        saved = read_config(run_dir)["data"]["fingerprint"]
-        if saved != data.fingerprint:
-            raise UserError(
-                f"the dataset at {cfg.data} differs from the one {run_dir} was trained on (files "
-                "added, removed or changed): point --data at the original, or pass --new-run"
-            )
-    else:
-        atomic_write_text(
-            config_path,
-            json.dumps(
-                dict(
-                    config=asdict(cfg),
-                    data=dict(
-                        root=data.records.attrs["root"],
-                        fingerprint=data.fingerprint,
-                        splits={k: len(v) for k, v in data.splits.items()},
-                        skipped=data.skipped,
-                    ),
-                    weights=provenance,
-                    environment=environment_info(device),
-                    created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                ),
-                indent=2,
-            ),
-        )
+    _check_or_write_config(cfg, run_dir, data, provenance, device)
 
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
     amp_dtype = autocast_dtype(device, cfg.amp)
@@ -385,21 +358,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
         _write_history(run_dir, history)  # drops rows written after the checkpoint was saved
 
     generator = torch.Generator()
-    pin = device.type == "cuda"
-    loaders = {
-        split: make_loader(
-            data,
-            split,
-            cfg.batch_size if split == "train" else 2 * cfg.batch_size,
-            train=split == "train",
-            augment=cfg.augment,
-            weighted_sampling=cfg.weighted_sampling,
-            workers=workers,
-            generator=generator,
-            pin_memory=pin,
-        )
-        for split in ("train", "val", "test")
-    }
+    loaders = _make_loaders(cfg, data, device, generator)
     writer = _tensorboard(run_dir, start_epoch)
     if start_epoch == 0:
         print(
@@ -437,6 +396,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
                 f"(recorded in {run_dir / 'history.csv'}); the last good checkpoint is intact: "
                 "lower --lr, then rerun with --new-run"
             ) from None
+        train_seconds, images_seen = time.perf_counter() - epoch_started, len(labels)
         row = dict(epoch=epoch + 1, status="ok", lr=optimizer.param_groups[0]["lr"])
         row.update(epoch_stats(logits, labels, "train"))
         for split in ("val", "test"):
@@ -460,7 +420,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
             dict(
                 epoch=epoch + 1,
                 seconds=round(seconds, 2),
-                train_images_per_s=round(len(loaders["train"].dataset) / seconds, 1),
+                train_images_per_s=round(images_seen / train_seconds, 1),
             )
         )
         _save_last(
@@ -488,6 +448,51 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
             print(f"early stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs")
     writer.close()
     finalize(run_dir, data=data, device=device, progress=progress)
+
+
+def _check_or_write_config(cfg, run_dir: Path, data: XrayData, provenance, device) -> None:
+    """A new run records what produced it; a resumed one must be on the same dataset."""
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        saved = read_config(run_dir)["data"]["fingerprint"]
+        if saved != data.fingerprint:
+            raise UserError(
+                f"the dataset at {cfg.data} differs from the one {run_dir} was trained on (files "
+                "added, removed or changed): point --data at the original, or pass --new-run"
+            )
+        return
+    record = dict(
+        config=asdict(cfg),
+        data=dict(
+            root=data.records.attrs["root"],
+            fingerprint=data.fingerprint,
+            splits={k: len(v) for k, v in data.splits.items()},
+            skipped=data.skipped,
+        ),
+        weights=provenance,
+        environment=environment_info(device),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    atomic_write_text(config_path, json.dumps(record, indent=2))
+
+
+def _make_loaders(cfg, data: XrayData, device, generator: torch.Generator) -> dict:
+    """Train (shuffled by `generator`, augmented if asked), val and test (in order, 2x batch)."""
+    workers = cfg.workers if cfg.workers is not None else (0 if device.type == "cpu" else 6)
+    return {
+        split: make_loader(
+            data,
+            split,
+            cfg.batch_size if split == "train" else 2 * cfg.batch_size,
+            train=split == "train",
+            augment=cfg.augment,
+            weighted_sampling=cfg.weighted_sampling,
+            workers=workers,
+            generator=generator,
+            pin_memory=device.type == "cuda",
+        )
+        for split in ("train", "val", "test")
+    }
 
 
 def _make_scheduler(cfg: TrainConfig, optimizer):
