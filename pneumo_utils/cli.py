@@ -142,6 +142,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="keep NCHW memory layout",
     )
+    group.add_argument(
+        "--no-pin-memory",
+        dest="pin_memory",
+        action="store_false",
+        help="CUDA: copy batches from pageable memory",
+    )
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument(
         "--deterministic", action="store_true", help="bit-identical CUDA runs (slower kernels)"

@@ -59,7 +59,7 @@ from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
 SCHEDULERS = ("none", "cosine", "plateau")
 SELECT_METRICS = ("val_loss", "val_auc")
 # Settings that change how fast a run goes or where it reads from, not what it computes.
-NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir"}
+NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
 
 
 @dataclass
@@ -89,6 +89,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
+    pin_memory: bool = True  # CUDA only
     compile: bool = False
     deterministic: bool = False
     workers: int | None = None
@@ -489,7 +490,7 @@ def _make_loaders(cfg, data: XrayData, device, generator: torch.Generator) -> di
             weighted_sampling=cfg.weighted_sampling,
             workers=workers,
             generator=generator,
-            pin_memory=device.type == "cuda",
+            pin_memory=cfg.pin_memory and device.type == "cuda",
         )
         for split in ("train", "val", "test")
     }
