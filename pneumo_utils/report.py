@@ -29,6 +29,10 @@ def run_notebooks(notebooks_dir: Path, download: bool = False) -> None:
     executed_dir = settings.runs / settings.profile / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
     failures = []
+    print(
+        f"training progress: tensorboard --logdir {settings.runs / settings.profile}, or the "
+        f"history.csv of each run there"
+    )
     for path in notebooks:
         print(f"running {path} (profile {settings.profile}, data {settings.data}) ...", flush=True)
         notebook = nbformat.read(path, as_version=4)
