@@ -11,6 +11,7 @@ import pandas as pd
 from .data import CLASS_NAMES, decode_xray
 from .errors import UserError
 from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, to_markdown
+from .predict import run_threshold
 from .settings import RUN_NAMES, Settings
 from .train import is_finished, read_config, read_metrics, read_predictions
 
@@ -50,11 +51,10 @@ def results_table(
     columns = {}
     for model, run in runs.items():
         predictions = read_predictions(run)
-        threshold = read_metrics(run)["test"]["threshold"]
         table = bootstrap_intervals(
             predictions["label"].to_numpy(),
             predictions["p_pneumonia"].to_numpy(),
-            threshold,
+            run_threshold(run),
             n_resamples,
         )
         name = model if is_result(run) else f"{model} (not a result: smoke run or stand-in weights)"
@@ -71,9 +71,9 @@ def write_results(
     lines = [
         "# Results on the official test set",
         "",
-        f"Value [95% bootstrap interval, {n_resamples} resamples of the test images]. Best "
-        "checkpoint "
-        "chosen on validation loss; decision threshold chosen on validation (Youden's J).",
+        f"Value [95% bootstrap interval, {n_resamples} resamples of the test images]. "
+        "Best checkpoint chosen on validation; decision threshold chosen on validation "
+        "(Youden's J).",
         "",
     ]
     for model, run in runs.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -12,15 +11,12 @@ from .data import BadImageError, decode_xray, make_loader, to_model_input
 from .device import autocast, autocast_dtype
 from .errors import UserError
 from .evaluate import binary_metrics, epoch_stats, pneumonia_probability, predict_logits
-from .train import load_run_data, load_trained_model
+from .train import is_finished, load_run_data, load_trained_model, read_metrics
 
 
 def run_threshold(run_dir: str | os.PathLike) -> float:
     """The decision threshold chosen on validation when the run finished (0.5 before that)."""
-    metrics_path = Path(run_dir) / "metrics.json"
-    if not metrics_path.exists():
-        return 0.5
-    return json.loads(metrics_path.read_text())["test"]["threshold"]
+    return read_metrics(run_dir)["test"]["threshold"] if is_finished(run_dir) else 0.5
 
 
 def evaluate_run(
