@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
 from .data import CLASS_NAMES
-from .train import read_config, read_metrics, read_predictions, training_curves
+from .train import read_config, read_history, read_metrics, read_predictions, training_curves
 
 SPLIT_ORDER = ("train", "val", "test")
 METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
@@ -279,4 +279,68 @@ def plot_gradcam(
     if notes:
         fig.supxlabel("; ".join(notes), fontsize="small")
     fig.tight_layout()
+    return fig
+
+
+def plot_recipe_curves(runs: pd.DataFrame) -> plt.Figure:
+    """Validation against test accuracy per epoch for each recipe of the report run.
+
+    `runs` is report_runs.collect_runs(): lines are the mean over seeds, bands ± 1 sd.
+    The bottom row follows NORMAL, the class the published models get wrong.
+    """
+    curves = []
+    for run in runs.itertuples():
+        history = read_history(run.run)
+        history = history[history["status"] == "ok"]
+        for split in ("val", "test"):
+            for class_name, column in (
+                ("all images", f"{split}_acc"),
+                ("NORMAL", f"{split}_acc_NORMAL"),
+            ):
+                curves.append(
+                    pd.DataFrame(
+                        {
+                            "epoch": history["epoch"],
+                            "accuracy": history[column],
+                            "recipe": run.recipe,
+                            "split": split,
+                            "class": class_name,
+                        }
+                    )
+                )
+    frame = pd.concat(curves, ignore_index=True)
+    recipes = list(dict.fromkeys(runs["recipe"]))
+    seeds = runs.groupby("recipe")["seed"].nunique()
+    fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.6), sharex=True, sharey=True)
+    for row, class_name in enumerate(("all images", "NORMAL")):
+        for col, split in enumerate(("val", "test")):
+            ax = axes[row, col]
+            sns.lineplot(
+                frame[(frame["split"] == split) & (frame["class"] == class_name)],
+                x="epoch",
+                y="accuracy",
+                hue="recipe",
+                hue_order=recipes,
+                errorbar="sd",
+                ax=ax,
+            )
+            split_name = "validation" if split == "val" else "test"
+            ax.set(title=f"{split_name}, {class_name}", ylim=(0.0, 1.02))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if ax.get_legend():
+                ax.get_legend().remove()
+    handles, _ = axes[0, 0].get_legend_handles_labels()
+    labels = [
+        f"{recipe} ({seeds[recipe]} seed{'s' if seeds[recipe] > 1 else ''})" for recipe in recipes
+    ]
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=min(len(recipes), 3),
+        fontsize="small",
+        frameon=False,
+    )
+    fig.suptitle("Accuracy per epoch: validation against test (mean ± sd over seeds)")
+    fig.tight_layout(rect=(0, 0.07 + 0.03 * ((len(recipes) - 1) // 3), 1, 1))
     return fig

@@ -1,0 +1,106 @@
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from pneumo_utils import plots, report_runs  # noqa: E402
+from pneumo_utils.errors import UserError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _copy_run(finished_run: Path, target: Path, accuracy: float, **config_changes) -> Path:
+    run = Path(shutil.copytree(finished_run, target))
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["test"]["accuracy"] = accuracy
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    saved = json.loads((run / "config.json").read_text())
+    saved["config"].update(config_changes)
+    (run / "config.json").write_text(json.dumps(saved))
+    return run
+
+
+@pytest.fixture
+def report_dir(finished_run, tmp_path) -> Path:
+    """Two seeds of one recipe, plus folders that are not part of the report run."""
+    root = tmp_path / "report"
+    root.mkdir()
+    _copy_run(finished_run, root / "recipe-seed0", 0.80, augment=True)
+    _copy_run(finished_run, root / "recipe-seed1", 0.90, augment=True)
+    _copy_run(finished_run, root / "recipe-seed2", 0.10, max_batches=2)  # a smoke run
+    _copy_run(finished_run, root / "no-seed-in-name", 0.10)
+    unfinished = _copy_run(finished_run, root / "other-seed0", 0.10)
+    (unfinished / "metrics.json").unlink()
+    return root
+
+
+def test_collect_runs_groups_seeds_and_skips_the_rest(report_dir):
+    runs = report_runs.collect_runs(report_dir)
+    assert sorted(runs["seed"]) == [0, 1]
+    assert set(runs["recipe"]) == {"recipe"}
+    assert "augment=True" in runs["changes"].iloc[0]
+    # Validation numbers are read at the selected epoch, not the last one.
+    metrics = json.loads((report_dir / "recipe-seed0" / "metrics.json").read_text())
+    assert runs["best_epoch"].iloc[0] == metrics["best_epoch"]
+
+
+def test_seed_summary_is_mean_and_sample_sd(report_dir):
+    summary = report_runs.seed_summary(report_runs.collect_runs(report_dir))
+    assert summary.loc["recipe", "accuracy"] == "0.850 ± 0.071"
+    assert summary.loc["recipe", "seeds"] == "0, 1"
+
+
+def test_bar_distance_in_points(report_dir):
+    distance = report_runs.bar_distance(report_runs.collect_runs(report_dir), "recipe")
+    assert distance.loc["accuracy", "distance (points)"] == pytest.approx(-7.0)
+    assert not distance.loc["accuracy", "met"]
+    assert distance.loc["accuracy", "seeds"] == "2 of 3"
+
+
+def test_results_table_keeps_pretrained_row_empty_without_official_weights(report_dir):
+    runs = report_runs.collect_runs(report_dir)
+    text = report_runs.results_markdown(runs, rows={"recipe": "our recipe"})
+    assert "| **ours**: our recipe | ResNet-18 from scratch, 32 px | 0.850 ± 0.071 |" in text
+    assert report_runs.NEEDS_WEIGHTS in text
+    assert "Kermany" in text and "0.928" in text
+    stand_in = report_dir / "recipe-seed0"
+    saved = json.loads((stand_in / "config.json").read_text())
+    saved["weights"] = {"official": False, "sha256": "0" * 64}
+    (stand_in / "config.json").write_text(json.dumps(saved))
+    assert report_runs.official_pretrained({"pretrained": stand_in}) is None
+    assert report_runs.official_pretrained({"scratch": stand_in}) is None
+
+
+def test_recipe_figure_renders(report_dir, tmp_path):
+    fig = plots.plot_recipe_curves(report_runs.collect_runs(report_dir))
+    assert plots.save_figure(fig, "recipes", tmp_path).stat().st_size > 10_000
+    assert len(fig.axes) == 4
+
+
+def test_no_runs_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no finished report runs"):
+        report_runs.collect_runs(tmp_path)
+
+
+def _rows_without_pretrained(text: str) -> list[str]:
+    """Table rows, less our pretrained row (it fills in only where a user has the weights)."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("|") and not line.startswith("| **ours**: pretrained")
+    ]
+
+
+def test_readme_and_figures_table_come_from_the_committed_runs():
+    """The README's numbers are the ones the committed runs give (no hand edits)."""
+    table = _rows_without_pretrained(report_runs.results_markdown(report_runs.collect_runs()))
+    readme = (REPO / "README.md").read_text().splitlines()
+    rendered = (REPO / "figures" / "report_results.md").read_text().splitlines()
+    for line in table:
+        assert line in readme, f"README.md lacks (or has an old copy of) {line!r}"
+        assert line in rendered, "figures/report_results.md is stale: run notebooks/04"
