@@ -14,6 +14,16 @@ from .errors import UserError
 from .settings import notebook_settings
 
 
+class _EchoingClient(NotebookClient):
+    """Also prints what the notebooks print (one summary line per training epoch), so the
+    terminal shows progress during hours of headless training."""
+
+    def output(self, outs, msg, display_id, cell_index):
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+            print(msg["content"]["text"], end="", flush=True)
+        return super().output(outs, msg, display_id, cell_index)
+
+
 def run_notebooks(notebooks_dir: Path, download: bool = False) -> None:
     settings = notebook_settings()
     if not settings.data.exists():
@@ -36,7 +46,7 @@ def run_notebooks(notebooks_dir: Path, download: bool = False) -> None:
     for path in notebooks:
         print(f"running {path} (profile {settings.profile}, data {settings.data}) ...", flush=True)
         notebook = nbformat.read(path, as_version=4)
-        client = NotebookClient(
+        client = _EchoingClient(
             notebook,
             timeout=None,
             kernel_name="python3",

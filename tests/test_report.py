@@ -1,0 +1,47 @@
+"""The main job's runner on throwaway notebooks (a real kernel; a few seconds)."""
+
+import nbformat
+import pytest
+
+from pneumo_utils.cli import main
+from pneumo_utils.errors import UserError
+from pneumo_utils.report import run_notebooks
+
+
+def _notebook(path, *sources):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(notebook, path)
+
+
+def test_missing_dataset_is_one_line_before_any_work(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PNEUMO_DATA", str(tmp_path / "nowhere"))
+    assert main(["report"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--download" in error and "nowhere" in error
+
+
+def test_runs_in_order_echoes_progress_and_names_failures(monkeypatch, tmp_path, tiny_data, capsys):
+    monkeypatch.setenv("PNEUMO_DATA", str(tiny_data))
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "01_first.ipynb", "print('epoch 1/2 summary')")
+    _notebook(
+        notebooks / "02_weights.ipynb",
+        "class WeightsUnavailable(Exception): pass\nraise WeightsUnavailable('no weights')",
+    )
+    _notebook(notebooks / "03_broken.ipynb", "1 / 0")
+    _notebook(notebooks / "04_last.ipynb", "print('still ran')")
+    with pytest.raises(UserError, match="03_broken.ipynb failed"):
+        run_notebooks(notebooks)
+    out = capsys.readouterr().out
+    assert out.index("epoch 1/2 summary") < out.index("still ran")
+    assert "02_weights.ipynb stopped: WeightsUnavailable" in out
+    executed = tmp_path / "runs" / "smoke" / "executed"
+    assert sorted(p.name for p in executed.iterdir()) == [
+        "01_first.ipynb",
+        "02_weights.ipynb",
+        "03_broken.ipynb",
+        "04_last.ipynb",
+    ]
