@@ -135,11 +135,17 @@ def scan_dataset(root: str | os.PathLike) -> pd.DataFrame:
     return records
 
 
-def file_list_fingerprint(records: pd.DataFrame) -> str:
-    """A hash of the file list with sizes and modification times: changes when any file does."""
+def file_list_fingerprint(records: pd.DataFrame, *, mtimes: bool) -> str:
+    """A hash of the file list with sizes and, with `mtimes`, modification times.
+
+    The cache keys on mtimes too, so that a file edited in place rebuilds it. A run keys on
+    names and sizes only, so that it resumes on a copy or a fresh extraction of the same data,
+    which resets every mtime.
+    """
+    columns = ["relpath", "bytes", "mtime_ns"] if mtimes else ["relpath", "bytes"]
     digest = hashlib.sha256()
-    for relpath, size, mtime in records[["relpath", "bytes", "mtime_ns"]].itertuples(index=False):
-        digest.update(f"{relpath}\t{size}\t{mtime}\n".encode())
+    for row in records[columns].itertuples(index=False):
+        digest.update(("\t".join(map(str, row)) + "\n").encode())
     return digest.hexdigest()
 
 
@@ -232,7 +238,7 @@ def build_cache(
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     _check_outside(cache_dir, Path(records.attrs["root"]))
     fingerprint = hashlib.sha256(
-        f"{file_list_fingerprint(records)}:{image_size}:{CACHE_FORMAT}".encode()
+        f"{file_list_fingerprint(records, mtimes=True)}:{image_size}:{CACHE_FORMAT}".encode()
     ).hexdigest()
     array_path = cache_dir / f"{fingerprint[:20]}-{image_size}px.npy"
     index_path = array_path.with_suffix(".json")
@@ -285,7 +291,7 @@ class XrayData:
     records: pd.DataFrame  # one row per usable file; column cache_row indexes `images`
     images: np.ndarray
     splits: dict[str, pd.DataFrame]
-    fingerprint: str
+    fingerprint: str  # file names and sizes: what a resumed run checks
     skipped: dict[str, str]
 
 
@@ -319,7 +325,7 @@ def load_data(
         records=records,
         images=images,
         splits=splits,
-        fingerprint=file_list_fingerprint(records),
+        fingerprint=file_list_fingerprint(records, mtimes=False),
         skipped=dict(bad_files),
     )
 

@@ -17,7 +17,7 @@ import pandas as pd
 from .compare import NEEDS_WEIGHTS, is_result
 from .errors import UserError
 from .fileio import atomic_write_text
-from .settings import repo_root
+from .settings import RECIPE_SETTINGS, repo_root
 from .train import TrainConfig, is_finished, read_config, read_history, read_metrics
 
 RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
@@ -43,21 +43,6 @@ IMPROVED = "improved-128px"
 # What the report-run issue asks of ResNet-18 from scratch (mean over 3 seeds).
 BAR = {"accuracy": 0.92, "roc_auc": 0.97, "specificity": 0.85}
 BAR_SEEDS = 3
-# The settings a recipe may change; the rest (data, device, workers...) do not define it.
-RECIPE_SETTINGS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "scheduler",
-    "image_size",
-    "dropout",
-    "augment",
-    "class_weighting",
-    "weighted_sampling",
-    "early_stopping",
-    "select_metric",
-)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,23 @@ PROFILES = ("full", "smoke")
 PRETRAINED_FREEZE = "layer3"
 # The run folder (under PNEUMO_RUNS/<profile>/) of each notebook's training.
 RUN_NAMES = {"scratch": "scratch-seed0", "pretrained": "pretrained-seed0"}
+# The settings a training recipe may change; the rest (data, device, workers...) do not define it.
+RECIPE_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "scheduler",
+    "image_size",
+    "dropout",
+    "freeze",
+    "unfreeze_after",
+    "augment",
+    "class_weighting",
+    "weighted_sampling",
+    "early_stopping",
+    "select_metric",
+)
 
 
 def repo_root() -> Path:
@@ -84,24 +101,7 @@ def profile_config(model: str, settings: Settings, seed: int = 0, **overrides) -
 
 def hyperparameter_table(config: TrainConfig, baseline: TrainConfig | None = None) -> pd.DataFrame:
     """The settings that define a recipe; with `baseline`, only those that differ from it."""
-    shown = [
-        "model",
-        "epochs",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "scheduler",
-        "image_size",
-        "dropout",
-        "freeze",
-        "augment",
-        "class_weighting",
-        "weighted_sampling",
-        "val_fraction",
-        "select_metric",
-        "seed",
-        "max_batches",
-    ]
+    shown = ["model", *RECIPE_SETTINGS, "val_fraction", "seed", "max_batches"]
     values = asdict(config)
     if baseline is not None:
         reference = asdict(baseline)

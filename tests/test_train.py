@@ -117,6 +117,17 @@ def test_changed_dataset_is_refused(tiny_copy, tiny_config, tmp_path):
         train(config, out, progress=False)
 
 
+def test_resume_on_a_fresh_copy_of_the_same_data(tiny_copy, tiny_config, tmp_path):
+    # Copying or re-extracting a dataset resets every mtime; the run must still resume.
+    config = replace(tiny_config, data=str(tiny_copy))
+    out = train(config, tmp_path / "run", progress=False)
+    (out / "metrics.json").unlink()  # as if it had stopped before finishing
+    for path in tiny_copy.rglob("*.jpeg"):
+        os.utime(path, ns=(0, 0))
+    train(config, out, progress=False)
+    assert (out / "metrics.json").exists()
+
+
 def test_second_training_into_the_same_folder_is_refused(tiny_config, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -244,8 +255,9 @@ def test_odd_file_names_cannot_make_it_write_elsewhere(tiny_copy, tiny_config, t
     for name in ("..jpeg", "-rf.jpeg", "$(touch pwned).jpeg", "a b;c.jpeg", "IM-9999-0001 .jpeg"):
         (folder / name).write_bytes(source.read_bytes())
     before = set(tmp_path.rglob("*"))
-    out = train(replace(tiny_config, data=str(tiny_copy), epochs=1), tmp_path / "run",
-                progress=False)
+    out = train(
+        replace(tiny_config, data=str(tiny_copy), epochs=1), tmp_path / "run", progress=False
+    )
     written = set(tmp_path.rglob("*")) - before
     allowed = (out, tmp_path / "cache")
     assert all(any(p == a or a in p.parents for a in allowed) for p in written), written
