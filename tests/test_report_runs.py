@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 
 from pneumo_utils import plots, report_runs  # noqa: E402
 from pneumo_utils.errors import UserError  # noqa: E402
+from pneumo_utils.train import read_history  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +63,21 @@ def test_bar_distance_in_points(report_dir):
     assert distance.loc["accuracy", "seeds"] == "2 of 3"
 
 
+def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
+    runs = report_runs.collect_runs(report_dir)
+    lines = report_runs.ablation_markdown(runs).splitlines()
+    assert lines[0] == "| recipe | changes | seed 0 | seed 1 |"
+    history = read_history(report_dir / "recipe-seed0").set_index("epoch")
+    epoch = runs["best_epoch"].iloc[0]
+    selected = history.loc[epoch]
+    cells = lines[2].split(" | ")
+    assert "augment=True" in cells[1]
+    assert cells[2] == (
+        f"{selected['val_loss']:.3f} / {selected['val_acc']:.3f} / "
+        f"{selected['val_acc_NORMAL']:.3f} ({epoch})"
+    )
+
+
 def test_results_table_keeps_pretrained_row_empty_without_official_weights(report_dir):
     runs = report_runs.collect_runs(report_dir)
     text = report_runs.results_markdown(runs, rows={"recipe": "our recipe"})
@@ -98,7 +114,12 @@ def _rows_without_pretrained(text: str) -> list[str]:
 
 def test_readme_and_figures_table_come_from_the_committed_runs():
     """The README's numbers are the ones the committed runs give (no hand edits)."""
-    table = _rows_without_pretrained(report_runs.results_markdown(report_runs.collect_runs()))
+    runs = report_runs.collect_runs()
+    table = _rows_without_pretrained(
+        report_runs.results_markdown(runs)
+        + report_runs.ablation_markdown(runs)
+        + report_runs.bar_markdown(runs)
+    )
     readme = (REPO / "README.md").read_text().splitlines()
     rendered = (REPO / "figures" / "report_results.md").read_text().splitlines()
     for line in table:
