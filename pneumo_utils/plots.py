@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
 from .data import CLASS_NAMES
-from .train import read_config, read_history, read_metrics, read_predictions, training_curves
+from .train import read_config, read_metrics, read_predictions, training_curves
 
 SPLIT_ORDER = ("train", "val", "test")
 METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
@@ -282,41 +282,33 @@ def plot_gradcam(
     return fig
 
 
-def plot_recipe_curves(runs: pd.DataFrame) -> plt.Figure:
+def plot_recipe_curves(curves: pd.DataFrame) -> plt.Figure:
     """Validation against test accuracy per epoch for each recipe of the report run.
 
-    `runs` is report_runs.collect_runs(): lines are the mean over seeds, bands ± 1 sd.
+    `curves` is report_runs.histories(): lines are the mean over seeds, bands ± 1 sd.
     The bottom row follows NORMAL, the class the published models get wrong.
     """
-    curves = []
-    for run in runs.itertuples():
-        history = read_history(run.run)
-        history = history[history["status"] == "ok"]
-        for split in ("val", "test"):
+    frame = pd.concat(
+        [
+            curves[["epoch", "recipe"]].assign(
+                accuracy=curves[column], split=split, class_name=class_name
+            )
+            for split in ("val", "test")
             for class_name, column in (
                 ("all images", f"{split}_acc"),
                 ("NORMAL", f"{split}_acc_NORMAL"),
-            ):
-                curves.append(
-                    pd.DataFrame(
-                        {
-                            "epoch": history["epoch"],
-                            "accuracy": history[column],
-                            "recipe": run.recipe,
-                            "split": split,
-                            "class": class_name,
-                        }
-                    )
-                )
-    frame = pd.concat(curves, ignore_index=True)
-    recipes = list(dict.fromkeys(runs["recipe"]))
-    seeds = runs.groupby("recipe")["seed"].nunique()
+            )
+        ],
+        ignore_index=True,
+    )
+    recipes = list(dict.fromkeys(curves["recipe"]))
+    seeds = curves.groupby("recipe")["seed"].nunique()
     fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.6), sharex=True, sharey=True)
     for row, class_name in enumerate(("all images", "NORMAL")):
         for col, split in enumerate(("val", "test")):
             ax = axes[row, col]
             sns.lineplot(
-                frame[(frame["split"] == split) & (frame["class"] == class_name)],
+                frame[(frame["split"] == split) & (frame["class_name"] == class_name)],
                 x="epoch",
                 y="accuracy",
                 hue="recipe",
@@ -343,4 +335,41 @@ def plot_recipe_curves(runs: pd.DataFrame) -> plt.Figure:
     )
     fig.suptitle("Accuracy per epoch: validation against test (mean ± sd over seeds)")
     fig.tight_layout(rect=(0, 0.07 + 0.03 * ((len(recipes) - 1) // 3), 1, 1))
+    return fig
+
+
+def plot_ablation_curves(
+    curves: pd.DataFrame, ablations: dict[str, tuple[str, str]], seed: int
+) -> plt.Figure:
+    """Validation loss per epoch of each change against the recipe it was made to, at one seed.
+
+    `curves` is report_runs.histories(); a dot marks the epoch each run selected on validation.
+    Only validation is drawn: it is what the ablation may use to choose.
+    """
+    curves = curves[curves["seed"] == seed]
+    columns = 3
+    rows = -(-len(ablations) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(7.2, 2.9 * rows + 0.3), sharex=True, sharey=True, squeeze=False
+    )
+    colours = sns.color_palette("colorblind", 2)
+    for ax, (title, pair) in zip(axes.flat, ablations.items(), strict=False):
+        for recipe, colour in zip(pair, colours, strict=True):
+            run = curves[curves["recipe"] == recipe]
+            if run.empty:
+                ax.plot([], [], color=colour, label=f"{recipe} (not run)")
+                continue
+            ax.plot(run["epoch"], run["val_loss"], color=colour, lw=1.2, label=recipe)
+            selected = run[run["selected"]]
+            ax.plot(selected["epoch"], selected["val_loss"], "o", color=colour, ms=5)
+        ax.set(title=title, yscale="log")
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.12))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    for ax in axes.flat[len(ablations) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation loss (log)")
+    fig.supxlabel("epoch")
+    fig.suptitle(f"The validation ablation, seed {seed} (dot: the epoch selected on validation)")
+    fig.tight_layout()
     return fig
