@@ -1,5 +1,6 @@
 """pyproject.toml and environment.yml must ask for the same packages."""
 
+import json
 import re
 from pathlib import Path
 
@@ -32,3 +33,10 @@ def test_torch_is_not_pinned_to_one_release():
     for requirement in project["dependencies"]:
         if _name(requirement) in ("torch", "torchvision"):
             assert "==" not in requirement and ">=" in requirement
+
+
+def test_notebook_cell_ids_are_unique():
+    # nbformat only warns on a repeated id and renumbers it, so the file changes on every save.
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        ids = [cell["id"] for cell in json.loads(path.read_text())["cells"]]
+        assert len(ids) == len(set(ids)), f"{path.name} repeats a cell id"
