@@ -3,7 +3,7 @@
 Run folders under runs/report/ are named `<recipe>-seed<N>` (for example
 `improved-128px-seed1`), so every seed of a recipe is grouped by name. Test numbers are
 summarised as mean ± sd over seeds; the ablation that justifies a recipe reads validation
-numbers only, at the epoch each run selected on validation.
+numbers only: at the epoch each run selected, and over its last epochs.
 """
 
 from __future__ import annotations
@@ -182,8 +182,10 @@ def collect_runs(report_dir: str | Path | None = None) -> pd.DataFrame:
 
 
 def histories(runs: pd.DataFrame, recipes: Iterable[str] | None = None) -> pd.DataFrame:
-    """The completed epochs of each run (of `recipes`, if given), with recipe, seed and whether
-    the epoch is the one selected on validation."""
+    """Every completed epoch of each run (only the runs of `recipes`, if given).
+
+    Adds recipe, seed and `selected`: whether the epoch is the one chosen on validation.
+    """
     if recipes is not None:
         runs = runs[runs["recipe"].isin(list(recipes))]
     frames = []
