@@ -19,7 +19,7 @@ from .compare import NEEDS_WEIGHTS, is_result
 from .errors import UserError
 from .fileio import atomic_write_text
 from .settings import RECIPE_SETTINGS, repo_root
-from .train import TrainConfig, is_finished, read_config, read_history, read_metrics
+from .train import TrainConfig, completed_epochs, is_finished, read_config, read_metrics
 
 RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 TEST_METRICS = {
@@ -152,7 +152,7 @@ def collect_runs(report_dir: str | Path | None = None) -> pd.DataFrame:
         saved, metrics = read_config(run), read_metrics(run)
         if saved["config"].get("max_batches") or saved.get("weights"):
             continue  # smoke runs and pretrained starts are not part of the scratch report run
-        history = read_history(run).set_index("epoch")
+        history = completed_epochs(run).set_index("epoch")
         selected = history.loc[metrics["best_epoch"]]
         rows.append(
             {
@@ -167,9 +167,7 @@ def collect_runs(report_dir: str | Path | None = None) -> pd.DataFrame:
                 f"({saved['environment']['device']})",
                 **{key: metrics["test"][key] for key in TEST_METRICS},
                 **{key: float(selected[key]) for key in VAL_METRICS},
-                "late_val_loss": float(
-                    history.loc[history["status"] == "ok", "val_loss"].tail(LATE_EPOCHS).mean()
-                ),
+                "late_val_loss": float(history["val_loss"].tail(LATE_EPOCHS).mean()),
                 "run": run,
             }
         )
@@ -190,8 +188,7 @@ def histories(runs: pd.DataFrame, recipes: Iterable[str] | None = None) -> pd.Da
         runs = runs[runs["recipe"].isin(list(recipes))]
     frames = []
     for run in runs.itertuples():
-        history = read_history(run.run)
-        history = history[history["status"] == "ok"]
+        history = completed_epochs(run.run)
         frames.append(
             history.assign(
                 recipe=run.recipe, seed=run.seed, selected=history["epoch"] == run.best_epoch

@@ -233,6 +233,12 @@ def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / "history.csv")
 
 
+def completed_epochs(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """history.csv less the epochs that stopped on a non-finite loss: they have no metrics."""
+    history = read_history(run_dir)
+    return history[history["status"] == "ok"]
+
+
 def read_config(run_dir: str | os.PathLike) -> dict:
     return json.loads((Path(run_dir) / "config.json").read_text())
 
@@ -599,8 +605,7 @@ def finalize(
 
 def training_curves(run_dir: str | os.PathLike) -> pd.DataFrame:
     """history.csv in long form (epoch, split, class, metric, value) for plotting."""
-    history = read_history(run_dir)
-    history = history[history["status"] == "ok"]
+    history = completed_epochs(run_dir)
     records = []
     for column in history.columns:
         parts = column.split("_")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pneumo_utils import UserError, train
-from pneumo_utils.train import RunLock, read_history
+from pneumo_utils.train import RunLock, completed_epochs, read_history
 
 RUN_FILES = (
     "config.json",
@@ -153,6 +153,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(tiny_config, tmp_path, monkey
         _resume_with(config, out)
     history = pd.read_csv(out / "history.csv")
     assert history.iloc[-1]["status"] == "non-finite loss at step 2"
+    assert list(completed_epochs(out)["epoch"]) == [1]  # what the figures and report tables read
     assert (out / "last.pt").read_bytes() == good
 
 
