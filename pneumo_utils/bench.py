@@ -26,6 +26,7 @@ from .data import find_dataset_root, load_data, make_loader, to_model_input
 from .device import autocast, autocast_dtype, hardware_summary, pick_device
 from .evaluate import predict_logits
 from .models import build_model
+from .transforms import classic_augmentation
 
 
 def _train_steps(model, batches, device, amp_dtype, channels_last, prepare, count) -> float:
@@ -119,8 +120,8 @@ def run_benchmark(
             data,
             "train",
             batch_size,
-            train=True,
-            augment=True,
+            transform=classic_augmentation(),
+            shuffle=True,
             pin_memory=device.type == "cuda",
             workers=0 if device.type == "cpu" else 6,
         )

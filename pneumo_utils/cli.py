@@ -20,9 +20,11 @@ def _positive_int(text: str) -> int:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from .data import RESIZE_MODES
     from .device import DEVICE_CHOICES
     from .models import FREEZE_CHOICES, MODEL_NAMES
-    from .train import SCHEDULERS, SELECT_METRICS, TrainConfig
+    from .train import SCHEDULERS, SELECT_METRICS, THRESHOLD_SPLITS, TrainConfig
+    from .transforms import INTENSITY_NORMS
 
     d = TrainConfig()
     add = parser.add_argument
@@ -64,6 +66,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.select_metric,
         help="validation score that picks best.pt; default %(default)s",
     )
+    group.add_argument(
+        "--threshold-on",
+        choices=THRESHOLD_SPLITS,
+        default=d.threshold_on,
+        help="validation split whose predictions pick the decision threshold; default %(default)s",
+    )
     group = parser.add_argument_group("model")
     group.add_argument(
         "--dropout",
@@ -93,6 +101,44 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--augment",
         action="store_true",
         help="small rotations, shifts, zoom and exposure changes (no flips)",
+    )
+    group.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default=d.resize,
+        help="how an original becomes a square: squash (aspect lost), pad with black, or "
+        "centre-crop; default %(default)s",
+    )
+    group.add_argument(
+        "--aspect-jitter",
+        type=float,
+        default=d.aspect_jitter,
+        metavar="A",
+        help="training: stretch the anatomy by a random factor in [1/(1+A), 1+A] along x or y "
+        "(breaks the aspect-ratio shortcut); default %(default)s",
+    )
+    group.add_argument(
+        "--intensity-jitter",
+        type=float,
+        default=d.intensity_jitter,
+        metavar="J",
+        help="training: move black and white points by up to J of the range and gamma in "
+        "[exp(-2J), exp(2J)]; default %(default)s",
+    )
+    group.add_argument(
+        "--jpeg-quality-min",
+        type=int,
+        default=d.jpeg_quality_min,
+        metavar="Q",
+        help="training: re-save each image as JPEG at a random quality in [Q, 95] "
+        "(breaks the encoding shortcut)",
+    )
+    group.add_argument(
+        "--intensity-norm",
+        choices=INTENSITY_NORMS,
+        default=d.intensity_norm,
+        help="per-image grey-level normalisation, every split: percentile stretch "
+        "(0.5-99.5%%) or histogram equalisation; default %(default)s",
     )
     group.add_argument(
         "--class-weighting", action="store_true", help="weight the loss by inverse class frequency"

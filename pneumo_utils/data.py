@@ -1,9 +1,9 @@
 """Dataset discovery, patient-grouped splits, the decoded-image cache and the loaders.
 
 Images are decoded once, converted to 8-bit grayscale, resized to a square and kept in a
-uint8 array on disk (the cache). Loaders read that array, augment single images as uint8
-tensors, and `to_model_input` turns a batch into the normalized 3-channel float tensor both
-models expect, on the training device.
+uint8 array on disk (the cache). Loaders read that array, transform single images as uint8
+tensors (see transforms.py), and `to_model_input` turns a batch into the normalized
+3-channel float tensor both models expect, on the training device.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import os
 import re
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import StratifiedGroupKFold
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
@@ -28,9 +29,16 @@ from tqdm.auto import tqdm
 
 from .errors import UserError
 from .fileio import atomic_write_text, fsync_and_replace
+from .transforms import stressed_copy
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 SPLITS = ("train", "val", "test")
+# The carved validation images again, with the training set's confounds turned against
+# their labels (transforms.stress): the split that can see a shortcut.
+STRESSED_VAL = "stressed_val"
+# How an original becomes a square: squashed (aspect lost, as in chest_xray_224), padded
+# with black to a square, or centre-cropped to one.
+RESIZE_MODES = ("squash", "pad", "crop")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
 # Files that operating systems drop into folders; they are not part of the data.
 OS_JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -167,8 +175,17 @@ def _to_grayscale(image: Image.Image) -> Image.Image:
     return image.convert("RGB").convert("L")  # CMYK, RGBA, palette, RGB: drop colour and alpha
 
 
-def decode_xray(path: str | os.PathLike, size: int) -> np.ndarray:
-    """Decode one file into a `size` x `size` uint8 grayscale array (aspect squashed, no crop)."""
+def _to_square(gray: Image.Image, size: int, resize: str) -> Image.Image:
+    if resize == "pad":
+        return ImageOps.pad(gray, (size, size), Image.Resampling.BILINEAR, color=0)
+    if resize == "crop":
+        return ImageOps.fit(gray, (size, size), Image.Resampling.BILINEAR)
+    return gray.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def decode_xray(path: str | os.PathLike, size: int, resize: str = "squash") -> np.ndarray:
+    """Decode one file into a `size` x `size` uint8 grayscale array, made square by `resize`
+    (one of RESIZE_MODES)."""
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadImageError(f"not an image file ({path.suffix or 'no extension'})")
@@ -184,8 +201,7 @@ def decode_xray(path: str | os.PathLike, size: int) -> np.ndarray:
                 # JPEG only: decode at a reduced scale that is still >= size (much faster).
                 image.draft("L", (size, size))
                 image.load()
-                gray = _to_grayscale(image)
-                return np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR))
+                return np.asarray(_to_square(_to_grayscale(image), size, resize))
     except Image.DecompressionBombError as error:
         raise BadImageError("image too large") from error
     except UnidentifiedImageError as error:
@@ -194,10 +210,10 @@ def decode_xray(path: str | os.PathLike, size: int) -> np.ndarray:
         raise BadImageError(f"cannot decode ({error})") from error
 
 
-def _decode_or_reason(job: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:
-    path, size = job
+def _decode_or_reason(job: tuple[str, int, str]) -> tuple[np.ndarray | None, str | None]:
+    path, size, resize = job
     try:
-        return decode_xray(path, size), None
+        return decode_xray(path, size, resize), None
     except BadImageError as error:
         return None, str(error)
 
@@ -227,6 +243,7 @@ def build_cache(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    resize: str = "squash",
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Decode every file once into a uint8 array (N, size, size) on disk, or reuse it.
 
@@ -237,9 +254,10 @@ def build_cache(
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     _check_outside(cache_dir, Path(records.attrs["root"]))
-    fingerprint = hashlib.sha256(
-        f"{file_list_fingerprint(records, mtimes=True)}:{image_size}:{CACHE_FORMAT}".encode()
-    ).hexdigest()
+    key = f"{file_list_fingerprint(records, mtimes=True)}:{image_size}:{CACHE_FORMAT}"
+    if resize != "squash":  # the squash key predates the option: existing caches stay valid
+        key += f":{resize}"
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()
     array_path = cache_dir / f"{fingerprint[:20]}-{image_size}px.npy"
     index_path = array_path.with_suffix(".json")
     shape = (len(records), image_size, image_size)
@@ -263,7 +281,7 @@ def build_cache(
     partial_path = array_path.with_name(f"{array_path.name}.partial-{os.getpid()}")
     images = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8, shape=shape)
     bad_files: dict[str, str] = {}
-    jobs = [(path, image_size) for path in records["path"]]
+    jobs = [(path, image_size, resize) for path in records["path"]]
     workers = workers or min(4, os.cpu_count() or 1)
     bar = tqdm(total=len(jobs), desc=f"decoding images to {image_size}px", disable=not progress)
     with bar, ProcessPoolExecutor(max_workers=workers) as pool:
@@ -293,6 +311,18 @@ class XrayData:
     splits: dict[str, pd.DataFrame]
     fingerprint: str  # file names and sizes: what a resumed run checks
     skipped: dict[str, str]
+    seed: int = field(default=0)  # the carve of validation, and the stress of its copy
+
+    @cached_property
+    def stressed_val(self) -> np.ndarray:
+        """The validation images, in split order, stressed (see STRESSED_VAL)."""
+        val = self.splits["val"]
+        return stressed_copy(
+            self.images[val["cache_row"].to_numpy()],
+            val["label"].to_numpy(),
+            val["relpath"],
+            self.seed,
+        )
 
 
 def load_data(
@@ -306,10 +336,11 @@ def load_data(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    resize: str = "squash",
 ) -> XrayData:
     """Scan, validate and cache a dataset, then split it. Bad files stop here, before training."""
     records = scan_dataset(data_dir)
-    images, bad_files = build_cache(records, image_size, cache_dir, workers, progress)
+    images, bad_files = build_cache(records, image_size, cache_dir, workers, progress, resize)
     records = records.assign(cache_row=np.arange(len(records)))
     if bad_files:
         listing = "; ".join(f"{path}: {reason}" for path, reason in sorted(bad_files.items()))
@@ -327,6 +358,7 @@ def load_data(
         splits=splits,
         fingerprint=file_list_fingerprint(records, mtimes=False),
         skipped=dict(bad_files),
+        seed=seed,
     )
 
 
@@ -435,12 +467,12 @@ def patient_overlap(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 class XrayDataset(Dataset):
-    """Cached images of one split as (uint8 tensor 1xSxS, label) pairs."""
+    """Images (rows of `images`) as (uint8 tensor 1xSxS, label) pairs."""
 
-    def __init__(self, images: np.ndarray, frame: pd.DataFrame, transform=None):
+    def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray, transform=None):
         self.images = images
-        self.rows = frame["cache_row"].to_numpy()
-        self.labels = frame["label"].to_numpy()
+        self.rows = rows
+        self.labels = labels
         self.transform = transform
 
     def __len__(self) -> int:
@@ -453,18 +485,9 @@ class XrayDataset(Dataset):
         return image, int(self.labels[i])
 
 
-def train_augmentation() -> v2.Transform:
-    """Small geometric and exposure changes that a real chest radiograph could show.
-
-    No flips (the heart is on the left, and markers would read mirrored) and no large
-    crops (the lung fields must stay in view).
-    """
-    return v2.Compose(
-        [
-            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1)),
-            v2.ColorJitter(brightness=0.2, contrast=0.2),
-        ]
-    )
+def split_frame(data: XrayData, split: str) -> pd.DataFrame:
+    """The files of a split; the stressed validation set has those of validation."""
+    return data.splits["val" if split == STRESSED_VAL else split]
 
 
 def make_loader(
@@ -472,29 +495,34 @@ def make_loader(
     split: str,
     batch_size: int,
     *,
-    train: bool = False,
-    augment: bool = True,
+    transform=None,
+    shuffle: bool = False,
     weighted_sampling: bool = False,
     workers: int = 0,
     generator: torch.Generator | None = None,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A loader over one split: shuffled and augmented for training, in file order otherwise.
+    """A loader over one split (or STRESSED_VAL), each image passed through `transform`:
+    shuffled (or class-balanced with `weighted_sampling`) for training, in file order otherwise.
 
     Shuffling, sampling and worker seeds all come from `generator`, so reseeding it at the
     start of an epoch makes that epoch reproducible.
     """
-    frame = data.splits[split]
-    dataset = XrayDataset(data.images, frame, train_augmentation() if train and augment else None)
+    frame = split_frame(data, split)
+    if split == STRESSED_VAL:
+        images, rows = data.stressed_val, np.arange(len(frame))
+    else:
+        images, rows = data.images, frame["cache_row"].to_numpy()
+    dataset = XrayDataset(images, rows, frame["label"].to_numpy(), transform)
     sampler = None
-    if train and weighted_sampling:
+    if weighted_sampling:
         class_counts = np.bincount(dataset.labels, minlength=len(CLASS_NAMES))
         weights = torch.as_tensor(1.0 / class_counts[dataset.labels], dtype=torch.double)
         sampler = WeightedRandomSampler(weights, len(dataset), generator=generator)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train and sampler is None,
+        shuffle=shuffle and sampler is None,
         sampler=sampler,
         num_workers=workers,
         generator=generator,

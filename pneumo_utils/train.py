@@ -29,11 +29,14 @@ from tqdm.auto import tqdm
 from . import models
 from .data import (
     CLASS_NAMES,
+    RESIZE_MODES,
+    STRESSED_VAL,
     XrayData,
     class_weights,
     find_dataset_root,
     load_data,
     make_loader,
+    split_frame,
     to_model_input,
 )
 from .device import (
@@ -55,9 +58,15 @@ from .evaluate import (
     safe_auc,
 )
 from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
+from .transforms import INTENSITY_NORMS, evaluation_transform, training_transform
 
 SCHEDULERS = ("none", "cosine", "plateau")
-SELECT_METRICS = ("val_loss", "val_auc")
+# The validation score that picks best.pt (lowest loss or highest AUC), and the split whose
+# predictions pick the decision threshold (Youden's J).
+SELECT_METRICS = ("val_loss", "val_auc", "stressed_val_loss", "stressed_val_auc")
+THRESHOLD_SPLITS = ("val", STRESSED_VAL)
+# Every split scored after each epoch, in this order.
+EVALUATED_SPLITS = ("val", STRESSED_VAL, "test")
 # Settings that change how fast a run goes or where it reads from, not what it computes.
 NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
 
@@ -79,11 +88,17 @@ class TrainConfig:
     unfreeze_after: int | None = None
     weights: str | None = None
     augment: bool = False
+    resize: str = "squash"
+    aspect_jitter: float = 0.0
+    intensity_jitter: float = 0.0
+    jpeg_quality_min: int | None = None
+    intensity_norm: str = "none"
     class_weighting: bool = False
     weighted_sampling: bool = False
     val_fraction: float = 0.1
     keep_official_val: bool = False
     select_metric: str = "val_loss"
+    threshold_on: str = "val"
     early_stopping: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -107,6 +122,9 @@ class TrainConfig:
             "dropout": 0 <= self.dropout < 1,
             "val_fraction": 0 < self.val_fraction < 0.5,
             "weight_decay": self.weight_decay >= 0,
+            "aspect_jitter": 0 <= self.aspect_jitter <= 1,
+            "intensity_jitter": 0 <= self.intensity_jitter <= 0.3,
+            "jpeg_quality_min": self.jpeg_quality_min is None or 1 <= self.jpeg_quality_min <= 95,
         }
         for name, ok in problems.items():
             if not ok:
@@ -116,6 +134,9 @@ class TrainConfig:
             ("scheduler", self.scheduler, SCHEDULERS),
             ("select-metric", self.select_metric, SELECT_METRICS),
             ("freeze", self.freeze, models.FREEZE_CHOICES),
+            ("resize", self.resize, RESIZE_MODES),
+            ("intensity-norm", self.intensity_norm, INTENSITY_NORMS),
+            ("threshold-on", self.threshold_on, THRESHOLD_SPLITS),
         ]:
             if value not in choices:
                 raise UserError(f"unknown --{name} {value!r}: choose one of {', '.join(choices)}")
@@ -226,6 +247,7 @@ def load_run_data(cfg: TrainConfig, data_dir: str | None = None, progress: bool 
         skip_bad_images=cfg.skip_bad_images,
         cache_dir=cfg.cache_dir,
         progress=progress,
+        resize=cfg.resize,
     )
 
 
@@ -406,7 +428,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
         train_seconds, images_seen = time.perf_counter() - epoch_started, len(labels)
         row = dict(epoch=epoch + 1, status="ok", lr=optimizer.param_groups[0]["lr"])
         row.update(epoch_stats(logits, labels, "train"))
-        for split in ("val", "test"):
+        for split in EVALUATED_SPLITS:
             logits, labels = predict_logits(
                 forward_model, loaders[split], device, amp_dtype, cfg.channels_last, cfg.max_batches
             )
@@ -414,7 +436,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
             row[f"{split}_auc"] = safe_auc(labels, pneumonia_probability(logits))
         _step_scheduler(scheduler, row["val_loss"])
 
-        score = row["val_loss"] if cfg.select_metric == "val_loss" else -row["val_auc"]
+        score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
         if score < best["score"]:
             best = dict(score=score, epoch=epoch + 1, stale=0)
             atomic_torch_save(run_dir / "best.pt", dict(model=model.state_dict(), epoch=epoch + 1))
@@ -484,22 +506,34 @@ def _check_or_write_config(cfg, run_dir: Path, data: XrayData, provenance, devic
 
 
 def _make_loaders(cfg, data: XrayData, device, generator: torch.Generator) -> dict:
-    """Train (shuffled by `generator`, augmented if asked), val and test (in order, 2x batch)."""
+    """Train (shuffled by `generator`, transformed as configured) and the evaluated splits
+    (in order, 2x batch, normalised only)."""
     workers = cfg.workers if cfg.workers is not None else (0 if device.type == "cpu" else 6)
-    return {
-        split: make_loader(
+    pin_memory = cfg.pin_memory and device.type == "cuda"
+    loaders = dict(
+        train=make_loader(
             data,
-            split,
-            cfg.batch_size if split == "train" else 2 * cfg.batch_size,
-            train=split == "train",
-            augment=cfg.augment,
+            "train",
+            cfg.batch_size,
+            transform=training_transform(cfg),
+            shuffle=True,
             weighted_sampling=cfg.weighted_sampling,
             workers=workers,
             generator=generator,
-            pin_memory=cfg.pin_memory and device.type == "cuda",
+            pin_memory=pin_memory,
         )
-        for split in ("train", "val", "test")
-    }
+    )
+    for split in EVALUATED_SPLITS:
+        loaders[split] = make_loader(
+            data,
+            split,
+            2 * cfg.batch_size,
+            transform=evaluation_transform(cfg),
+            workers=workers,
+            generator=generator,
+            pin_memory=pin_memory,
+        )
+    return loaders
 
 
 def _make_scheduler(cfg: TrainConfig, optimizer):
@@ -528,6 +562,7 @@ def _summary_line(row: dict, epochs: int, seconds: float, is_best: bool) -> str:
         f"epoch {row['epoch']:>3}/{epochs}  "
         f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
         f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} | "
+        f"stressed val loss {row['stressed_val_loss']:.3f} acc {row['stressed_val_acc']:.3f} | "
         f"test loss {row['test_loss']:.3f} acc {row['test_acc']:.3f} | "
         f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}"
     )
@@ -560,37 +595,37 @@ def finalize(
     device: torch.device | None = None,
     progress: bool = True,
 ) -> dict:
-    """Evaluate the best checkpoint: threshold on val, metrics on test, predictions saved."""
+    """Evaluate the best checkpoint: threshold on cfg.threshold_on, metrics on test,
+    predictions of every evaluated split saved."""
     model, cfg, device = load_trained_model(run_dir, device)
     data = data or load_run_data(cfg, progress=progress)
     amp_dtype = autocast_dtype(device, cfg.amp)
-    probs = {}
-    for split in ("val", "test"):
-        loader = make_loader(data, split, 2 * cfg.batch_size)
-        logits, labels = predict_logits(
+    probs, labels = {}, {}
+    for split in EVALUATED_SPLITS:
+        loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
+        logits, labels[split] = predict_logits(
             model, loader, device, amp_dtype, cfg.channels_last, cfg.max_batches
         )
         probs[split] = pneumonia_probability(logits)
-        frame = data.splits[split].iloc[: len(labels)]
+        frame = split_frame(data, split).iloc[: len(labels[split])]
         atomic_write_text(
             run_dir / f"{split}_predictions.csv",
             pd.DataFrame(
                 dict(
                     relpath=frame["relpath"].to_numpy(),
-                    label=labels,
+                    label=labels[split],
                     p_pneumonia=probs[split],
                 )
             ).to_csv(index=False),
         )
-        if split == "val":
-            threshold = choose_threshold(labels, probs["val"])
+    threshold = choose_threshold(labels[cfg.threshold_on], probs[cfg.threshold_on])
     best_epoch = int(load_checkpoint(run_dir / "best.pt")["epoch"])
     metrics = dict(
         best_epoch=best_epoch,
         selected_on=cfg.select_metric,
-        threshold_chosen_on="val (Youden's J)",
-        test=binary_metrics(labels, probs["test"], threshold),
-        test_at_0_5=binary_metrics(labels, probs["test"], 0.5),
+        threshold_chosen_on=f"{cfg.threshold_on} (Youden's J)",
+        test=binary_metrics(labels["test"], probs["test"], threshold),
+        test_at_0_5=binary_metrics(labels["test"], probs["test"], 0.5),
         class_names=list(CLASS_NAMES),
     )
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
@@ -598,7 +633,7 @@ def finalize(
     print(
         f"best epoch {best_epoch}: test accuracy {test['accuracy']:.3f}, sensitivity "
         f"{test['sensitivity']:.3f}, specificity {test['specificity']:.3f}, AUC "
-        f"{test['roc_auc']:.3f} (threshold {threshold:.3f} from val)"
+        f"{test['roc_auc']:.3f} (threshold {threshold:.3f} from {cfg.threshold_on})"
     )
     return metrics
 

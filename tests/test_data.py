@@ -23,6 +23,7 @@ from pneumo_utils.data import (
     scan_dataset,
     to_model_input,
 )
+from pneumo_utils.transforms import classic_augmentation
 
 from .conftest import make_dataset
 
@@ -256,7 +257,9 @@ def test_cached_pipeline_matches_uncached_decoding(tiny_data, cache_dir):
 
 def test_to_model_input_normalizes_to_three_channels(tiny_data, cache_dir):
     data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
-    images, labels = next(iter(make_loader(data, "train", 8, train=True, augment=True)))
+    images, labels = next(
+        iter(make_loader(data, "train", 8, transform=classic_augmentation(), shuffle=True))
+    )
     assert images.dtype == torch.uint8 and images.shape == (8, 1, 32, 32)
     batch = to_model_input(images, torch.device("cpu"))
     assert batch.shape == (8, 3, 32, 32)
@@ -272,7 +275,7 @@ def test_weighted_sampling_balances_classes(tiny_copy, cache_dir):
     labels = data.splits["train"]["label"].to_numpy()
     assert labels.mean() > 0.7
     generator = torch.Generator().manual_seed(0)
-    loader = make_loader(data, "train", 64, train=True, weighted_sampling=True, generator=generator)
+    loader = make_loader(data, "train", 64, weighted_sampling=True, generator=generator)
     drawn = torch.cat([labels for _ in range(20) for _, labels in loader]).float()
     assert abs(drawn.mean().item() - 0.5) < 0.05
     weights = class_weights(labels)

@@ -1,0 +1,160 @@
+"""The options that take the acquisition shortcuts away, each checked on a tiny image."""
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pneumo_utils import TrainConfig
+from pneumo_utils.data import STRESSED_VAL, decode_xray, load_data, make_loader
+from pneumo_utils.transforms import (
+    RandomAspect,
+    RandomLevels,
+    anisotropic_scale,
+    evaluation_transform,
+    normalize_intensity,
+    recompress_jpeg,
+    stress,
+    stressed_copy,
+    training_transform,
+)
+
+
+def _box(size: int = 64, width: int = 20, height: int = 20) -> torch.Tensor:
+    """A bright rectangle on a dark background, centred, as a (1, S, S) uint8 tensor."""
+    image = torch.full((1, size, size), 40, dtype=torch.uint8)
+    top, left = (size - height) // 2, (size - width) // 2
+    image[0, top : top + height, left : left + width] = 220
+    return image
+
+
+def _box_aspect(image: torch.Tensor) -> float:
+    bright = image[0] > 128
+    rows, cols = bright.any(dim=1).sum().item(), bright.any(dim=0).sum().item()
+    return cols / rows
+
+
+def _noisy(size: int = 64, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(120, 40, (size, size)), 0, 255).astype(np.uint8)
+    return torch.from_numpy(pixels)[None]
+
+
+def test_anisotropic_scale_changes_the_aspect_and_keeps_the_shape():
+    image = _box()
+    wider, taller = anisotropic_scale(image, 1.5), anisotropic_scale(image, 1 / 1.5)
+    assert wider.shape == taller.shape == image.shape
+    assert _box_aspect(image) == pytest.approx(1.0)
+    assert _box_aspect(wider) == pytest.approx(1.5, abs=0.1)
+    assert _box_aspect(taller) == pytest.approx(1 / 1.5, abs=0.1)
+    assert anisotropic_scale(image, 1.0).equal(image)
+
+
+def test_aspect_jitter_draws_both_directions_within_its_range():
+    torch.manual_seed(0)
+    aspects = [_box_aspect(RandomAspect(0.4)(_box())) for _ in range(40)]
+    assert min(aspects) < 0.9 and max(aspects) > 1.1
+    assert min(aspects) >= 1 / 1.4 - 0.1 and max(aspects) <= 1.4 + 0.1
+
+
+def test_jpeg_recompression_changes_the_bytes_not_the_shape():
+    image = _noisy()
+    recompressed = recompress_jpeg(image, 30)
+    assert recompressed.shape == image.shape and recompressed.dtype == torch.uint8
+    assert not recompressed.equal(image)
+    assert (recompressed.float() - image.float()).abs().mean() < 40  # still the same picture
+    encoded = [io.BytesIO() for _ in range(2)]
+    Image.fromarray(image[0].numpy()).save(encoded[0], "PNG")
+    Image.fromarray(recompressed[0].numpy()).save(encoded[1], "PNG")
+    assert encoded[0].getvalue() != encoded[1].getvalue()
+
+
+def test_intensity_jitter_moves_black_and_white_points():
+    torch.manual_seed(0)
+    image = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16)
+    jittered = [RandomLevels(0.1)(image) for _ in range(20)]
+    lowest = [j.min().item() for j in jittered]
+    assert min(lowest) == 0 and max(lowest) > 0  # sometimes the floor is lifted, sometimes clipped
+    assert len({j.float().mean().item() for j in jittered}) > 10
+
+
+@pytest.mark.parametrize("mode", ["percentile", "equalize"])
+def test_intensity_normalisation_removes_exposure_differences(mode):
+    image = _noisy()
+    dim = (image.float() * 0.5 + 20).to(torch.uint8)  # a darker, flatter exposure of the same view
+    a, b = normalize_intensity(image, mode), normalize_intensity(dim, mode)
+    assert (image.float() - dim.float()).abs().mean() > 30
+    assert (a.float() - b.float()).abs().mean() < 6
+    assert a.min() <= 2 and a.max() >= 253
+
+
+def test_normalisation_leaves_a_flat_image_alone():
+    flat = torch.full((1, 8, 8), 77, dtype=torch.uint8)
+    assert normalize_intensity(flat, "percentile").equal(flat)
+    assert normalize_intensity(flat, "none").equal(flat)
+
+
+def test_resize_pad_and_crop_keep_the_aspect_of_an_original(tmp_path):
+    wide = np.full((40, 80), 200, dtype=np.uint8)  # 2:1, all bright
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    squashed = decode_xray(tmp_path / "wide.png", 32, "squash")
+    padded = decode_xray(tmp_path / "wide.png", 32, "pad")
+    cropped = decode_xray(tmp_path / "wide.png", 32, "crop")
+    assert squashed.shape == padded.shape == cropped.shape == (32, 32)
+    assert (squashed > 100).all() and (cropped > 100).all()
+    bright_rows = (padded > 100).any(axis=1).sum()
+    assert bright_rows == 16  # the 2:1 picture fills half the height; black bars above and below
+
+
+def test_stress_turns_the_confounds_against_the_label():
+    rng = np.random.default_rng(0)
+    image = _box()[0].numpy()
+    image[0, 0] = 0  # one pure-black pixel
+    normal, pneumonia = stress(image, 0, rng), stress(image, 1, rng)
+    box = _box()
+    assert _box_aspect(torch.from_numpy(normal)[None]) < 0.9 * _box_aspect(box)
+    assert _box_aspect(torch.from_numpy(pneumonia)[None]) > 1.1 * _box_aspect(box)
+    assert normal.min() > 3  # NORMAL loses its pure black
+
+
+def test_stressed_copy_is_deterministic_per_seed_and_name():
+    images = np.stack([_noisy(seed=i)[0].numpy() for i in range(4)])
+    labels, names = np.array([0, 1, 0, 1]), [f"f{i}.jpeg" for i in range(4)]
+    first = stressed_copy(images, labels, names, seed=0)
+    assert np.array_equal(first, stressed_copy(images, labels, names, seed=0))
+    assert not np.array_equal(first, stressed_copy(images, labels, names, seed=1))
+    order = [2, 0, 3, 1]
+    reordered = stressed_copy(images[order], labels[order], [names[i] for i in order], seed=0)
+    assert np.array_equal(reordered, first[order])
+
+
+def test_stressed_validation_loader_holds_the_validation_images(tiny_data, cache_dir):
+    data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
+    val, stressed = make_loader(data, "val", 100), make_loader(data, STRESSED_VAL, 100)
+    (clean_images, clean_labels), (stressed_images, stressed_labels) = (
+        next(iter(val)),
+        next(iter(stressed)),
+    )
+    assert clean_labels.equal(stressed_labels)
+    assert clean_images.shape == stressed_images.shape
+    assert not clean_images.equal(stressed_images)
+
+
+def test_training_transform_has_the_configured_steps():
+    assert training_transform(TrainConfig()) is None
+    assert evaluation_transform(TrainConfig()) is None
+    config = replace(
+        TrainConfig(),
+        aspect_jitter=0.3,
+        intensity_jitter=0.1,
+        jpeg_quality_min=50,
+        intensity_norm="percentile",
+        augment=True,
+    )
+    torch.manual_seed(0)
+    out = training_transform(config)(_noisy())
+    assert out.shape == (1, 64, 64) and out.dtype == torch.uint8
+    assert evaluation_transform(config)(_noisy()).equal(normalize_intensity(_noisy(), "percentile"))
