@@ -234,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir", help="a run folder written by train")
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
 
+    audit = commands.add_parser(
+        "audit", help="the shortcut audit: how much of the label the file and pixel properties give"
+    )
+    audit.add_argument("--data", required=True, help="dataset folder (Kaggle or Mendeley layout)")
+    audit.add_argument(
+        "--image-size", type=int, default=128, help="decoded size of the pixel properties"
+    )
+    audit.add_argument("--csv", metavar="FILE", help="also write every file's properties as CSV")
+
     bench = commands.add_parser("bench", help="images/s of the data pipeline and training step")
     bench.add_argument(
         "--data",
@@ -286,6 +295,14 @@ def _run(args: argparse.Namespace) -> None:
             print(
                 f"{result['path']}\tP(pneumonia)={result['p_pneumonia']:.4f}\t{result['predicted']}"
             )
+    elif args.command == "audit":
+        from .audit import shortcut_audit
+
+        result = shortcut_audit(args.data, args.image_size)
+        print(result.auc.round(3).to_string(), end="\n\n")
+        print(result.single.round(3).to_string())
+        if args.csv:
+            result.properties.to_csv(args.csv, index=False)
     elif args.command == "bench":
         from .bench import run_benchmark
 

@@ -420,24 +420,6 @@ def patients_per_split(records: pd.DataFrame) -> pd.DataFrame:
     return table.round(2)
 
 
-def image_properties(records: pd.DataFrame, images: np.ndarray) -> pd.DataFrame:
-    """Original width and height (read from file headers) and the mean cached intensity."""
-    rows = []
-    for record in records.itertuples():
-        with Image.open(record.path) as image:
-            width, height = image.size
-        rows.append(
-            dict(
-                split=record.split,
-                class_name=record.class_name,
-                width=width,
-                height=height,
-                mean_intensity=float(images[record.cache_row].mean()),
-            )
-        )
-    return pd.DataFrame(rows)
-
-
 def _content_hash(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
