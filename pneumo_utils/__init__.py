@@ -1,19 +1,22 @@
 """Helpers for the pneumonia-detection notebooks: data, models, training, evaluation, plots."""
 
+from .config import RECIPES, TrainConfig, recipe_config
 from .data import CLASS_NAMES, load_data
 from .errors import UserError
 from .models import build_model
-from .train import TrainConfig, finalize, read_config, read_history, train
+from .runs import open_run, read_history
+from .train import train
 
 __all__ = [
     "CLASS_NAMES",
+    "RECIPES",
     "TrainConfig",
     "UserError",
     "build_model",
-    "finalize",
     "load_data",
-    "read_config",
+    "open_run",
     "read_history",
+    "recipe_config",
     "train",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,15 +1,25 @@
-"""`python -m pneumo_utils {train,evaluate,predict,bench,download,report}`."""
+"""`python -m pneumo_utils COMMAND` (or `pneumo COMMAND`): the command line.
+
+The train flags are generated from the TrainConfig fields (config.py), so a new setting needs
+no change here. User mistakes end with one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from .errors import UserError
 
-DEFAULTS_NOTE = "Defaults reproduce the course report: Adam, lr 0.001, batch 32, 40 epochs, 224 px."
+DEFAULTS_NOTE = (
+    "Without --recipe or --config the defaults are the course report's protocol: Adam, "
+    "lr 0.001, batch 32, 40 epochs, 224 px."
+)
+TYPES = {"int": int, "float": float, "str": str}
+METAVARS = {int: "N", float: "X"}
 
 
 def _positive_int(text: str) -> int:
@@ -19,220 +29,134 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .data import RESIZE_MODES
-    from .device import DEVICE_CHOICES
-    from .models import FREEZE_CHOICES, MODEL_NAMES
-    from .train import SCHEDULERS, SELECT_METRICS, THRESHOLD_SPLITS, TrainConfig
-    from .transforms import INTENSITY_NORMS
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field. Only flags given on the line land in the namespace
+    (default SUPPRESS), so they override the recipe or saved config and nothing else does."""
+    from .config import TrainConfig
 
-    d = TrainConfig()
-    add = parser.add_argument
-    add(
-        "--model",
-        choices=MODEL_NAMES,
-        required=True,
-        help="scratch: random init, Dropout(p) + 2-way FC; pretrained: ImageNet weights, new FC",
+    defaults = asdict(TrainConfig())
+    groups = {}
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        group = groups.get(meta["group"]) or parser.add_argument_group(meta["group"])
+        groups[meta["group"]] = group
+        flag = meta["flag"] or f"--{f.name.replace('_', '-')}"
+        default = defaults[f.name] if f.default is not MISSING else None
+        if f.type == "bool":
+            action = "store_false" if default else "store_true"
+            group.add_argument(
+                flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=meta["help"]
+            )
+            continue
+        kind = TYPES[f.type.split(" | ")[0]]
+        shown = f"; default {default}" if default is not None else ""
+        group.add_argument(
+            flag,
+            dest=f.name,
+            type=kind,
+            choices=meta["choices"],
+            default=argparse.SUPPRESS,
+            metavar=None if meta["choices"] else METAVARS.get(kind, f.name.split("_")[-1].upper()),
+            help=meta["help"] + shown,
+        )
+
+
+def _train_parser(commands) -> None:
+    from .config import HEADLINE, RECIPES
+
+    train = commands.add_parser("train", help="train or resume one run", description=DEFAULTS_NOTE)
+    start = train.add_mutually_exclusive_group()
+    start.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        metavar="NAME",
+        help=f"start from a named recipe: {', '.join(RECIPES)} (the headline: {HEADLINE})",
     )
-    add("--data", required=True, help="dataset folder (Kaggle or Mendeley layout)")
-    add("--out", required=True, help="run folder; an existing one is resumed")
-    group = parser.add_argument_group("optimisation")
-    group.add_argument("--epochs", type=_positive_int, default=d.epochs, help="default %(default)s")
-    group.add_argument(
-        "--batch-size", type=_positive_int, default=d.batch_size, help="default %(default)s"
+    start.add_argument(
+        "--config", metavar="FILE", help="start from a run's config.json (re-run that run)"
     )
-    group.add_argument(
-        "--lr", type=float, default=d.lr, help="Adam learning rate, default %(default)s"
-    )
-    group.add_argument(
-        "--weight-decay", type=float, default=d.weight_decay, help="default %(default)s"
-    )
-    group.add_argument(
-        "--scheduler",
-        choices=SCHEDULERS,
-        default=d.scheduler,
-        help="learning-rate schedule: cosine over all epochs, or x0.3 when val "
-        "loss stalls 3 epochs; default %(default)s",
-    )
-    group.add_argument(
-        "--early-stopping",
-        type=_positive_int,
-        metavar="PATIENCE",
-        help="stop after this many epochs without a better validation score",
-    )
-    group.add_argument(
-        "--select-metric",
-        choices=SELECT_METRICS,
-        default=d.select_metric,
-        help="validation score that picks best.pt; default %(default)s",
-    )
-    group.add_argument(
-        "--threshold-on",
-        choices=THRESHOLD_SPLITS,
-        default=d.threshold_on,
-        help="validation split whose predictions pick the decision threshold; default %(default)s",
-    )
-    group = parser.add_argument_group("model")
-    group.add_argument(
-        "--dropout",
-        type=float,
-        default=d.dropout,
-        help="dropout before the final FC, default %(default)s",
-    )
-    group.add_argument(
-        "--freeze",
-        choices=FREEZE_CHOICES,
-        default=d.freeze,
-        help="pretrained only: freeze nothing, the whole backbone, or every stage "
-        "below the one named; default %(default)s",
-    )
-    group.add_argument(
-        "--unfreeze-after", type=int, metavar="N", help="unfreeze everything after N epochs"
-    )
-    group.add_argument(
-        "--weights",
-        metavar="FILE",
-        help="ImageNet weights file for --model pretrained (default: torchvision's "
-        "cache, $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth)",
-    )
-    group = parser.add_argument_group("data")
-    group.add_argument("--image-size", type=int, default=d.image_size, help="default %(default)s")
-    group.add_argument(
-        "--augment",
-        action="store_true",
-        help="small rotations, shifts, zoom and exposure changes (no flips)",
-    )
-    group.add_argument(
-        "--resize",
-        choices=RESIZE_MODES,
-        default=d.resize,
-        help="how an original becomes a square: squash (aspect lost), pad with black, or "
-        "centre-crop; default %(default)s",
-    )
-    group.add_argument(
-        "--aspect-jitter",
-        type=float,
-        default=d.aspect_jitter,
-        metavar="A",
-        help="training: stretch the anatomy by a random factor in [1/(1+A), 1+A] along x or y "
-        "(breaks the aspect-ratio shortcut); default %(default)s",
-    )
-    group.add_argument(
-        "--intensity-jitter",
-        type=float,
-        default=d.intensity_jitter,
-        metavar="J",
-        help="training: move black and white points by up to J of the range and gamma in "
-        "[exp(-2J), exp(2J)]; default %(default)s",
-    )
-    group.add_argument(
-        "--jpeg-quality-min",
-        type=int,
-        default=d.jpeg_quality_min,
-        metavar="Q",
-        help="training: re-save each image as JPEG at a random quality in [Q, 95] "
-        "(breaks the encoding shortcut)",
-    )
-    group.add_argument(
-        "--intensity-norm",
-        choices=INTENSITY_NORMS,
-        default=d.intensity_norm,
-        help="per-image grey-level normalisation, every split: percentile stretch "
-        "(0.5-99.5%%) or histogram equalisation; default %(default)s",
-    )
-    group.add_argument(
-        "--class-weighting", action="store_true", help="weight the loss by inverse class frequency"
-    )
-    group.add_argument(
-        "--weighted-sampling",
-        action="store_true",
-        help="draw training images so both classes are equally frequent",
-    )
-    group.add_argument(
-        "--val-fraction",
-        type=float,
-        default=d.val_fraction,
-        help="share of train patients carved out for validation, default %(default)s",
-    )
-    group.add_argument(
-        "--keep-official-val",
-        action="store_true",
-        help="validate on the official 16-image val/ instead",
-    )
-    group.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        help="leave out unreadable files (listed in a warning) instead of stopping",
-    )
-    group.add_argument(
-        "--cache-dir", help="decoded-image cache (default $PNEUMO_CACHE or ~/.cache/pneumo_utils)"
-    )
-    group = parser.add_argument_group("run")
-    group.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
-    group.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default=d.device,
-        help="default %(default)s: cuda, then mps, then cpu",
-    )
-    group.add_argument("--workers", type=int, help="loader processes (default 0 on CPU, 6 on GPU)")
-    group.add_argument(
-        "--no-amp",
-        dest="amp",
-        action="store_false",
-        help="plain fp32 (default: bf16/fp16 autocast where the hardware has it)",
-    )
-    group.add_argument(
-        "--no-channels-last",
-        dest="channels_last",
-        action="store_false",
-        help="keep NCHW memory layout",
-    )
-    group.add_argument(
-        "--no-pin-memory",
-        dest="pin_memory",
-        action="store_false",
-        help="CUDA: copy batches from pageable memory",
-    )
-    group.add_argument("--compile", action="store_true", help="torch.compile the model")
-    group.add_argument(
-        "--deterministic", action="store_true", help="bit-identical CUDA runs (slower kernels)"
-    )
-    group.add_argument(
-        "--max-batches",
-        type=_positive_int,
-        help="stop each pass after N batches (smoke tests only)",
-    )
-    group.add_argument(
+    train.add_argument("--out", required=True, help="run folder; an existing one is resumed")
+    train.add_argument(
         "--new-run",
         action="store_true",
         help="set an existing run in --out aside (renamed, not deleted) and start again",
     )
-    group.add_argument(
+    train.add_argument(
         "--fallback-checkpoint",
         action="store_true",
         help="if last.pt is unreadable, resume from the previous good checkpoint",
+    )
+    _add_progress_flag(train)
+    _add_config_flags(train)
+
+
+def _add_progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress bars (also TQDM_DISABLE=1; without a terminal, one line per epoch)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pneumo_utils",
-        description="Pneumonia detection on chest X-rays with ResNet-18. " + DEFAULTS_NOTE,
+        description="Pneumonia detection on chest X-rays with ResNet-18.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(commands)
 
-    train = commands.add_parser("train", help="train or resume a run", description=DEFAULTS_NOTE)
-    _add_train_arguments(train)
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="train every run of the results table (skips done, resumes partial), then render",
+    )
+    reproduce.add_argument(
+        "--data", help="dataset folder (default $PNEUMO_DATA or data/chest_xray)"
+    )
+    reproduce.add_argument(
+        "--dry-run", action="store_true", help="list the runs and their state; train nothing"
+    )
+    reproduce.add_argument(
+        "--parallel",
+        type=_positive_int,
+        default=1,
+        help="trainings at once (CPU threads split between them; one per GPU); default 1",
+    )
+    reproduce.add_argument(
+        "--only", metavar="RECIPE", action="append", help="only this recipe (repeatable)"
+    )
+    reproduce.add_argument(
+        "--no-render",
+        dest="render",
+        action="store_false",
+        help="train only; do not run the notebooks",
+    )
 
     evaluate = commands.add_parser("evaluate", help="metrics of a run's best checkpoint")
     evaluate.add_argument("run_dir", help="a run folder written by train")
     evaluate.add_argument("--data", help="dataset folder (default: the one the run used)")
-    evaluate.add_argument("--split", choices=("train", "val", "test"), default="test")
+    evaluate.add_argument(
+        "--split", choices=("train", "val", "stressed_val", "test"), default="test"
+    )
 
-    predict = commands.add_parser("predict", help="P(pneumonia) for image files")
+    predict = commands.add_parser(
+        "predict", help="P(pneumonia) for image files, folders or globs, as CSV"
+    )
     predict.add_argument("run_dir", help="a run folder written by train")
-    predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
+    predict.add_argument("--out", metavar="FILE", help="write the CSV here (default: stdout)")
+    predict.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="images in memory at once; default 64"
+    )
+    _add_progress_flag(predict)
+
+    export = commands.add_parser(
+        "export", help="the best model as plain torchvision weights (.pth, .safetensors) + card"
+    )
+    export.add_argument("run_dir", help="a finished run folder")
+    export.add_argument("--out", metavar="DIR", help="default: RUN_DIR/export")
 
     audit = commands.add_parser(
         "audit", help="the shortcut audit: how much of the label the file and pixel properties give"
@@ -263,11 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     download.add_argument("--url", help="archive URL (default: Mendeley's ChestXRay2017.zip)")
 
-    report = commands.add_parser(
-        "report", help="the main job: get the data if missing, run notebooks 01-04 headless"
+    notebooks = commands.add_parser(
+        "notebooks", help="run notebooks 01-04 headless (PNEUMO_PROFILE=smoke: minutes)"
     )
-    report.add_argument("--notebooks", default="notebooks", help="default %(default)s")
-    report.add_argument(
+    notebooks.add_argument("--notebooks", default="notebooks", help="default %(default)s")
+    notebooks.add_argument(
         "--download",
         action="store_true",
         help="download the dataset into data/ when PNEUMO_DATA is missing",
@@ -275,26 +199,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .config import TrainConfig, recipe_config
+    from .train import train
+
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    if args.recipe:
+        config = recipe_config(args.recipe, **options)
+    elif args.config:
+        path = Path(args.config)
+        if path.is_dir():
+            path = path / "config.json"
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read {path} ({error}): pass a run's config.json") from None
+        config = replace(TrainConfig.from_dict(saved.get("config", saved)), **options)
+    else:
+        config = TrainConfig(**options)
+    train(
+        config,
+        args.out,
+        new_run=args.new_run,
+        fallback_checkpoint=args.fallback_checkpoint,
+        progress=args.progress,
+    )
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "train":
-        from .train import TrainConfig, train
+        _train(args)
+    elif args.command == "reproduce":
+        from .reproduce import reproduce
 
-        options = vars(args).copy()
-        new_run, fallback = options.pop("new_run"), options.pop("fallback_checkpoint")
-        out = options.pop("out")
-        options.pop("command")
-        train(TrainConfig(**options), out, new_run=new_run, fallback_checkpoint=fallback)
+        reproduce(args.data, dry_run=args.dry_run, parallel=args.parallel, only=args.only,
+                  render=args.render)  # fmt: skip
     elif args.command == "evaluate":
         from .predict import evaluate_run
 
         print(json.dumps(evaluate_run(args.run_dir, args.data, args.split), indent=2))
     elif args.command == "predict":
-        from .predict import predict_files
+        from .predict import predict_command
 
-        for result in predict_files(args.run_dir, args.images):
-            print(
-                f"{result['path']}\tP(pneumonia)={result['p_pneumonia']:.4f}\t{result['predicted']}"
-            )
+        predict_command(args.run_dir, args.inputs, args.out, args.batch_size, bool(args.progress))
+    elif args.command == "export":
+        from .export import export_run
+
+        export_run(args.run_dir, args.out)
     elif args.command == "audit":
         from .audit import shortcut_audit
 
@@ -318,8 +271,8 @@ def _run(args: argparse.Namespace) -> None:
         from .download import MENDELEY_URL, download_dataset
 
         download_dataset(args.url or MENDELEY_URL, Path(args.dest))
-    elif args.command == "report":
-        from .report import run_notebooks
+    elif args.command == "notebooks":
+        from .notebooks import run_notebooks
 
         run_notebooks(Path(args.notebooks), download=args.download)
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
+from .config import RESIZE_MODES, TrainConfig
 from .errors import UserError
 from .fileio import atomic_write_text, fsync_and_replace
 from .transforms import stressed_copy
@@ -36,9 +37,9 @@ SPLITS = ("train", "val", "test")
 # The carved validation images again, with the training set's confounds turned against
 # their labels (transforms.stress): the split that can see a shortcut.
 STRESSED_VAL = "stressed_val"
-# How an original becomes a square: squashed (aspect lost, as in chest_xray_224), padded
-# with black to a square, or centre-cropped to one.
-RESIZE_MODES = ("squash", "pad", "crop")
+# Every split a run scores after each epoch and at the end, in this order.
+EVALUATED_SPLITS = ("val", STRESSED_VAL, "test")
+
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
 # Files that operating systems drop into folders; they are not part of the data.
 OS_JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -69,19 +70,36 @@ def patient_id(file_name: str) -> str:
 # --------------------------------------------------------------------------- discovery
 
 
+def _is_dataset(folder: Path) -> bool:
+    return (folder / "train").is_dir() and (folder / "test").is_dir()
+
+
 def find_dataset_root(path: str | os.PathLike) -> Path:
-    """The folder holding train/ and test/, found at `path` or up to two levels below it."""
+    """The folder holding train/ and test/: `path` itself, or the one dataset one or two
+    levels below it. Two datasets at the same level are an error that lists them."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise UserError(
             f"data folder {path} does not exist: get the dataset (see data/README.md or run "
             "`python -m pneumo_utils download`) and pass its folder with --data or PNEUMO_DATA"
         )
-    candidates = [path, *sorted(p for p in path.glob("*") if p.is_dir())]
-    candidates += sorted(p for p in path.glob("*/*") if p.is_dir())
-    for candidate in candidates:
-        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
-            return candidate
+    if _is_dataset(path):
+        return path
+    for pattern in ("*", "*/*"):
+        found = sorted(
+            p
+            for p in path.glob(pattern)
+            if p.is_dir()
+            and not any(part.startswith((".", "__MACOSX")) for part in p.parts)
+            and _is_dataset(p)
+        )
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise UserError(
+                f"{path} holds {len(found)} datasets ({', '.join(str(p) for p in found)}): pass "
+                "the one you mean with --data or PNEUMO_DATA"
+            )
     found = ", ".join(sorted(p.name for p in path.iterdir() if p.is_dir())) or "no folders"
     raise UserError(
         f"{path} is not a chest X-ray dataset (found: {found}): expected train/ and test/ "
@@ -175,7 +193,8 @@ def _to_grayscale(image: Image.Image) -> Image.Image:
     return image.convert("RGB").convert("L")  # CMYK, RGBA, palette, RGB: drop colour and alpha
 
 
-def _to_square(gray: Image.Image, size: int, resize: str) -> Image.Image:
+def to_square(gray: Image.Image, size: int, resize: str) -> Image.Image:
+    """A grey image made a `size` square by `resize` (see decode_xray)."""
     if resize == "pad":
         return ImageOps.pad(gray, (size, size), Image.Resampling.BILINEAR, color=0)
     if resize == "crop":
@@ -184,8 +203,10 @@ def _to_square(gray: Image.Image, size: int, resize: str) -> Image.Image:
 
 
 def decode_xray(path: str | os.PathLike, size: int, resize: str = "squash") -> np.ndarray:
-    """Decode one file into a `size` x `size` uint8 grayscale array, made square by `resize`
-    (one of RESIZE_MODES)."""
+    """Decode one file into a `size` x `size` uint8 grayscale array, made square by `resize`:
+    squashed (aspect lost, as in chest_xray_224), padded with black, or centre-cropped."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, not {resize!r}")
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadImageError(f"not an image file ({path.suffix or 'no extension'})")
@@ -201,7 +222,7 @@ def decode_xray(path: str | os.PathLike, size: int, resize: str = "squash") -> n
                 # JPEG only: decode at a reduced scale that is still >= size (much faster).
                 image.draft("L", (size, size))
                 image.load()
-                return np.asarray(_to_square(_to_grayscale(image), size, resize))
+                return np.asarray(to_square(_to_grayscale(image), size, resize))
     except Image.DecompressionBombError as error:
         raise BadImageError("image too large") from error
     except UnidentifiedImageError as error:
@@ -337,8 +358,13 @@ def load_data(
     workers: int | None = None,
     progress: bool = True,
     resize: str = "squash",
+    subset: int | None = None,
 ) -> XrayData:
-    """Scan, validate and cache a dataset, then split it. Bad files stop here, before training."""
+    """Scan, validate and cache a dataset, then split it. Bad files stop here, before training.
+
+    With `subset`, validation and test keep at most that many images each, stratified by
+    class (smoke runs: both classes stay, in their proportions).
+    """
     records = scan_dataset(data_dir)
     images, bad_files = build_cache(records, image_size, cache_dir, workers, progress, resize)
     records = records.assign(cache_row=np.arange(len(records)))
@@ -352,6 +378,9 @@ def load_data(
         warnings.warn(f"leaving out {len(bad_files)} bad file(s): {listing}", stacklevel=2)
         records = records[~records["relpath"].isin(bad_files)]
     splits = make_splits(records, val_fraction, seed, keep_official_val)
+    if subset:
+        for split in ("val", "test"):
+            splits[split] = stratified_subset(splits[split], subset, seed)
     return XrayData(
         records=records,
         images=images,
@@ -359,6 +388,22 @@ def load_data(
         fingerprint=file_list_fingerprint(records, mtimes=False),
         skipped=dict(bad_files),
         seed=seed,
+    )
+
+
+def load_run_data(cfg: TrainConfig, data_dir: str | None = None, progress: bool = True) -> XrayData:
+    """The dataset and splits of a run's configuration (from `data_dir` if given)."""
+    return load_data(
+        data_dir or cfg.data,
+        cfg.image_size,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        keep_official_val=cfg.keep_official_val,
+        skip_bad_images=cfg.skip_bad_images,
+        cache_dir=cfg.cache_dir,
+        progress=progress,
+        resize=cfg.resize,
+        subset=cfg.max_batches and cfg.max_batches * cfg.batch_size * 2,
     )
 
 
@@ -393,6 +438,27 @@ def make_splits(
     )
     train_rows, val_rows = next(folds.split(pool, pool["label"], groups=pool["patient"]))
     return dict(train=pool.iloc[train_rows], val=pool.iloc[val_rows], test=test)
+
+
+def stratified_subset(frame: pd.DataFrame, size: int, seed: int = 0) -> pd.DataFrame:
+    """At most `size` rows, each class in its share (at least one row of each), in file order."""
+    if len(frame) <= size:
+        return frame
+    counts = frame["label"].value_counts()
+    keep = []
+    for label, count in counts.items():
+        share = max(1, round(size * count / len(frame)))
+        rows = frame[frame["label"] == label]
+        keep.append(rows.sample(n=min(share, count), random_state=seed))
+    return pd.concat(keep).sort_values("relpath")
+
+
+def dataset_fingerprint(data_dir: str | os.PathLike, skipped: dict | None = None) -> str:
+    """The fingerprint a run records (file names and sizes, less its skipped files), from a
+    scan alone: nothing is decoded."""
+    records = scan_dataset(data_dir)
+    records = records[~records["relpath"].isin(skipped or {})]
+    return file_list_fingerprint(records, mtimes=False)
 
 
 def split_summary(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -14,8 +14,6 @@ import torch
 
 from .errors import UserError
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
-
 
 def pick_device(requested: str = "auto") -> torch.device:
     """cuda, then mps, then cpu for "auto"; an explicit choice must be available."""
@@ -35,8 +33,16 @@ def pick_device(requested: str = "auto") -> torch.device:
         return torch.device(requested)
     except RuntimeError as error:
         raise UserError(
-            f"unknown --device {requested!r}: choose one of {', '.join(DEVICE_CHOICES)}"
+            f"unknown --device {requested!r}: use auto, cpu, mps, cuda or cuda:N"
         ) from error
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader processes: none on a CPU (the model needs every core); on a GPU, the cores less
+    one for the training process, at most 6 (Colab's 2 vCPUs get 1)."""
+    if device.type == "cpu":
+        return 0
+    return max(0, min(6, (os.cpu_count() or 1) - 1))
 
 
 def cpu_has_native_bf16() -> bool:

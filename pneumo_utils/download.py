@@ -40,7 +40,8 @@ def fetch(url: str, target: Path, progress: bool = True) -> Path:
     except (urllib.error.URLError, OSError) as error:
         raise UserError(
             f"cannot reach {url} ({getattr(error, 'reason', error)}): check the network and run "
-            "the same command again (a partial download resumes)"
+            "the same command again (a partial download resumes); without a network, copy the "
+            "dataset by hand (data/README.md) and point PNEUMO_DATA (or --data) at it"
         ) from error
     with response:
         resumed = response.status == 206

@@ -1,6 +1,9 @@
-"""Predictions over a loader, per-class epoch statistics, test metrics and bootstrap intervals."""
+"""Evaluation: predictions over a loader, per-class epoch statistics, test metrics with
+bootstrap intervals, and the evaluation of a finished run's best checkpoint (finalize)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,8 +13,18 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_score, roc_auc
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import CLASS_NAMES, to_model_input
-from .device import autocast
+from . import runs
+from .data import (
+    CLASS_NAMES,
+    EVALUATED_SPLITS,
+    load_run_data,
+    make_loader,
+    split_frame,
+    to_model_input,
+)
+from .device import autocast, autocast_dtype
+from .models import load_trained_model
+from .transforms import evaluation_transform
 
 
 @torch.inference_mode()
@@ -75,8 +88,15 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     sensitivity = tp / (tp + fn) if tp + fn else float("nan")
     specificity = tn / (tn + fp) if tn + fp else float("nan")
+    undefined = {}
+    if not tp + fn:
+        undefined["sensitivity"] = undefined["roc_auc"] = "no PNEUMONIA images"
+    if not tn + fp:
+        undefined["specificity"] = undefined["roc_auc"] = "no NORMAL images"
     return dict(
         n=int(len(labels)),
+        n_NORMAL=int(tn + fp),
+        n_PNEUMONIA=int(tp + fn),
         threshold=float(threshold),
         accuracy=float((predicted == labels).mean()),
         acc_NORMAL=float(specificity),
@@ -87,6 +107,7 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5
         f1=float(f1_score(labels, predicted, zero_division=0)),
         roc_auc=safe_auc(labels, probs),
         confusion_matrix=[[int(tn), int(fp)], [int(fn), int(tp)]],
+        undefined=undefined,  # metric -> why it cannot be computed (it is NaN, null in JSON)
     )
 
 
@@ -129,12 +150,45 @@ def bootstrap_intervals(
     )
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A pandas table as a GitHub-flavoured Markdown table (index first)."""
-    header = [table.index.name or "", *map(str, table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += [
-        "| " + " | ".join([str(i), *map(str, row)]) + " |"
-        for i, row in zip(table.index, table.to_numpy(), strict=True)
-    ]
-    return "\n".join(lines) + "\n"
+def finalize(run_dir: Path, data=None, device: torch.device | None = None, progress: bool = True):
+    """Evaluate a run's best checkpoint: the threshold from cfg.threshold_on, metrics on test,
+    and the predictions of every evaluated split, written into the run folder."""
+    model, cfg, device = load_trained_model(run_dir, device)
+    data = data or load_run_data(cfg, progress=progress)
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    probs, labels = {}, {}
+    for split in EVALUATED_SPLITS:
+        loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
+        logits, labels[split] = predict_logits(model, loader, device, amp_dtype, cfg.channels_last)
+        probs[split] = pneumonia_probability(logits)
+        runs.write_table(
+            run_dir,
+            f"{split}_predictions.csv",
+            pd.DataFrame(
+                dict(
+                    relpath=split_frame(data, split)["relpath"].to_numpy(),
+                    label=labels[split],
+                    p_pneumonia=probs[split],
+                )
+            ).to_dict("records"),
+        )
+    threshold = choose_threshold(labels[cfg.threshold_on], probs[cfg.threshold_on])
+    metrics = dict(
+        best_epoch=int(runs.load_best(run_dir)["epoch"]),
+        selected_on=cfg.select_metric,
+        threshold_chosen_on=f"{cfg.threshold_on} (Youden's J)",
+        test=binary_metrics(labels["test"], probs["test"], threshold),
+        test_at_0_5=binary_metrics(labels["test"], probs["test"], 0.5),
+        class_names=list(CLASS_NAMES),
+    )
+    runs.write_metrics(run_dir, metrics)
+    test = metrics["test"]
+    print(
+        f"best epoch {metrics['best_epoch']} on {test['n']} test images ({test['n_NORMAL']} "
+        f"NORMAL, {test['n_PNEUMONIA']} PNEUMONIA) at threshold {threshold:.3f} (chosen on "
+        f"{cfg.threshold_on}): accuracy {test['accuracy']:.3f}, sensitivity "
+        f"{test['sensitivity']:.3f}, specificity {test['specificity']:.3f}, "
+        f"AUC {test['roc_auc']:.3f}"
+        + "".join(f"; {k} undefined: {why}" for k, why in test["undefined"].items())
+    )
+    return metrics

@@ -1,4 +1,5 @@
-"""The two ResNet-18 variants of the report, ImageNet weight loading and layer freezing."""
+"""The two ResNet-18 variants of the report, ImageNet weight loading, layer freezing, and a
+finished run's best model."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
+from . import runs
+from .config import FREEZE_CHOICES, MODEL_NAMES, TrainConfig
 from .errors import UserError, WeightsUnavailable
 from .fileio import load_checkpoint
 
-MODEL_NAMES = ("scratch", "pretrained")
 # Stages in forward order; freezing "below layer3" freezes the stem, layer1 and layer2.
 STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
-FREEZE_CHOICES = ("none", "backbone", *STAGES[1:])
 OFFICIAL_SHA256_PREFIX = "f37072fd"  # torchvision's hash prefix for resnet18-f37072fd.pth
 
 
@@ -53,7 +54,7 @@ def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
                     f"ImageNet weights for ResNet-18 are not at {path} and could not be "
                     f"downloaded ({getattr(error, 'reason', error)}): copy resnet18-f37072fd.pth "
                     "there (from https://download.pytorch.org/models/resnet18-f37072fd.pth) or "
-                    "pass --weights FILE"
+                    "pass --weights FILE (in a notebook: set PNEUMO_WEIGHTS=FILE)"
                 ) from error
     state = load_checkpoint(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
@@ -135,3 +136,17 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return dict(total=total, trainable=trainable)
+
+
+def load_trained_model(run_dir: str | os.PathLike, device: torch.device | None = None):
+    """The best checkpoint of a run as an eval-mode model, with its config and device."""
+    from .device import pick_device
+
+    cfg: TrainConfig = runs.open_run(run_dir).config
+    checkpoint = runs.load_best(run_dir)
+    device = device or pick_device("auto")
+    # Both models share one architecture; the checkpoint replaces any starting weights.
+    model, _ = build_model("scratch", dropout=cfg.dropout)
+    model.load_state_dict(checkpoint["model"])
+    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
+    return model.eval(), cfg, device

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import UserError
-from .plots import use_report_style
+from .plots import use_figure_style
 from .settings import Settings, notebook_settings
 
 
@@ -15,7 +15,7 @@ def _show_user_error(shell, etype, value, tb, tb_offset=None):
 
 
 def setup_notebook() -> Settings:
-    """Read PNEUMO_* settings, apply the report style, and print pneumo_utils errors as one line."""
+    """Read PNEUMO_* settings, apply the figure style, and print pneumo_utils errors as one line."""
     try:
         from IPython import get_ipython
 
@@ -24,7 +24,7 @@ def setup_notebook() -> Settings:
         shell = None
     if shell is not None:
         shell.set_custom_exc((UserError,), _show_user_error)
-    use_report_style()
+    use_figure_style()
     settings = notebook_settings()
     print(
         f"profile {settings.profile} | data {settings.data} | runs {settings.runs} | "

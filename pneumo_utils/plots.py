@@ -1,4 +1,6 @@
-"""The report's figures: training curves, per-class curves, confusion matrices, ROC, Grad-CAM.
+"""The figures: the data and its shortcuts, training curves, per-class curves, confusion
+matrices, ROC, Grad-CAM maps, and the recipe comparisons. Drawing only: inputs are run
+folders' files or arrays computed elsewhere.
 
 Every figure is sized for a printed report (7 in wide for two panels), uses seaborn's
 colour-blind palette, and names what it shows. Runs trained on stand-in weights or in the
@@ -18,11 +20,11 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
 from .data import CLASS_NAMES
-from .train import read_config, read_metrics, read_predictions, training_curves
+from .runs import open_run, read_metrics, read_predictions, training_curves
 
-SPLIT_ORDER = ("train", "val", "test")
+SPLIT_ORDER = ("train", "val", "stressed_val", "test")
 METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
-PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 3), strict=True))
+PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 4), strict=True))
 
 
 # The groups of the shortcut audit's figure: the confound shows as train NORMAL apart from
@@ -30,21 +32,15 @@ PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 3), strict=True)
 AUDIT_GROUPS = ("train NORMAL", "train PNEUMONIA", "test NORMAL", "test PNEUMONIA")
 
 
-def use_report_style() -> None:
+def use_figure_style() -> None:
+    """Sizes and palette for figures in a printed report."""
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1)
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight"})
 
 
 def run_label(run_dir: str | os.PathLike) -> str:
-    """ "scratch" or "pretrained", flagged when the weights were not the official ImageNet file."""
-    saved = read_config(run_dir)
-    label = saved["config"]["model"]
-    notes = []
-    if saved.get("weights") and not saved["weights"]["official"]:
-        notes.append("stand-in weights")
-    if saved["config"].get("max_batches"):
-        notes.append("smoke run")
-    return f"{label}\n({', '.join(notes)}: not a result)" if notes else label
+    """The model's name, on a second line why it is not a result (smoke run, stand-in weights)."""
+    return open_run(run_dir).title.replace(" (", "\n(", 1)
 
 
 def save_figure(fig: plt.Figure, name: str, figures_dir: str | os.PathLike) -> Path:
@@ -208,7 +204,8 @@ def plot_confusion_matrices(runs: dict[str, Path]) -> plt.Figure:
             ax=ax,
         )
         ax.set(
-            title=f"{run_label(run)}\nthreshold {test['threshold']:.2f} (from val)",
+            title=f"{run_label(run)}\nthreshold {test['threshold']:.2f} "
+            f"(from {read_metrics(run)['threshold_chosen_on'].split()[0]})",
             xlabel="predicted",
             ylabel="true",
         )
@@ -239,31 +236,14 @@ def plot_roc_curves(runs: dict[str, Path]) -> plt.Figure:
 
 
 def plot_gradcam(
-    run_dirs: dict[str, Path], images: list[np.ndarray], labels: list[int]
+    maps: dict[str, tuple[np.ndarray, np.ndarray]], images: list[np.ndarray], labels: list[int]
 ) -> plt.Figure:
-    """Grad-CAM of the last residual block, one row per model, one column per image."""
-    import torch
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    from .data import to_model_input
-    from .train import load_trained_model
-
+    """Grad-CAM maps (predict.gradcam: heat maps and P(pneumonia)), one row per model, one
+    column per image."""
     fig, axes = plt.subplots(
-        len(run_dirs),
-        len(images),
-        squeeze=False,
-        figsize=(1.8 * len(images), 2.0 * len(run_dirs) + 0.4),
+        len(maps), len(images), squeeze=False, figsize=(1.8 * len(images), 2.0 * len(maps) + 0.4)
     )
-    batch = torch.stack([torch.from_numpy(image.copy())[None] for image in images])
-    notes = []
-    for row, (_name, run) in enumerate(run_dirs.items()):
-        model, _, _ = load_trained_model(run, torch.device("cpu"))
-        model = model.float().to(memory_format=torch.contiguous_format)
-        inputs = to_model_input(batch, torch.device("cpu"), channels_last=False)
-        with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
-            heat = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(1)] * len(images))
-            probs = torch.softmax(model(inputs), dim=1)[:, 1].detach().numpy()
+    for row, (name, (heat, probs)) in enumerate(maps.items()):
         for col, image in enumerate(images):
             ax = axes[row, col]
             ax.imshow(image, cmap="gray")
@@ -273,21 +253,16 @@ def plot_gradcam(
             ax.set_title(
                 f"{CLASS_NAMES[labels[col]]}\nP(pneumonia) {probs[col]:.2f}", fontsize="small"
             )
-        model_name, _, note = run_label(run).partition("\n")
-        axes[row, 0].set_ylabel(model_name)
-        if note:
-            notes.append(f"{model_name} {note}")
+        axes[row, 0].set_ylabel(name, fontsize="small")
     fig.suptitle("Grad-CAM for the PNEUMONIA output (bright = drives the prediction)")
-    if notes:
-        fig.supxlabel("; ".join(notes), fontsize="small")
     fig.tight_layout()
     return fig
 
 
 def plot_recipe_curves(curves: pd.DataFrame) -> plt.Figure:
-    """Validation against test accuracy per epoch for each recipe of the report run.
+    """Validation against test accuracy per epoch for each recipe of the results table.
 
-    `curves` is report_runs.histories(): lines are the mean over seeds, bands ± 1 sd.
+    `curves` is results.histories(): lines are the mean over seeds, bands ± 1 sd.
     The bottom row follows NORMAL, the class the published models get wrong.
     """
     frame = pd.concat(
@@ -341,12 +316,16 @@ def plot_recipe_curves(curves: pd.DataFrame) -> plt.Figure:
 
 
 def plot_ablation_curves(
-    curves: pd.DataFrame, ablations: dict[str, tuple[str, str]], seed: int
+    curves: pd.DataFrame,
+    ablations: dict[str, tuple[str, str]],
+    seed: int,
+    metric: str = "val_loss",
 ) -> plt.Figure:
-    """Validation loss per epoch of each change against the recipe it was made to, at one seed.
+    """A validation loss (`metric`) per epoch of each change against the recipe it was made
+    to, at one seed.
 
-    `curves` is report_runs.histories(); a dot marks the epoch each run selected on validation.
-    Only validation is drawn: it is what the ablation may use to choose.
+    `curves` is results.histories(); a dot marks the epoch each run selected. Only validation
+    is drawn: it is what the ablation may use to choose.
     """
     curves = curves[curves["seed"] == seed]
     columns = 3
@@ -361,17 +340,17 @@ def plot_ablation_curves(
             if run.empty:
                 ax.plot([], [], color=colour, label=f"{recipe} (not run)")
                 continue
-            ax.plot(run["epoch"], run["val_loss"], color=colour, lw=1.2, label=recipe)
+            ax.plot(run["epoch"], run[metric], color=colour, lw=1.2, label=recipe)
             selected = run[run["selected"]]
-            ax.plot(selected["epoch"], selected["val_loss"], "o", color=colour, ms=5)
+            ax.plot(selected["epoch"], selected[metric], "o", color=colour, ms=5)
         ax.set(title=title, yscale="log")
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.12))
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
     for ax in axes.flat[len(ablations) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("validation loss (log)")
+        ax.set_ylabel(f"{metric.replace('_', ' ')} (log)")
     fig.supxlabel("epoch")
-    fig.suptitle(f"The validation ablation, seed {seed} (dot: the epoch selected on validation)")
+    fig.suptitle(f"The validation ablation, seed {seed} (dot: the epoch each run selected)")
     fig.tight_layout()
     return fig

@@ -1,11 +1,11 @@
-"""What the notebooks read from the environment, and the training profiles they run.
+"""What the notebooks read from the environment, and where their runs and figures go.
 
-PNEUMO_DATA     dataset root                         (default data/chest_xray)
-PNEUMO_RUNS     root of the run folders              (default runs/)
+PNEUMO_DATA     dataset root                          (default data/chest_xray)
+PNEUMO_RUNS     root of the run folders               (default runs/)
 PNEUMO_WEIGHTS  ImageNet weights file for notebook 03 (default: torchvision's cache)
+PNEUMO_PROFILE  full: the recipes as they are (default); smoke: the same recipes shrunk to
+                seconds (64 px, 2 epochs of 2 batches), for CI
 Relative paths count from the repository folder.
-PNEUMO_PROFILE  full: the report's protocol, 224 px, 40 epochs (default)
-                smoke: 64 px, 2 epochs of 2 batches, seconds per notebook, for CI
 """
 
 from __future__ import annotations
@@ -18,38 +18,33 @@ import pandas as pd
 
 import pneumo_utils
 
+from .config import HEADLINE, RECIPE_SETTINGS, RECIPES, TrainConfig, recipe_config
 from .errors import UserError
-from .train import TrainConfig
 
 PROFILES = ("full", "smoke")
-# Frozen: stem, layer1, layer2 (edges and textures, generic across image types).
-# Trained: layer3, layer4 and the new head, which must learn what pneumonia looks like.
-PRETRAINED_FREEZE = "layer3"
-# The run folder (under PNEUMO_RUNS/<profile>/) of each notebook's training.
-RUN_NAMES = {"scratch": "scratch-seed0", "pretrained": "pretrained-seed0"}
-# The settings a training recipe may change; the rest (data, device, workers...) do not define it.
-RECIPE_SETTINGS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "scheduler",
-    "image_size",
-    "dropout",
-    "freeze",
-    "unfreeze_after",
-    "augment",
-    "class_weighting",
-    "weighted_sampling",
-    "early_stopping",
-    "select_metric",
-)
+# The recipe each notebook trains.
+NOTEBOOK_RECIPES = {"scratch": HEADLINE, "pretrained": "pretrained"}
 
 
 def repo_root() -> Path:
     """The repository folder when pneumo_utils runs from a checkout, else the working folder."""
     package_parent = Path(pneumo_utils.__file__).resolve().parents[1]
     return package_parent if (package_parent / "notebooks").is_dir() else Path.cwd()
+
+
+def results_dir(runs: Path, data: str | os.PathLike, profile: str = "full") -> Path:
+    """Where the runs on one dataset live: runs/results/<dataset> (smoke: runs/smoke/...).
+
+    Runs are kept apart per dataset (the folder name of its root), so a run is never taken
+    for a result of data it was not trained on.
+    """
+    from .data import find_dataset_root
+
+    try:
+        name = find_dataset_root(data).name
+    except UserError:  # not there (yet): its folder name still keeps its runs apart
+        name = Path(data).name
+    return runs / ("results" if profile == "full" else "smoke") / name
 
 
 @dataclass(frozen=True)
@@ -64,8 +59,8 @@ class Settings:
     def is_smoke(self) -> bool:
         return self.profile == "smoke"
 
-    def run_dir(self, name: str) -> Path:
-        return self.runs / self.profile / name
+    def run_dir(self, recipe: str, seed: int = 0) -> Path:
+        return results_dir(self.runs, self.data, self.profile) / f"{recipe}-seed{seed}"
 
 
 def notebook_settings() -> Settings:
@@ -89,23 +84,26 @@ def notebook_settings() -> Settings:
     )
 
 
-def profile_config(model: str, settings: Settings, seed: int = 0, **overrides) -> TrainConfig:
-    """The training configuration a notebook uses for `model` under the active profile."""
-    config = TrainConfig(model=model, data=str(settings.data), seed=seed)
+def profile_config(model: str, settings: Settings, seed: int = 0) -> TrainConfig:
+    """The configuration notebook 02 (`scratch`) or 03 (`pretrained`) trains: its recipe, on
+    the notebook's data, shrunk to seconds in the smoke profile."""
+    config = recipe_config(NOTEBOOK_RECIPES[model], data=str(settings.data), seed=seed)
     if model == "pretrained":
-        config = replace(config, freeze=PRETRAINED_FREEZE, dropout=0.0, weights=settings.weights)
+        config = replace(config, weights=settings.weights)
     if settings.is_smoke:
-        config = replace(config, image_size=64, epochs=2, batch_size=16, max_batches=2)
-    return replace(config, **overrides)
+        config = replace(config, **RECIPES["smoke"])
+    return config
 
 
-def hyperparameter_table(config: TrainConfig, baseline: TrainConfig | None = None) -> pd.DataFrame:
-    """The settings that define a recipe; with `baseline`, only those that differ from it."""
-    shown = ["model", *RECIPE_SETTINGS, "val_fraction", "seed", "max_batches"]
-    values = asdict(config)
-    if baseline is not None:
-        reference = asdict(baseline)
-        shown = [k for k in shown if values[k] != reference[k]]
+def hyperparameter_table(config: TrainConfig) -> pd.DataFrame:
+    """The settings that define a recipe, where `config` differs from the course report's
+    protocol (the TrainConfig defaults), side by side; seed and validation share always."""
+    protocol, values = asdict(TrainConfig(model=config.model)), asdict(config)
+    shown = [k for k in RECIPE_SETTINGS if values[k] != protocol[k]] + ["val_fraction", "seed"]
     return pd.DataFrame(
-        {"value": [values[k] for k in shown]}, index=pd.Index(shown, name="setting")
+        {
+            "course report": [protocol[k] for k in shown],
+            "this run": [values[k] for k in shown],
+        },
+        index=pd.Index(shown, name="setting"),
     )

@@ -15,6 +15,18 @@ def _cli(*args, timeout=300):
     )
 
 
+def test_every_config_field_has_a_flag_and_the_recipe_flags_exist():
+    from dataclasses import fields
+
+    from pneumo_utils.config import TrainConfig
+
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for field in fields(TrainConfig):
+        flag = field.metadata["flag"] or f"--{field.name.replace('_', '-')}"
+        assert flag in text
+    assert "--recipe" in text and "--config" in text and "--no-progress" in text
+
+
 def test_help_explains_every_train_option():
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     for option in (
@@ -89,18 +101,24 @@ def test_predict_evaluate_and_user_errors(finished_run, tiny_data, tmp_path):
     image = tiny_data / "test" / "PNEUMONIA" / "person1000_bacteria_0.jpeg"
     result = _cli("predict", finished_run, image)
     assert result.returncode == 0, result.stderr
-    path, probability, label = result.stdout.strip().split("\t")
-    assert path == str(image) and 0 <= float(probability.split("=")[1]) <= 1
+    header, row = result.stdout.strip().splitlines()
+    assert header == "path,p_pneumonia,label,threshold,error"
+    path, probability, label, threshold, error = row.split(",")
+    assert path == str(image) and 0 <= float(probability) <= 1 and error == ""
     assert label in ("NORMAL", "PNEUMONIA")
+    assert f"threshold {float(threshold):.4f}" in result.stderr
 
-    _assert_one_clear_line(_cli("predict", finished_run, tmp_path / "x.jpeg"), "no such image file")
+    _assert_one_clear_line(_cli("predict", finished_run, tmp_path / "x.jpeg"), "no image file at")
     (tmp_path / "broken.jpeg").write_bytes(b"\xff\xd8\xff garbage")
-    _assert_one_clear_line(_cli("predict", finished_run, tmp_path / "broken.jpeg"), "cannot read")
+    _assert_one_clear_line(
+        _cli("predict", finished_run, tmp_path / "broken.jpeg"), "no image could be read"
+    )
     _assert_one_clear_line(_cli("predict", tmp_path, image), "not a run folder")
 
     result = _cli("evaluate", finished_run, "--split", "val")
     assert result.returncode == 0, result.stderr
     assert '"split": "val"' in result.stdout and '"accuracy"' in result.stdout
+    assert '"acc_at_0_5"' in result.stdout  # the 0.5-threshold accuracy is named as such
 
 
 def test_pretrained_without_weights_is_one_line(tiny_data, tmp_path, monkeypatch):
@@ -117,3 +135,26 @@ def test_argument_mistakes_exit_non_zero(argv, capsys):
         main(argv)
     assert caught.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_no_progress_and_logs_get_one_line_per_epoch(tiny_data, tmp_path):
+    args = ["train", "--data", tiny_data, "--epochs", "2", "--batch-size", "16"]
+    args += ["--image-size", "32", "--cache-dir", tmp_path / "cache"]
+    quiet = _cli(*args, "--out", tmp_path / "a", "--no-progress")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "\r" not in quiet.stderr + quiet.stdout and "batch/s" not in quiet.stderr
+    assert [line[:11] for line in quiet.stdout.splitlines() if line.startswith("epoch")] == [
+        "epoch   1/2",
+        "epoch   2/2",
+    ]
+    # Without a terminal (a log file) the bars are off by default too.
+    logged = _cli(*args, "--out", tmp_path / "b")
+    assert "batch/s" not in logged.stderr and "\r" not in logged.stderr
+
+
+def test_progress_follows_tqdm_disable(monkeypatch):
+    from pneumo_utils.train import show_progress
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert show_progress() is False
+    assert show_progress(True) is True

@@ -288,3 +288,22 @@ def test_no_warnings_from_cache_reads(tiny_data, cache_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_loader(data, "val", 4).dataset[0]
+
+
+def test_a_folder_of_two_datasets_is_ambiguous(tiny_data, tmp_path):
+    shutil.copytree(tiny_data, tmp_path / "both" / "first")
+    shutil.copytree(tiny_data, tmp_path / "both" / "second")
+    with pytest.raises(UserError, match="holds 2 datasets .*first.*second.*--data"):
+        find_dataset_root(tmp_path / "both")
+    assert find_dataset_root(tmp_path / "both" / "first") == tmp_path / "both" / "first"
+    shutil.copytree(tiny_data, tmp_path / "nested" / "chest_xray")
+    assert find_dataset_root(tmp_path / "nested") == tmp_path / "nested" / "chest_xray"
+
+
+def test_smoke_subsets_keep_both_classes_in_proportion(tiny_data, cache_dir):
+    data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False, subset=6)
+    for split in ("val", "test"):
+        labels = data.splits[split]["label"]
+        assert len(labels) <= 6 and set(labels) == {0, 1}, split
+    full = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
+    assert len(full.splits["test"]) == 16

@@ -6,8 +6,8 @@ from pneumo_utils.evaluate import (
     bootstrap_intervals,
     choose_threshold,
     epoch_stats,
-    to_markdown,
 )
+from pneumo_utils.results import markdown_table
 
 
 def test_binary_metrics_on_a_hand_checked_example():
@@ -48,4 +48,4 @@ def test_bootstrap_interval_brackets_the_estimate():
     table = bootstrap_intervals(labels, probs, 0.5, n_resamples=200)
     assert (table["low"] <= table["value"]).all() and (table["value"] <= table["high"]).all()
     assert (table["high"] - table["low"]).between(0.005, 0.3).all()
-    assert to_markdown(table.round(2)).startswith("|  | value | low | high |\n|---|")
+    assert markdown_table(table.round(2)).startswith("|  | value | low | high |\n| --- |")

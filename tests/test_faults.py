@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from pneumo_utils import train
-from pneumo_utils.train import read_history
+from pneumo_utils.runs import read_history
 
 # In the child: make the second write of last.pt hang after its bytes are out, so the test can
 # kill the process in the middle of a checkpoint write.

@@ -71,4 +71,5 @@ def test_train_then_predict_an_original_jpeg(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert float(result.stdout.split("P(pneumonia)=")[1].split()[0]) <= 1
+    header, row = result.stdout.strip().splitlines()
+    assert header.startswith("path,p_pneumonia") and 0 <= float(row.split(",")[1]) <= 1

@@ -6,9 +6,15 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from pneumo_utils import compare, plots  # noqa: E402
-from pneumo_utils.settings import Settings, hyperparameter_table, notebook_settings, profile_config  # noqa: E402
-from pneumo_utils.train import TrainConfig, training_curves  # noqa: E402
+from pneumo_utils import plots, predict, results  # noqa: E402
+from pneumo_utils.config import HEADLINE, TrainConfig, recipe_config  # noqa: E402
+from pneumo_utils.runs import open_run, training_curves  # noqa: E402
+from pneumo_utils.settings import (  # noqa: E402
+    Settings,
+    hyperparameter_table,
+    notebook_settings,
+    profile_config,
+)
 
 
 def test_every_report_figure_renders(finished_run, tmp_path):
@@ -23,26 +29,28 @@ def test_every_report_figure_renders(finished_run, tmp_path):
     for name, fig in figures.items():
         assert plots.save_figure(fig, name, tmp_path).stat().st_size > 10_000
     assert figures["fig1_loss"].axes[0].get_ylabel() == "cross-entropy loss"
-    images, labels = compare.gradcam_examples(finished_run, per_class=1)
+    images, labels = results.gradcam_examples(finished_run, per_class=1)
     assert labels == [0, 1]
-    fig = plots.plot_gradcam(runs, images, labels)
-    assert len(fig.axes) >= 2
+    heat, probs = predict.gradcam(finished_run, images)
+    assert heat.shape == (2, *images[0].shape) and ((probs >= 0) & (probs <= 1)).all()
+    fig = plots.plot_gradcam({"scratch": (heat, probs)}, images, labels)
+    assert len(fig.axes) == 2
 
 
 def test_training_curves_long_form(finished_run):
     curves = training_curves(finished_run)
-    assert set(curves["split"]) == {"train", "val", "test"}
+    assert set(curves["split"]) == {"train", "val", "stressed_val", "test"}
     assert set(curves["cls"]) == {"overall", "NORMAL", "PNEUMONIA"}
-    assert len(curves) == 2 * 3 * 2 * 3  # epochs x splits x metrics x (overall + 2 classes)
+    assert len(curves) == 2 * 4 * 2 * 3  # epochs x splits x metrics x (overall + 2 classes)
 
 
 def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path):
-    table = compare.results_table(
-        {"scratch": finished_run}, {"pretrained": compare.NEEDS_WEIGHTS}, n_resamples=50
+    table = results.results_table(
+        {"scratch": finished_run}, {"pretrained": results.NEEDS_WEIGHTS}, n_resamples=50
     )
     assert list(table.columns) == ["scratch", "pretrained"]
-    assert table.loc["accuracy", "pretrained"] == compare.NEEDS_WEIGHTS
-    text = compare.write_results(table, {"scratch": finished_run}, tmp_path / "results.md", 50)
+    assert table.loc["accuracy", "pretrained"] == results.NEEDS_WEIGHTS
+    text = results.write_results(table, {"scratch": finished_run}, tmp_path / "results.md", 50)
     assert "| accuracy |" in text.read_text()
 
 
@@ -53,7 +61,7 @@ def test_stand_in_weights_are_never_labelled_a_result(finished_run, tmp_path):
     run.mkdir()
     (run / "config.json").write_text(json.dumps(saved))
     assert "stand-in weights" in plots.run_label(run)
-    assert not compare.is_result(run) and compare.is_result(finished_run)
+    assert not open_run(run).is_result and open_run(finished_run).is_result
 
 
 def test_settings_profiles(monkeypatch, tmp_path):
@@ -61,8 +69,11 @@ def test_settings_profiles(monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMO_DATA", str(tmp_path))
     full = notebook_settings()
     assert full.figures.name == "figures" and full.data == tmp_path
-    assert profile_config("scratch", full) == TrainConfig(model="scratch", data=str(tmp_path))
+    assert profile_config("scratch", full) == recipe_config(HEADLINE, data=str(tmp_path))
     assert profile_config("pretrained", full).freeze == "layer3"
+    scratch, pretrained = profile_config("scratch", full), profile_config("pretrained", full)
+    assert pretrained.aspect_jitter == scratch.aspect_jitter  # the same shortcut options
+    assert full.run_dir(HEADLINE) == full.runs / "results" / tmp_path.name / f"{HEADLINE}-seed0"
     monkeypatch.setenv("PNEUMO_PROFILE", "smoke")
     smoke = notebook_settings()
     assert "smoke" in str(smoke.figures) and profile_config("scratch", smoke).max_batches
@@ -72,9 +83,8 @@ def test_settings_profiles(monkeypatch, tmp_path):
     assert isinstance(full, Settings)
 
 
-def test_hyperparameter_table_shows_the_report_protocol():
-    table = hyperparameter_table(TrainConfig())
-    assert table.loc["lr", "value"] == 0.001 and table.loc["batch_size", "value"] == 32
-    assert table.loc["epochs", "value"] == 40
-    changed = hyperparameter_table(TrainConfig(epochs=2), baseline=TrainConfig())
-    assert list(changed.index) == ["epochs"]
+def test_hyperparameter_table_shows_the_changes_beside_the_report_protocol():
+    assert list(hyperparameter_table(TrainConfig()).index) == ["val_fraction", "seed"]
+    table = hyperparameter_table(TrainConfig(epochs=2, image_size=64))
+    assert list(table.index) == ["epochs", "image_size", "val_fraction", "seed"]
+    assert table.loc["epochs", "course report"] == 40 and table.loc["epochs", "this run"] == 2

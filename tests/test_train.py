@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pneumo_utils import UserError, train
-from pneumo_utils.train import RunLock, completed_epochs, read_history
+from pneumo_utils.runs import RunLock, completed_epochs, read_history
 
 RUN_FILES = (
     "config.json",
@@ -67,7 +67,7 @@ def test_a_run_writes_every_file(finished_run):
 
 def test_checkpoints_load_with_weights_only(finished_run):
     state = torch.load(finished_run / "last.pt", weights_only=True)
-    assert state["epoch"] == 1 and len(state["history"]) == 2
+    assert state["state"]["epochs_done"] == 2 and len(state["state"]["history"]) == 2
     torch.load(finished_run / "best.pt", weights_only=True)
 
 
@@ -115,6 +115,14 @@ def test_changed_dataset_is_refused(tiny_copy, tiny_config, tmp_path):
     (tiny_copy / "test" / "NORMAL" / "IM-1000-0001.jpeg").unlink()
     with pytest.raises(UserError, match="differs from the one .* trained on"):
         train(config, out, progress=False)
+
+
+def test_finished_run_on_other_data_is_refused_not_reused(tiny_copy, tiny_config, tmp_path):
+    out = train(tiny_config, tmp_path / "run", progress=False)
+    (tiny_copy / "test" / "NORMAL" / "IM-1000-0001.jpeg").unlink()  # another dataset now
+    with pytest.raises(UserError, match="differs from the one .* trained on.*--new-run"):
+        train(replace(tiny_config, data=str(tiny_copy)), out, progress=False)
+    train(tiny_config, out, progress=False)  # the data it was trained on: complete, a no-op
 
 
 def test_resume_on_a_fresh_copy_of_the_same_data(tiny_copy, tiny_config, tmp_path):

@@ -1,5 +1,5 @@
-"""`python -m pneumo_utils report`: the main job. Gets the data if asked, then executes the
-numbered notebooks headless, in order, and leaves the report figures in figures/."""
+"""`python -m pneumo_utils notebooks`: executes the numbered notebooks headless, in order
+(getting the data first if asked), leaving their figures in figures/ (smoke: runs/smoke/)."""
 
 from __future__ import annotations
 

@@ -8,15 +8,15 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from pneumo_utils import plots, report_runs  # noqa: E402
+from pneumo_utils import plots, results  # noqa: E402
 from pneumo_utils.errors import UserError  # noqa: E402
-from pneumo_utils.train import read_history  # noqa: E402
+from pneumo_utils.runs import read_history  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _copy_run(finished_run: Path, target: Path, accuracy: float, **config_changes) -> Path:
-    # The report reads configs, histories and metrics; checkpoints would cost 100 MB a copy.
+    # The tables read configs, histories and metrics; checkpoints would cost 100 MB a copy.
     run = Path(shutil.copytree(finished_run, target, ignore=shutil.ignore_patterns("*.pt", "tb")))
     metrics = json.loads((run / "metrics.json").read_text())
     metrics["test"]["accuracy"] = accuracy
@@ -29,8 +29,8 @@ def _copy_run(finished_run: Path, target: Path, accuracy: float, **config_change
 
 @pytest.fixture
 def report_dir(finished_run, tmp_path) -> Path:
-    """Two seeds of one recipe, plus folders that are not part of the report run."""
-    root = tmp_path / "report"
+    """Two seeds of one recipe, plus folders that are not part of the results table."""
+    root = tmp_path / "results"
     root.mkdir()
     _copy_run(finished_run, root / "recipe-seed0", 0.80, augment=True)
     _copy_run(finished_run, root / "recipe-seed1", 0.90, augment=True)
@@ -42,7 +42,7 @@ def report_dir(finished_run, tmp_path) -> Path:
 
 
 def test_collect_runs_groups_seeds_and_skips_the_rest(report_dir):
-    runs = report_runs.collect_runs(report_dir)
+    runs = results.collect_runs(report_dir)
     assert sorted(runs["seed"]) == [0, 1]
     assert set(runs["recipe"]) == {"recipe"}
     assert "augment=True" in runs["changes"].iloc[0]
@@ -52,58 +52,61 @@ def test_collect_runs_groups_seeds_and_skips_the_rest(report_dir):
 
 
 def test_seed_summary_is_mean_and_sample_sd(report_dir):
-    summary = report_runs.seed_summary(report_runs.collect_runs(report_dir))
+    summary = results.seed_summary(results.collect_runs(report_dir))
     assert summary.loc["recipe", "accuracy"] == "0.850 ± 0.071"
     assert summary.loc["recipe", "seeds"] == "0, 1"
 
 
 def test_bar_distance_in_points(report_dir):
-    distance = report_runs.bar_distance(report_runs.collect_runs(report_dir), "recipe")
+    distance = results.bar_distance(results.collect_runs(report_dir), "recipe")
     assert distance.loc["accuracy", "distance (points)"] == pytest.approx(-7.0)
     assert not distance.loc["accuracy", "met"]
     assert distance.loc["accuracy", "seeds"] == "2 of 3"
 
 
 def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
-    runs = report_runs.collect_runs(report_dir)
-    lines = report_runs.ablation_markdown(runs).splitlines()
+    runs = results.collect_runs(report_dir)
+    lines = results.markdown_table(results.ablation_table(runs)).splitlines()
     assert lines[0].startswith("| seed | recipe | selected epoch | val loss |")
     history = read_history(report_dir / "recipe-seed0").set_index("epoch")
     epoch = runs["best_epoch"].iloc[0]
     selected = history.loc[epoch]
-    late = history["val_loss"].tail(report_runs.LATE_EPOCHS).mean()
+    late = history.tail(results.late_epochs(len(history)))
     assert lines[2] == (
-        f"| 0 | recipe | {epoch} | {selected['val_loss']:.3f} | {selected['val_acc']:.3f} | "
-        f"{selected['val_acc_NORMAL']:.3f} | {selected['val_auc']:.3f} | {late:.3f} |"
+        f"| 0 | recipe | {epoch} (val_loss) | {selected['val_loss']:.3f} | "
+        f"{selected['val_acc_NORMAL']:.3f} | {selected['val_auc']:.3f} | "
+        f"{selected['stressed_val_loss']:.3f} | {selected['stressed_val_acc_NORMAL']:.3f} | "
+        f"{selected['stressed_val_auc']:.3f} | {late['val_loss'].mean():.3f} | "
+        f"{late['stressed_val_loss'].mean():.3f} |"
     )
     assert lines[3].startswith("| 1 | recipe |")
 
 
 def test_results_table_keeps_pretrained_row_empty_without_official_weights(report_dir):
-    runs = report_runs.collect_runs(report_dir)
-    text = report_runs.results_markdown(runs, rows={"recipe": "our recipe"})
+    runs = results.collect_runs(report_dir)
+    text = results.results_markdown(runs, rows={"recipe": "our recipe"})
     assert "| **ours**: our recipe | ResNet-18 from scratch, 32 px | 0.850 ± 0.071 |" in text
-    assert report_runs.NEEDS_WEIGHTS in text
+    assert results.NEEDS_WEIGHTS in text
     assert "Kermany" in text and "0.928" in text
     stand_in = report_dir / "recipe-seed0"
     saved = json.loads((stand_in / "config.json").read_text())
     saved["weights"] = {"official": False, "sha256": "0" * 64}
     (stand_in / "config.json").write_text(json.dumps(saved))
-    assert report_runs.official_pretrained({"pretrained": stand_in}) is None
-    assert report_runs.official_pretrained({"scratch": stand_in}) is None
+    assert results.official_pretrained({"pretrained": stand_in}) is None
+    assert results.official_pretrained({"scratch": stand_in}) is None
 
 
 def test_histories_mark_the_selected_epoch(report_dir):
-    runs = report_runs.collect_runs(report_dir)
-    curves = report_runs.histories(runs)
+    runs = results.collect_runs(report_dir)
+    curves = results.histories(runs)
     assert sorted(curves["seed"].unique()) == [0, 1]
     selected = curves[curves["selected"]]
     assert list(selected["epoch"]) == list(runs["best_epoch"])
-    assert report_runs.histories(runs, ["recipe"]).equals(curves)
+    assert results.histories(runs, ["recipe"]).equals(curves)
 
 
 def test_recipe_figures_render(report_dir, tmp_path):
-    curves = report_runs.histories(report_runs.collect_runs(report_dir))
+    curves = results.histories(results.collect_runs(report_dir))
     fig = plots.plot_recipe_curves(curves)
     assert plots.save_figure(fig, "recipes", tmp_path).stat().st_size > 10_000
     assert len(fig.axes) == 4
@@ -116,8 +119,8 @@ def test_recipe_figures_render(report_dir, tmp_path):
 
 
 def test_no_runs_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="no finished report runs"):
-        report_runs.collect_runs(tmp_path)
+    with pytest.raises(UserError, match="no finished runs"):
+        results.collect_runs(tmp_path)
 
 
 def _rows_without_pretrained(text: str) -> list[str]:
@@ -131,14 +134,16 @@ def _rows_without_pretrained(text: str) -> list[str]:
 
 def test_readme_and_figures_table_come_from_the_committed_runs():
     """The README's numbers are the ones the committed runs give (no hand edits)."""
-    runs = report_runs.collect_runs()
-    table = _rows_without_pretrained(
-        report_runs.results_markdown(runs)
-        + report_runs.ablation_markdown(runs)
-        + report_runs.bar_markdown(runs)
-    )
+    runs = results.collect_runs()
+    table = _rows_without_pretrained(results.results_markdown(runs))
     readme = (REPO / "README.md").read_text().splitlines()
-    rendered = (REPO / "figures" / "report_results.md").read_text().splitlines()
+    rendered = (REPO / "figures" / "results_table.md").read_text().splitlines()
+    everything = _rows_without_pretrained(
+        results.markdown_table(results.ablation_table(runs))
+        + results.markdown_table(results.bar_distance(runs, results.HEADLINE))
+        + results.markdown_table(results.bar_distance(runs, results.HEADLINE, results.AIM))
+    )
     for line in table:
         assert line in readme, f"README.md lacks (or has an old copy of) {line!r}"
-        assert line in rendered, "figures/report_results.md is stale: run notebooks/04"
+    for line in table + everything:
+        assert line in rendered, "figures/results_table.md is stale: run notebooks/04"

@@ -1,11 +1,11 @@
-"""The main job's runner on throwaway notebooks (a real kernel; a few seconds)."""
+"""The notebook runner on throwaway notebooks (a real kernel; a few seconds)."""
 
 import nbformat
 import pytest
 
 from pneumo_utils.cli import main
 from pneumo_utils.errors import UserError
-from pneumo_utils.report import run_notebooks
+from pneumo_utils.notebooks import run_notebooks
 
 
 def _notebook(path, *sources):
@@ -16,7 +16,7 @@ def _notebook(path, *sources):
 
 def test_missing_dataset_is_one_line_before_any_work(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PNEUMO_DATA", str(tmp_path / "nowhere"))
-    assert main(["report"]) == 2
+    assert main(["notebooks"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "--download" in error and "nowhere" in error
 

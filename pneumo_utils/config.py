@@ -1,0 +1,276 @@
+"""The configuration of a run (TrainConfig) and the named recipes the project reports.
+
+Every setting is a TrainConfig field; its metadata (help text, choices, group) is all the
+command line needs, so `python -m pneumo_utils train` has one flag per field, generated.
+A recipe is a name for a set of changes to the defaults, and the defaults are the course
+report's protocol. Run folders of the results table are named `<recipe>-seed<N>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .errors import UserError
+
+MODEL_NAMES = ("scratch", "pretrained")
+FREEZE_CHOICES = ("none", "backbone", "layer1", "layer2", "layer3", "layer4")
+SCHEDULERS = ("none", "cosine", "plateau")
+RESIZE_MODES = ("squash", "pad", "crop")
+INTENSITY_NORMS = ("none", "percentile", "equalize")
+DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N"
+# The validation score that picks best.pt (lowest loss or highest AUC), and the split whose
+# predictions pick the decision threshold (Youden's J). stressed_val: see transforms.stress.
+SELECT_METRICS = ("val_loss", "val_auc", "stressed_val_loss", "stressed_val_auc")
+THRESHOLD_SPLITS = ("val", "stressed_val")
+# Settings that change how fast a run goes or where it reads from, not what it computes.
+NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
+# The settings a recipe may change; the rest (data, device, workers...) do not define it.
+RECIPE_SETTINGS = (
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "scheduler",
+    "image_size",
+    "dropout",
+    "freeze",
+    "unfreeze_after",
+    "augment",
+    "resize",
+    "aspect_jitter",
+    "intensity_jitter",
+    "jpeg_quality_min",
+    "intensity_norm",
+    "class_weighting",
+    "weighted_sampling",
+    "early_stopping",
+    "select_metric",
+    "threshold_on",
+    "max_batches",
+)
+
+
+def _setting(default, help: str, group: str = "run", choices=None, flag: str | None = None):
+    """A TrainConfig field with what its command-line flag needs."""
+    return field(default=default, metadata=dict(help=help, group=group, choices=choices, flag=flag))
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. The defaults are the course report's protocol."""
+
+    model: str = _setting(
+        "scratch",
+        "scratch: random init, Dropout(p) + 2-way FC; pretrained: ImageNet weights, new FC",
+        "model",
+        MODEL_NAMES,
+    )
+    data: str = _setting("data/chest_xray", "dataset folder (Kaggle or Mendeley layout)", "data")
+    epochs: int = _setting(40, "training epochs", "optimisation")
+    batch_size: int = _setting(32, "images per training batch", "optimisation")
+    lr: float = _setting(1e-3, "Adam learning rate", "optimisation")
+    weight_decay: float = _setting(0.0, "Adam weight decay", "optimisation")
+    scheduler: str = _setting(
+        "none",
+        "learning-rate schedule: cosine over all epochs, or x0.3 when val loss stalls 3 epochs",
+        "optimisation",
+        SCHEDULERS,
+    )
+    image_size: int = _setting(224, "side of the square the images are resized to", "data")
+    dropout: float = _setting(0.5, "dropout before the final FC", "model")
+    freeze: str = _setting(
+        "none",
+        "pretrained only: freeze nothing, the whole backbone, or every stage below the one named",
+        "model",
+        FREEZE_CHOICES,
+    )
+    unfreeze_after: int | None = _setting(None, "unfreeze everything after N epochs", "model")
+    weights: str | None = _setting(
+        None,
+        "ImageNet weights file for --model pretrained (default: torchvision's cache, "
+        "$TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth)",
+        "model",
+    )
+    augment: bool = _setting(
+        False, "small rotations, shifts, zoom and exposure changes (no flips)", "data"
+    )
+    resize: str = _setting(
+        "squash",
+        "how an original becomes a square: squash (aspect lost), pad with black, or centre-crop",
+        "shortcuts",
+        RESIZE_MODES,
+    )
+    aspect_jitter: float = _setting(
+        0.0,
+        "training: stretch the anatomy by a random factor in [1/(1+A), 1+A] along x or y "
+        "(breaks the aspect-ratio shortcut); 0 is off",
+        "shortcuts",
+    )
+    intensity_jitter: float = _setting(
+        0.0,
+        "training: move black and white points by up to J of the grey range and gamma within "
+        "[exp(-2J), exp(2J)]; 0 is off",
+        "shortcuts",
+    )
+    jpeg_quality_min: int | None = _setting(
+        None,
+        "training: re-save each image as JPEG at a random quality in [Q, 95] (breaks the "
+        "encoding shortcut)",
+        "shortcuts",
+    )
+    intensity_norm: str = _setting(
+        "none",
+        "per-image grey-level normalisation, every split: percentile stretch (0.5-99.5%%) or "
+        "histogram equalisation",
+        "shortcuts",
+        INTENSITY_NORMS,
+    )
+    class_weighting: bool = _setting(False, "weight the loss by inverse class frequency", "data")
+    weighted_sampling: bool = _setting(
+        False, "draw training images so both classes are equally frequent", "data"
+    )
+    val_fraction: float = _setting(0.1, "share of train patients carved out for validation", "data")
+    keep_official_val: bool = _setting(
+        False, "validate on the official 16-image val/ instead", "data"
+    )
+    select_metric: str = _setting(
+        "val_loss", "validation score that picks best.pt", "selection", SELECT_METRICS
+    )
+    threshold_on: str = _setting(
+        "val",
+        "validation split whose predictions pick the decision threshold (Youden's J)",
+        "selection",
+        THRESHOLD_SPLITS,
+    )
+    early_stopping: int | None = _setting(
+        None, "stop after N epochs without a better validation score", "selection"
+    )
+    seed: int = _setting(0, "seed of the validation carve, initial weights and batches")
+    device: str = _setting("auto", DEVICE_HELP)
+    amp: bool = _setting(
+        True, "plain fp32 (default: bf16/fp16 autocast where the hardware has it)", flag="--no-amp"
+    )
+    channels_last: bool = _setting(True, "keep NCHW memory layout", flag="--no-channels-last")
+    pin_memory: bool = _setting(
+        True, "CUDA: copy batches from pageable memory", flag="--no-pin-memory"
+    )
+    compile: bool = _setting(False, "torch.compile the model")
+    deterministic: bool = _setting(False, "bit-identical CUDA runs (slower kernels)")
+    workers: int | None = _setting(
+        None, "loader processes (default: 0 on CPU; on a GPU, the CPU cores less one, at most 6)"
+    )
+    skip_bad_images: bool = _setting(
+        False, "leave out unreadable files (listed in a warning) instead of stopping", "data"
+    )
+    cache_dir: str | None = _setting(
+        None, "decoded-image cache (default $PNEUMO_CACHE or ~/.cache/pneumo_utils)", "data"
+    )
+    max_batches: int | None = _setting(None, "stop each pass after N batches (smoke runs only)")
+
+    def check(self) -> None:
+        """Refuse impossible settings before any work starts."""
+        in_range = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "image_size": 32 <= self.image_size <= 1024,
+            "dropout": 0 <= self.dropout < 1,
+            "val_fraction": 0 < self.val_fraction < 0.5,
+            "weight_decay": self.weight_decay >= 0,
+            "aspect_jitter": 0 <= self.aspect_jitter <= 1,
+            "intensity_jitter": 0 <= self.intensity_jitter <= 0.3,
+            "jpeg_quality_min": self.jpeg_quality_min is None or 1 <= self.jpeg_quality_min <= 95,
+            "max_batches": self.max_batches is None or self.max_batches >= 1,
+            "early_stopping": self.early_stopping is None or self.early_stopping >= 1,
+        }
+        for name, ok in in_range.items():
+            if not ok:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range")
+        for f in fields(self):
+            choices = f.metadata["choices"]
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise UserError(
+                    f"unknown --{f.name.replace('_', '-')} {value!r}: choose one of "
+                    f"{', '.join(choices)}"
+                )
+        if self.model == "scratch" and (self.weights or self.freeze != "none"):
+            raise UserError("--weights and --freeze need --model pretrained")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """What `other` changes in the settings that define a run's results, as 'key: a -> b'."""
+        mine, theirs = asdict(self), asdict(other)
+        return [
+            f"{k}: {mine[k]!r} -> {theirs[k]!r}"
+            for k in mine
+            if k not in NOT_COMPARED_ON_RESUME and mine[k] != theirs[k]
+        ]
+
+
+# ----------------------------------------------------------------------------- recipes
+
+_IMPROVED = dict(
+    image_size=128, augment=True, class_weighting=True, scheduler="cosine", weight_decay=1e-4
+)
+# The shortcut issue's selection rule (docs/shortcuts.md), the same for every lever.
+_SHORTCUT_BASE = dict(
+    _IMPROVED, epochs=20, select_metric="stressed_val_loss", threshold_on="stressed_val"
+)
+_GEOMETRY = dict(aspect_jitter=0.4)
+_INTENSITY = dict(intensity_norm="percentile", intensity_jitter=0.1)
+_ENCODING = dict(jpeg_quality_min=30)
+
+RECIPES: dict[str, dict] = {
+    # The course report's protocol: the TrainConfig defaults (224 px, 40 epochs).
+    "baseline-224px": {},
+    "baseline-128px": dict(image_size=128),
+    # Augmentation, class-weighted loss, cosine schedule, weight decay, fixed before training.
+    "improved-128px": _IMPROVED,
+    # The per-change validation ablation of the improved recipe.
+    "improved-no-class-weighting": dict(_IMPROVED, class_weighting=False),
+    "improved-no-augment": dict(_IMPROVED, augment=False),
+    "improved-no-scheduler": dict(_IMPROVED, scheduler="none"),
+    "improved-dropout0.2": dict(_IMPROVED, dropout=0.2),
+    # The shortcut screening: the improved recipe chosen on the stressed validation set, then
+    # one lever at a time, then all of them (docs/shortcuts.md).
+    "shortcut-base": _SHORTCUT_BASE,
+    "shortcut-geometry": dict(_SHORTCUT_BASE, **_GEOMETRY),
+    "shortcut-intensity": dict(_SHORTCUT_BASE, **_INTENSITY),
+    "shortcut-encoding": dict(_SHORTCUT_BASE, **_ENCODING),
+    "shortcut-all": dict(_SHORTCUT_BASE, **_GEOMETRY, **_INTENSITY, **_ENCODING),
+    # Notebook 03: frozen below layer3, no dropout, and the scratch recipe's shortcut options.
+    "pretrained": dict(
+        _SHORTCUT_BASE,
+        **_GEOMETRY,
+        **_INTENSITY,
+        **_ENCODING,
+        model="pretrained",
+        freeze="layer3",
+        dropout=0.0,
+    ),  # fmt: skip
+    # Seconds instead of hours: applied on top of another recipe by the smoke profile.
+    "smoke": dict(image_size=64, epochs=2, batch_size=16, max_batches=2),
+}
+# The recipe of notebook 02, the main job and the README's headline row.
+HEADLINE = "shortcut-all"
+
+
+def recipe_config(name: str, **overrides) -> TrainConfig:
+    """The TrainConfig of a named recipe, with `overrides` (data, seed, ...) on top."""
+    if name not in RECIPES:
+        raise UserError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    return replace(TrainConfig(), **{**RECIPES[name], **overrides})
+
+
+def recipe_changes(config: TrainConfig) -> str:
+    """The recipe settings that differ from the course report's protocol, as one line."""
+    protocol = asdict(TrainConfig(model=config.model))
+    values = asdict(config)
+    changed = [f"{key}={values[key]}" for key in RECIPE_SETTINGS if values[key] != protocol[key]]
+    return ", ".join(changed) or "the report's protocol"

@@ -1,0 +1,113 @@
+"""`python -m pneumo_utils reproduce`: train every run the results table reports (skipping the
+finished ones, resuming the partial ones), then run the notebooks that render the figures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import runs
+from .config import RECIPES
+from .errors import UserError
+from .results import REPORTED_RUNS
+from .settings import repo_root, results_dir
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    recipe: str
+    seed: int
+    folder: Path
+
+    @property
+    def state(self) -> str:
+        return runs.run_state(self.folder)
+
+    @property
+    def log(self) -> Path:
+        return self.folder.parent / "logs" / f"{self.folder.name}.log"
+
+
+def default_data() -> Path:
+    return repo_root() / Path(os.environ.get("PNEUMO_DATA", "data/chest_xray")).expanduser()
+
+
+def plan(data: str | os.PathLike, only: list[str] | None = None) -> list[PlannedRun]:
+    """The runs of the results table on `data`, in table order."""
+    unknown = sorted(set(only or ()) - set(REPORTED_RUNS))
+    if unknown:
+        raise UserError(
+            f"--only {', '.join(unknown)}: not a recipe of the results table; choose from "
+            f"{', '.join(REPORTED_RUNS)}"
+        )
+    folder = results_dir(repo_root() / "runs", data)
+    return [
+        PlannedRun(recipe, seed, folder / f"{recipe}-seed{seed}")
+        for recipe, seeds in REPORTED_RUNS.items()
+        if not only or recipe in only
+        for seed in seeds
+    ]
+
+
+def _launch(run: PlannedRun, data: Path, threads: int, gpu: int | None) -> int:
+    """One training in its own process, its output in the run's log file."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    command = [
+        sys.executable, "-m", "pneumo_utils", "train", "--recipe", run.recipe,
+        "--seed", str(run.seed), "--data", str(data), "--out", str(run.folder), "--no-progress",
+    ]  # fmt: skip
+    run.log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"start {run.folder.name} (log: {run.log})", flush=True)
+    with open(run.log, "a") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    print(f"{'done' if code == 0 else f'FAILED (exit {code})'}: {run.folder.name}", flush=True)
+    return code
+
+
+def reproduce(
+    data: str | os.PathLike | None = None,
+    dry_run: bool = False,
+    parallel: int = 1,
+    only: list[str] | None = None,
+    render: bool = True,
+) -> None:
+    data = Path(data).expanduser() if data else default_data()
+    planned = plan(data, only)
+    for run in planned:
+        print(f"{run.state:<8} {run.folder}")
+    todo = [run for run in planned if run.state != "done"]
+    print(f"{len(planned) - len(todo)} of {len(planned)} runs done; {len(todo)} to train")
+    if dry_run:
+        return
+    for run in todo:  # every recipe exists before hours of training start
+        if run.recipe not in RECIPES:
+            raise UserError(f"the results table names {run.recipe!r}, which is not in RECIPES")
+    gpus = torch.cuda.device_count()
+    # Two trainings on two cores: one thread each beats two threads fighting in each.
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        codes = list(
+            pool.map(
+                lambda item: _launch(item[1], data, threads, item[0] % gpus if gpus > 1 else None),
+                enumerate(todo),
+            )
+        )
+    failed = [run for run, code in zip(todo, codes, strict=True) if code != 0]
+    if failed:
+        raise UserError(
+            f"{len(failed)} run(s) failed: {', '.join(run.folder.name for run in failed)}; see "
+            f"{failed[0].log}, fix the cause and run the same command again (runs resume)"
+        )
+    if render:
+        from .notebooks import run_notebooks
+
+        os.environ["PNEUMO_DATA"] = str(data)
+        run_notebooks(repo_root() / "notebooks")

@@ -1,0 +1,417 @@
+"""The results table: which runs it reports, and the tables and summaries made from them.
+
+Two sources. The notebooks' runs (seed 0 of the scratch and pretrained recipes) give the
+per-model table with bootstrap intervals (figures/results.md). The recipe × seed runs under
+runs/results/<dataset>/<recipe>-seed<N> (REPORTED_RUNS) give the README's table: mean ± sd
+over seeds beside published results, the validation ablation, and the distance from the bar.
+Test numbers are only read here; every choice was made on validation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import runs
+from .config import HEADLINE, recipe_changes
+from .data import CLASS_NAMES, decode_xray
+from .errors import UserError
+from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals
+from .fileio import atomic_write_text
+from .settings import NOTEBOOK_RECIPES, Settings, repo_root
+
+RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
+# The dataset of the committed runs: every image of Kermany et al., resized to 224 px.
+RESULTS_DATASET = "chest_xray_224"
+# The shortcut screening: each lever against the improved recipe chosen on stressed validation.
+SCREENING = ("shortcut-base", "shortcut-geometry", "shortcut-intensity", "shortcut-encoding",
+             "shortcut-all")  # fmt: skip
+# Every run the results table reports: recipe -> seeds.
+REPORTED_RUNS: dict[str, tuple[int, ...]] = {
+    "baseline-128px": (0, 1, 2),
+    "baseline-224px": (0,),
+    "improved-128px": (0, 1, 2),
+    "improved-no-class-weighting": (0, 1),
+    "improved-no-augment": (0,),
+    "improved-no-scheduler": (0, 1),
+    "improved-dropout0.2": (0, 1),
+    **{recipe: (0,) for recipe in SCREENING},
+    HEADLINE: (0, 1, 2),
+}
+# The recipes of the README's results table, in order, with the name each row shows.
+TABLE_ROWS = {
+    "baseline-128px": "the course report's protocol",
+    "baseline-224px": "the course report's protocol",
+    "improved-128px": "improved recipe",
+    HEADLINE: "shortcut-breaking recipe",
+}
+IMPROVED = "improved-128px"
+# The validation ablation: each change against the recipe it was made to, at one seed.
+ABLATIONS = {
+    "improved recipe vs protocol": ("baseline-128px", "improved-128px"),
+    "class weighting": (IMPROVED, "improved-no-class-weighting"),
+    "augmentation": (IMPROVED, "improved-no-augment"),
+    "cosine schedule": (IMPROVED, "improved-no-scheduler"),
+    "dropout 0.5 vs 0.2": (IMPROVED, "improved-dropout0.2"),
+    "resolution 128 vs 224 px": ("baseline-128px", "baseline-224px"),
+}
+# The screening as pairs for the ablation figure: each lever against the base.
+SCREENING_PAIRS = {
+    "geometry (aspect jitter)": ("shortcut-base", "shortcut-geometry"),
+    "intensity (normalise + jitter)": ("shortcut-base", "shortcut-intensity"),
+    "encoding (JPEG re-compression)": ("shortcut-base", "shortcut-encoding"),
+    "all three levers": ("shortcut-base", "shortcut-all"),
+}
+ABLATION_SEED = 0
+# What the shortcut issue asks of ResNet-18 from scratch (mean over 3 seeds), and the aim:
+# Kermany et al.'s numbers.
+BAR = {"accuracy": 0.92, "roc_auc": 0.97, "specificity": 0.85}
+AIM = {"accuracy": 0.928, "sensitivity": 0.932, "specificity": 0.901, "roc_auc": 0.968}
+BAR_SEEDS = 3
+TEST_METRICS = {
+    "accuracy": "accuracy",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "roc_auc": "AUC",
+}
+VAL_METRICS = {
+    "val_loss": "val loss",
+    "val_acc_NORMAL": "val NORMAL accuracy",
+    "val_auc": "val AUC",
+    "stressed_val_loss": "stressed val loss",
+    "stressed_val_acc_NORMAL": "stressed val NORMAL accuracy",
+    "stressed_val_auc": "stressed val AUC",
+}
+NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A table as GitHub Markdown, the index as its first column: the one writer of tables."""
+    header = [frame.index.name or "", *map(str, frame.columns)]
+    rows = [
+        [str(name), *map(str, row)] for name, row in zip(frame.index, frame.to_numpy(), strict=True)
+    ]
+    lines = [header, ["---"] * len(header), *rows]
+    return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
+
+
+def published() -> pd.DataFrame:
+    """Published results on the same 624 official test images (published.csv)."""
+    with resources.files("pneumo_utils").joinpath("published.csv").open() as handle:
+        return pd.read_csv(handle, dtype=str, keep_default_na=False)
+
+
+def default_results_dir() -> Path:
+    return repo_root() / "runs" / "results" / RESULTS_DATASET
+
+
+# ----------------------------------------------------------------------------- notebook runs
+
+
+def finished_runs(settings: Settings) -> tuple[dict[str, Path], dict[str, str]]:
+    """The finished run of each notebook model, and for each missing one what it needs."""
+    finished, missing = {}, {}
+    for model, recipe in NOTEBOOK_RECIPES.items():
+        run = settings.run_dir(recipe)
+        if runs.is_finished(run):
+            finished[model] = run
+        elif model == "pretrained":
+            missing[model] = NEEDS_WEIGHTS
+        else:
+            missing[model] = f"no finished run at {run}: run notebooks/02"
+    if not finished:
+        raise UserError(
+            f"no finished runs for {settings.data} in {settings.runs}: run notebooks 02 and 03 "
+            "first"
+        )
+    return finished, missing
+
+
+def results_table(
+    finished: dict[str, Path], missing: dict[str, str], n_resamples: int = 1000
+) -> pd.DataFrame:
+    """Test metrics with 95% bootstrap intervals, one column per model (missing ones say why)."""
+    columns = {}
+    for run in finished.values():
+        predictions = runs.read_predictions(run)
+        table = bootstrap_intervals(
+            predictions["label"].to_numpy(),
+            predictions["p_pneumonia"].to_numpy(),
+            runs.run_threshold(run),
+            n_resamples,
+        )
+        columns[runs.open_run(run).title] = [
+            f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]" for r in table.itertuples()
+        ]
+    for model, reason in missing.items():
+        columns[model] = [reason] + [""] * (len(BOOTSTRAP_METRICS) - 1)
+    return pd.DataFrame(columns, index=pd.Index(BOOTSTRAP_METRICS, name="test metric"))
+
+
+def write_results(
+    table: pd.DataFrame, finished: dict[str, Path], path: Path, n_resamples: int = 1000
+) -> Path:
+    """figures/results.md: the table plus where each number came from."""
+    lines = [
+        "# Results on the official test set",
+        "",
+        f"Value [95% bootstrap interval, {n_resamples} resamples of the test images]. "
+        "Best checkpoint and decision threshold chosen on validation (see each run below).",
+        "",
+    ]
+    for model, run in finished.items():
+        saved, metrics = runs.open_run(run), runs.read_metrics(run)
+        config, test = saved.config, metrics["test"]
+        lines.append(
+            f"- **{model}**: {test['n']} test images ({test['n_NORMAL']} NORMAL, "
+            f"{test['n_PNEUMONIA']} PNEUMONIA) from `{Path(saved.data['root']).name}`; "
+            f"{recipe_changes(config)}; best epoch {metrics['best_epoch']} of {config.epochs} on "
+            f"{metrics['selected_on']}, threshold on {metrics['threshold_chosen_on']}; trained "
+            f"on {saved.hardware}, torch {saved.environment['torch']}, commit "
+            f"{str(saved.environment['git_commit'])[:8]}."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "\n".join(lines) + "\n\n" + markdown_table(table))
+    return path
+
+
+def runs_with_checkpoints(recipes: Iterable[str], results_dir: Path | None = None) -> dict:
+    """Seed 0 of each recipe, finished and with its best.pt on this machine (checkpoints are
+    not committed)."""
+    folder = results_dir or default_results_dir()
+    found = {recipe: folder / f"{recipe}-seed0" for recipe in recipes}
+    return {
+        recipe: run
+        for recipe, run in found.items()
+        if runs.is_finished(run) and (run / runs.BEST).exists()
+    }
+
+
+def gradcam_examples(run: Path, per_class: int = 3) -> tuple[list[np.ndarray], list[int]]:
+    """The first `per_class` test images of each class, decoded as the run saw them."""
+    saved = runs.open_run(run)
+    root, config = Path(saved.data["root"]), saved.config
+    predictions = runs.read_predictions(run)
+    images, labels = [], []
+    for label in range(len(CLASS_NAMES)):
+        for relpath in predictions[predictions["label"] == label]["relpath"][:per_class]:
+            images.append(decode_xray(root / relpath, config.image_size, config.resize))
+            labels.append(label)
+    return images, labels
+
+
+# ----------------------------------------------------------------------------- recipe × seed runs
+
+
+def late_epochs(epochs: int) -> int:
+    """The window of the ablation's second reading: the last quarter of a run's epochs."""
+    return max(1, epochs // 4)
+
+
+def collect_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per finished run: recipe, seed, what it changes, its test and validation numbers."""
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    rows = []
+    for run in sorted(results_dir.glob("*-seed*")):
+        match = RUN_NAME.match(run.name)
+        if not match or not runs.is_finished(run):
+            continue
+        saved, metrics = runs.open_run(run), runs.read_metrics(run)
+        if not saved.is_result or saved.weights:
+            continue  # smoke runs and pretrained starts are not part of the scratch table
+        history = runs.completed_epochs(run).set_index("epoch")
+        selected = history.loc[metrics["best_epoch"]]
+        late = history.tail(late_epochs(saved.config.epochs))
+        rows.append(
+            {
+                "recipe": match["recipe"],
+                "seed": int(match["seed"]),
+                "changes": recipe_changes(saved.config),
+                "image_size": saved.config.image_size,
+                "best_epoch": metrics["best_epoch"],
+                "selected_on": metrics["selected_on"],
+                "train_images": saved.data["splits"]["train"],
+                "test_images": metrics["test"]["n"],
+                "hardware": saved.hardware,
+                **{key: metrics["test"][key] for key in TEST_METRICS},
+                **{key: float(selected.get(key, np.nan)) for key in VAL_METRICS},
+                "late_val_loss": float(late["val_loss"].mean()),
+                "late_stressed_val_loss": float(late.get("stressed_val_loss", np.nan).mean())
+                if "stressed_val_loss" in late
+                else np.nan,
+                "run": run,
+            }
+        )
+    if not rows:
+        raise UserError(
+            f"no finished runs in {results_dir}: train them with `python -m pneumo_utils "
+            "reproduce` (or `train --recipe NAME --seed N --out <that folder>/NAME-seedN`)"
+        )
+    return pd.DataFrame(rows)
+
+
+def histories(table: pd.DataFrame, recipes: Iterable[str] | None = None) -> pd.DataFrame:
+    """Every completed epoch of each run (only the runs of `recipes`, if given).
+
+    Adds recipe, seed and `selected`: whether the epoch is the one chosen on validation.
+    """
+    if recipes is not None:
+        table = table[table["recipe"].isin(list(recipes))]
+    frames = []
+    for run in table.itertuples():
+        history = runs.completed_epochs(run.run)
+        frames.append(
+            history.assign(
+                recipe=run.recipe, seed=run.seed, selected=history["epoch"] == run.best_epoch
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _mean_sd(values: pd.Series, digits: int = 3) -> str:
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f} (1 seed)"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def seed_summary(table: pd.DataFrame, metrics: dict[str, str] = TEST_METRICS) -> pd.DataFrame:
+    """Mean ± sd over seeds of each recipe (sd with ddof=1; one seed says so)."""
+    grouped = table.groupby("recipe", sort=False)
+    summary = grouped.agg(
+        seeds=("seed", lambda s: ", ".join(str(v) for v in sorted(s))),
+        changes=("changes", "first"),
+    )
+    for key, label in metrics.items():
+        summary[label] = grouped[key].apply(_mean_sd)
+    return summary
+
+
+def bar_distance(table: pd.DataFrame, recipe: str, targets: dict[str, float] = BAR) -> pd.DataFrame:
+    """How far a recipe's mean is from each target, in points (positive = met)."""
+    chosen = table[table["recipe"] == recipe]
+    rows = []
+    for key, target in targets.items():
+        mean = chosen[key].mean()
+        rows.append(
+            {
+                "metric": TEST_METRICS[key],
+                "target": f"≥ {target}",
+                "mean": round(mean, 3),
+                "distance (points)": round(100 * (mean - target), 1),
+                "met": bool(mean >= target),
+                "seeds": f"{len(chosen)} of {BAR_SEEDS}",
+            }
+        )
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def _pretrained_row(run: Path | None) -> list[str]:
+    """Our pretrained model, only from a run that started from the official ImageNet weights."""
+    if run is None:
+        return ["**ours**: pretrained", "ResNet-18 ImageNet", NEEDS_WEIGHTS, "", "", "", ""]
+    saved, test = runs.open_run(run), runs.read_metrics(run)["test"]
+    config = saved.config
+    return [
+        "**ours**: pretrained",
+        f"ResNet-18 ImageNet, frozen below {config.freeze}, {config.image_size} px",
+        *(f"{test[key]:.3f} (1 seed)" for key in TEST_METRICS),
+        f"seed {config.seed}; {recipe_changes(config)}; model and threshold chosen on "
+        f"validation; {saved.hardware}",
+    ]
+
+
+def results_markdown(
+    table: pd.DataFrame, pretrained_run: Path | None = None, rows: dict[str, str] = TABLE_ROWS
+) -> str:
+    """The README's results table: our recipes (named in `rows`) beside the published results.
+
+    `pretrained_run` is a finished run from the official ImageNet weights, or None.
+    """
+    summary = seed_summary(table)
+    cells = []
+    for recipe, title in rows.items():
+        if recipe not in summary.index:
+            continue
+        row = summary.loc[recipe]
+        recipe_runs = table[table["recipe"] == recipe]
+        chosen = recipe_runs.iloc[0]
+        # Each seed carves its own validation patients, so the training set size varies a little.
+        train_sizes = "–".join(str(n) for n in sorted(set(recipe_runs["train_images"])))
+        selection = (
+            "stressed validation" if chosen["selected_on"].startswith("stressed") else "validation"
+        )
+        cells.append(
+            [
+                f"**ours**: {title}",
+                f"ResNet-18 from scratch, {chosen['image_size']} px",
+                *(row[label] for label in TEST_METRICS.values()),
+                f"`{recipe}`, seeds {row['seeds']}; model and threshold chosen on {selection}; "
+                f"{train_sizes} training images; {chosen['hardware']}",
+            ]
+        )
+    cells.append(_pretrained_row(pretrained_run))
+    cells.append(
+        ["our bar (scratch)", "ResNet-18 from scratch", f"≥ {BAR['accuracy']}", "",
+         f"≥ {BAR['specificity']}", f"≥ {BAR['roc_auc']}",
+         f"mean of {BAR_SEEDS} seeds, chosen on validation only"]
+    )  # fmt: skip
+    cells.extend(published().to_numpy().tolist())
+    header = ["source", "model", "accuracy", "sensitivity", "specificity", "AUC", "protocol"]
+    return markdown_table(pd.DataFrame(cells, columns=header).set_index("source"))
+
+
+def official_pretrained(finished: dict[str, Path]) -> Path | None:
+    """Notebook 03's run if it started from the official ImageNet weights (never a stand-in)."""
+    run = finished.get("pretrained")
+    return run if run is not None and runs.open_run(run).is_result else None
+
+
+def _number(value: float) -> str:
+    return "–" if np.isnan(value) else f"{value:.3f}"
+
+
+def ablation_table(table: pd.DataFrame, recipes: Iterable[str] | None = None) -> pd.DataFrame:
+    """Validation numbers of every run at the epoch it selected, and late validation losses.
+
+    Rows are grouped by seed: each seed carves its own validation patients, so runs compare
+    within a seed. The selected epoch is the minimum of a noisy curve; the mean over the last
+    quarter of the epochs says whether a recipe ends lower, not just dips lower once. Runs from
+    before the stressed validation set have no stressed numbers (–).
+    """
+    if recipes is not None:
+        table = table[table["recipe"].isin(list(recipes))]
+    table = table.sort_values(["seed", "recipe"], kind="stable")
+    columns = {
+        "recipe": table["recipe"],
+        "selected epoch": table["best_epoch"].astype(str) + " (" + table["selected_on"] + ")",
+        **{label: table[key].map(_number) for key, label in VAL_METRICS.items()},
+        "val loss, last quarter": table["late_val_loss"].map(_number),
+        "stressed val loss, last quarter": table["late_stressed_val_loss"].map(_number),
+    }
+    return pd.DataFrame(columns).set_index(table["seed"].rename("seed"))
+
+
+def write_results_table(
+    table: pd.DataFrame, path: Path, pretrained_run: Path | None = None
+) -> Path:
+    """figures/results_table.md: the tables the README and docs/results.md show."""
+    text = (
+        "# Our runs beside published results (official 624-image test set)\n\n"
+        "Our rows: mean ± sd over seeds (sd with ddof=1), best checkpoint and decision threshold "
+        "chosen on validation only.\n\n"
+        + results_markdown(table, pretrained_run)
+        + "\n## Validation at the selected epoch (the ablation)\n\n"
+        + markdown_table(ablation_table(table))
+        + f"\n## Distance from the bar ({TABLE_ROWS[HEADLINE]}, test set)\n\n"
+        + markdown_table(bar_distance(table, HEADLINE))
+        + "\n## Distance from the aim (Kermany et al. 2018, test set)\n\n"
+        + markdown_table(bar_distance(table, HEADLINE, AIM))
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return path

@@ -1,0 +1,249 @@
+"""The run folder: its files, a typed view of config.json, readers, the lock and checkpoints.
+
+    config.json            configuration, data fingerprint, weights provenance, machine
+    history.csv            one row per epoch: loss/accuracy overall and per class, every split
+    timing.csv             seconds and images/s per epoch (kept apart so history is reproducible)
+    metrics.json           the best checkpoint on test, at a threshold chosen on validation
+    {val,stressed_val,test}_predictions.csv
+    last.pt, best.pt       checkpoints (last.prev.pt is the one before last.pt)
+    tb/                    TensorBoard events
+
+Reporting code reads runs through this module and never imports the training loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock, Timeout
+
+from .config import TrainConfig
+from .errors import UserError
+from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
+
+CONFIG, HISTORY, TIMING, METRICS = "config.json", "history.csv", "timing.csv", "metrics.json"
+LAST, PREVIOUS, NEXT, BEST = "last.pt", "last.prev.pt", "last.next.pt", "best.pt"
+LOCK = ".lock"
+# The splits of history.csv, as its column prefixes.
+CURVE_SPLITS = ("train", "val", "stressed_val", "test")
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """What config.json says about a run."""
+
+    path: Path
+    config: TrainConfig
+    data: dict  # root, fingerprint, split sizes, skipped files
+    weights: dict | None  # provenance of ImageNet weights; None for scratch
+    environment: dict  # machine, libraries, git commit
+
+    @property
+    def not_a_result(self) -> str | None:
+        """Why this run's numbers are not a result (smoke run, stand-in weights), or None."""
+        reasons = []
+        if self.weights and not self.weights.get("official"):
+            reasons.append("stand-in weights")
+        if self.config.max_batches:
+            reasons.append("smoke run")
+        return ", ".join(reasons) or None
+
+    @property
+    def is_result(self) -> bool:
+        return self.not_a_result is None
+
+    @property
+    def title(self) -> str:
+        """The model's name in a table or figure, flagged when its numbers are not a result."""
+        reason = self.not_a_result
+        return f"{self.config.model} ({reason}: not a result)" if reason else self.config.model
+
+    @property
+    def hardware(self) -> str:
+        return f"{self.environment['processor']} ({self.environment['device']})"
+
+
+def open_run(run_dir: str | os.PathLike) -> SavedRun:
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists():
+        raise UserError(
+            f"{run_dir} is not a run folder (no {CONFIG}): pass the --out of a training"
+        )
+    saved = json.loads((run_dir / CONFIG).read_text())
+    return SavedRun(
+        path=run_dir,
+        config=TrainConfig.from_dict(saved["config"]),
+        data=saved["data"],
+        weights=saved.get("weights"),
+        environment=saved["environment"],
+    )
+
+
+def write_config(run_dir: Path, record: dict) -> None:
+    atomic_write_text(run_dir / CONFIG, json.dumps(record, indent=2))
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    return (Path(run_dir) / METRICS).exists()
+
+
+def run_state(run_dir: str | os.PathLike) -> str:
+    """done (metrics written), partial (started, not finished) or missing."""
+    run_dir = Path(run_dir)
+    if is_finished(run_dir):
+        return "done"
+    return "partial" if (run_dir / CONFIG).exists() else "missing"
+
+
+def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / HISTORY)
+
+
+def completed_epochs(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """history.csv less the epochs that stopped on a non-finite loss: they have no metrics."""
+    history = read_history(run_dir)
+    return history[history["status"] == "ok"]
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict:
+    return json.loads((Path(run_dir) / METRICS).read_text())
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    atomic_write_text(run_dir / METRICS, json.dumps(_json_safe(metrics), indent=2))
+
+
+def _json_safe(value):
+    """NaN and infinity become null: valid JSON, which bare NaN is not."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def read_predictions(run_dir: str | os.PathLike, split: str = "test") -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / f"{split}_predictions.csv")
+
+
+def write_table(run_dir: Path, name: str, rows: list[dict]) -> None:
+    atomic_write_text(run_dir / name, pd.DataFrame(rows).to_csv(index=False))
+
+
+def run_threshold(run_dir: str | os.PathLike) -> float:
+    """The decision threshold chosen on validation when the run finished (0.5 before that)."""
+    return read_metrics(run_dir)["test"]["threshold"] if is_finished(run_dir) else 0.5
+
+
+def training_curves(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """history.csv in long form (epoch, split, metric, cls, value) for plotting."""
+    history = completed_epochs(run_dir)
+    frames = []
+    for column in history.columns:
+        split = next((s for s in CURVE_SPLITS if column.startswith(f"{s}_")), None)
+        if split is None:
+            continue
+        metric, _, class_name = column[len(split) + 1 :].partition("_")
+        if metric in ("loss", "acc"):
+            frames.append(
+                pd.DataFrame(
+                    dict(
+                        epoch=history["epoch"],
+                        split=split,
+                        metric=metric,
+                        cls=class_name or "overall",
+                        value=history[column],
+                    )
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- lock
+
+
+class RunLock:
+    """An exclusive lock on a run folder for one training, on every operating system.
+
+    The lock file goes when the training ends; a killed process leaves it behind, but the OS
+    lock dies with the process, so the next training takes it over.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK
+        self.lock = FileLock(self.path, timeout=0)
+
+    def __enter__(self):
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise UserError(
+                f"{self.path.parent} is in use by another training: wait for it to finish, or "
+                "pass another --out"
+            ) from None
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()
+        self.path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def set_aside(run_dir: Path) -> Path:
+    """Move an existing run out of the way (nothing is deleted) and return where it went."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
+    run_dir.rename(target)
+    return target
+
+
+def save_last(run_dir: Path, checkpoint: dict) -> None:
+    """Write last.pt atomically, keeping the previous one as last.prev.pt."""
+    last, previous, temporary = run_dir / LAST, run_dir / PREVIOUS, run_dir / NEXT
+    atomic_torch_save(temporary, checkpoint)
+    if last.exists():
+        os.replace(last, previous)
+    os.replace(temporary, last)
+
+
+def load_last(run_dir: Path, fallback: bool) -> dict | None:
+    """The last checkpoint, None for a new run; the previous one if asked and last.pt is bad."""
+    last, previous = run_dir / LAST, run_dir / PREVIOUS
+    if not last.exists():
+        # A kill between the two renames of save_last leaves only the previous checkpoint.
+        return load_checkpoint(previous) if previous.exists() else None
+    try:
+        return load_checkpoint(last)
+    except UserError:
+        if not (fallback and previous.exists()):
+            raise
+        print(f"{last} is unreadable; resuming from {previous} as asked (--fallback-checkpoint)")
+        return load_checkpoint(previous)
+
+
+def save_best(run_dir: Path, model_state: dict, epoch: int) -> None:
+    atomic_torch_save(run_dir / BEST, dict(model=model_state, epoch=epoch))
+
+
+def load_best(run_dir: str | os.PathLike) -> dict:
+    """best.pt: the model weights of the epoch chosen on validation, and that epoch."""
+    run_dir = Path(run_dir)
+    if not (run_dir / BEST).exists():
+        raise UserError(f"{run_dir} has no {BEST} yet: let the training finish at least one epoch")
+    return load_checkpoint(run_dir / BEST)
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Temporary files of a write that a kill cut short."""
+    for leftover in run_dir.glob(".*.tmp-*"):
+        leftover.unlink()
