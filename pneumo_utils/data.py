@@ -523,6 +523,19 @@ class XrayDataset(Dataset):
         self.labels = labels
         self.transform = transform
 
+    def __getstate__(self) -> dict:
+        # A loader worker started by "spawn" (macOS, Windows) gets a pickled dataset: send the
+        # cache file's name, not a copy of the whole cache.
+        state = dict(self.__dict__)
+        if isinstance(self.images, np.memmap):
+            state["images"] = Path(self.images.filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["images"], Path):
+            state["images"] = np.load(state["images"], mmap_mode="r")
+        self.__dict__.update(state)
+
     def __len__(self) -> int:
         return len(self.rows)
 

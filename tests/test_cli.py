@@ -94,7 +94,7 @@ def test_bad_images_are_one_line(tiny_copy, tmp_path):
         "notes.txt: not an image file",
         "--skip-bad-images",
     )
-    assert not (tmp_path / "r" / "last.pt").exists()
+    assert not (tmp_path / "r").exists()  # no empty run folder, no stray .lock
 
 
 def test_predict_evaluate_and_user_errors(finished_run, tiny_data, tmp_path):
