@@ -272,7 +272,7 @@ def _run(args: argparse.Namespace) -> None:
 
         download_dataset(args.url or MENDELEY_URL, Path(args.dest))
     elif args.command == "notebooks":
-        from .notebooks import run_notebooks
+        from .headless import run_notebooks
 
         run_notebooks(Path(args.notebooks), download=args.download)
 

@@ -107,7 +107,7 @@ def reproduce(
             f"{failed[0].log}, fix the cause and run the same command again (runs resume)"
         )
     if render:
-        from .notebooks import run_notebooks
+        from .headless import run_notebooks
 
         os.environ["PNEUMO_DATA"] = str(data)
         run_notebooks(repo_root() / "notebooks")

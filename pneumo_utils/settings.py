@@ -59,6 +59,15 @@ class Settings:
     def is_smoke(self) -> bool:
         return self.profile == "smoke"
 
+    @property
+    def results_page(self) -> Path:
+        """docs/results.md for the full profile; beside the smoke figures otherwise."""
+        return (
+            repo_root() / "docs" / "results.md"
+            if not self.is_smoke
+            else self.figures / "results.md"
+        )
+
     def run_dir(self, recipe: str, seed: int = 0) -> Path:
         return results_dir(self.runs, self.data, self.profile) / f"{recipe}-seed{seed}"
 

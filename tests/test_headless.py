@@ -5,7 +5,7 @@ import pytest
 
 from pneumo_utils.cli import main
 from pneumo_utils.errors import UserError
-from pneumo_utils.notebooks import run_notebooks
+from pneumo_utils.headless import run_notebooks
 
 
 def _notebook(path, *sources):

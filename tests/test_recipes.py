@@ -1,0 +1,73 @@
+"""Recipes as data: every recipe trains from the command line, and reproduce plans the table."""
+
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+from pneumo_utils import reproduce as reproduce_module
+from pneumo_utils.cli import main
+from pneumo_utils.config import HEADLINE, RECIPES, TrainConfig, recipe_config
+from pneumo_utils.errors import UserError
+from pneumo_utils.results import REPORTED_RUNS, TABLE_ROWS
+from pneumo_utils.runs import open_run
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_every_recipe_is_a_valid_configuration(name):
+    config = recipe_config(name, seed=3)
+    assert config.seed == 3
+    if config.model == "pretrained":
+        assert config.freeze != "none"
+    config.check()
+
+
+def test_the_table_reports_only_recipes_that_exist():
+    assert set(REPORTED_RUNS) <= set(RECIPES) and set(TABLE_ROWS) <= set(RECIPES)
+    assert REPORTED_RUNS[HEADLINE] == (0, 1, 2)
+    assert recipe_config("baseline-224px") == TrainConfig()  # the course report's protocol
+
+
+def test_unknown_recipe_is_a_user_error():
+    with pytest.raises(UserError, match="unknown recipe 'nope'"):
+        recipe_config("nope")
+
+
+def test_train_a_recipe_with_an_override_then_rerun_its_config(tiny_data, tmp_path):
+    args = ["--seed", "1", "--data", str(tiny_data), "--image-size", "32", "--no-progress"]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["train", "--recipe", "smoke", *args, "--out", str(tmp_path / "a")]) == 0
+    saved = open_run(tmp_path / "a").config
+    assert saved == recipe_config("smoke", seed=1, data=str(tiny_data), image_size=32,
+                                  cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    config = str(tmp_path / "a" / "config.json")
+    assert main(["train", "--config", config, "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert open_run(tmp_path / "b").config == saved
+    assert (tmp_path / "a" / "history.csv").read_text() == (
+        tmp_path / "b" / "history.csv"
+    ).read_text()
+
+
+def test_reproduce_dry_run_lists_the_committed_runs_as_done(capsys):
+    # The committed runs are found by the dataset's folder name, even where the data is absent.
+    reproduce_module.reproduce("/nowhere/chest_xray_224", dry_run=True)
+    out = capsys.readouterr().out
+    assert "done     " in out and "baseline-128px-seed2" in out
+    assert "runs done;" in out
+
+
+def test_reproduce_splits_the_threads_and_reports_failures(monkeypatch, tmp_path):
+    monkeypatch.setattr(reproduce_module, "REPORTED_RUNS", {"smoke": (0, 1)})
+    monkeypatch.setattr(reproduce_module, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(reproduce_module.os, "cpu_count", lambda: 8)
+    seen = []
+
+    def fake_run(command, **kwargs):
+        seen.append((command, kwargs["env"]["OMP_NUM_THREADS"]))
+        return SimpleNamespace(returncode=1 if command[command.index("--seed") + 1] == "1" else 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    with pytest.raises(UserError, match="1 run\\(s\\) failed: smoke-seed1"):
+        reproduce_module.reproduce(tmp_path / "chest_xray", parallel=2, render=False)
+    assert sorted(threads for _, threads in seen) == ["4", "4"]
+    assert all("--recipe" in command and "smoke" in command for command, _ in seen)
