@@ -457,7 +457,7 @@ def dataset_fingerprint(data_dir: str | os.PathLike, skipped: dict | None = None
     """The fingerprint a run records (file names and sizes, less its skipped files), from a
     scan alone: nothing is decoded."""
     records = scan_dataset(data_dir)
-    records = records[~records["relpath"].isin(skipped or {})]
+    records = records[~records["relpath"].isin(list(skipped or {}))]
     return file_list_fingerprint(records, mtimes=False)
 
 

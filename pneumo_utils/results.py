@@ -256,9 +256,8 @@ def collect_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
                 **{key: metrics["test"][key] for key in TEST_METRICS},
                 **{key: float(selected.get(key, np.nan)) for key in VAL_METRICS},
                 "late_val_loss": float(late["val_loss"].mean()),
-                "late_stressed_val_loss": float(late.get("stressed_val_loss", np.nan).mean())
-                if "stressed_val_loss" in late
-                else np.nan,
+                # Runs from before the stressed validation set have no such column.
+                "late_stressed_val_loss": float(np.mean(late.get("stressed_val_loss", np.nan))),
                 "run": run,
             }
         )
@@ -403,7 +402,8 @@ def ablation_table(table: pd.DataFrame, recipes: Iterable[str] | None = None) ->
     table = table.sort_values(["seed", "recipe"], kind="stable")
     columns = {
         "recipe": table["recipe"],
-        "selected epoch": table["best_epoch"].astype(str) + " (" + table["selected_on"] + ")",
+        "selected on": table["selected_on"].str.replace("_", " "),
+        "selected epoch": table["best_epoch"],
         **{label: table[key].map(_number) for key, label in VAL_METRICS.items()},
         "val loss, last quarter": table["late_val_loss"].map(_number),
         "stressed val loss, last quarter": table["late_stressed_val_loss"].map(_number),

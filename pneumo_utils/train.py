@@ -56,6 +56,22 @@ class TrainState:
     stale_epochs: int = 0  # epochs since best.pt improved
     stopped: bool = False  # early stopping fired
 
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> TrainState:
+        if "state" in checkpoint:
+            return cls(**checkpoint["state"])
+        # last.pt written by pneumo_utils 0.1, which kept the loop state in loose keys.
+        best = checkpoint["best"]
+        return cls(
+            epochs_done=checkpoint["epoch"] + 1,
+            history=checkpoint["history"],
+            timing=checkpoint["timing"],
+            best_score=best["score"],
+            best_epoch=best["epoch"],
+            stale_epochs=best["stale"],
+            stopped=checkpoint["stopped"],
+        )
+
     def improve(self, score: float, epoch: int) -> bool:
         """Record an epoch's score; True when it is the best so far."""
         if score < self.best_score:
@@ -190,14 +206,14 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
         if scheduler is not None:
             scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
-        state = TrainState(**checkpoint["state"])
+        state = TrainState.from_checkpoint(checkpoint)
         print(f"resuming {run_dir} after epoch {state.epochs_done} of {cfg.epochs}")
     if state.history or (run_dir / runs.HISTORY).exists():
         runs.write_table(run_dir, runs.HISTORY, state.history)  # drops rows after the checkpoint
 
     generator = torch.Generator()
     loaders = _make_loaders(cfg, data, device, generator)
-    writer = _tensorboard(run_dir, cfg, state.epochs_done)
+    writer = _tensorboard(run_dir, state.epochs_done)
     if state.epochs_done == 0:
         sizes = " / ".join(f"{len(loaders[s].dataset)} {s}" for s in ("train", *EVALUATED_SPLITS))
         print(
@@ -359,7 +375,7 @@ def _step_scheduler(scheduler, val_loss: float) -> None:
         scheduler.step()
 
 
-def _tensorboard(run_dir: Path, cfg: TrainConfig, epochs_done: int):
+def _tensorboard(run_dir: Path, epochs_done: int):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run_dir / "tb"), purge_step=epochs_done + 1)

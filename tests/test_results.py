@@ -67,13 +67,13 @@ def test_bar_distance_in_points(report_dir):
 def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
     runs = results.collect_runs(report_dir)
     lines = results.markdown_table(results.ablation_table(runs)).splitlines()
-    assert lines[0].startswith("| seed | recipe | selected epoch | val loss |")
+    assert lines[0].startswith("| seed | recipe | selected on | selected epoch | val loss |")
     history = read_history(report_dir / "recipe-seed0").set_index("epoch")
     epoch = runs["best_epoch"].iloc[0]
     selected = history.loc[epoch]
     late = history.tail(results.late_epochs(len(history)))
     assert lines[2] == (
-        f"| 0 | recipe | {epoch} (val_loss) | {selected['val_loss']:.3f} | "
+        f"| 0 | recipe | val loss | {epoch} | {selected['val_loss']:.3f} | "
         f"{selected['val_acc_NORMAL']:.3f} | {selected['val_auc']:.3f} | "
         f"{selected['stressed_val_loss']:.3f} | {selected['stressed_val_acc_NORMAL']:.3f} | "
         f"{selected['stressed_val_auc']:.3f} | {late['val_loss'].mean():.3f} | "

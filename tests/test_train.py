@@ -280,3 +280,19 @@ def test_training_opens_no_network_connection(tiny_config, tmp_path, monkeypatch
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
+
+
+def test_a_checkpoint_of_the_previous_version_resumes(finished_run):
+    from pneumo_utils.train import TrainState
+
+    state = torch.load(finished_run / "last.pt", weights_only=True)["state"]
+    old = dict(
+        epoch=state["epochs_done"] - 1,
+        history=state["history"],
+        timing=state["timing"],
+        best=dict(
+            score=state["best_score"], epoch=state["best_epoch"], stale=state["stale_epochs"]
+        ),
+        stopped=state["stopped"],
+    )
+    assert TrainState.from_checkpoint(old) == TrainState(**state)
