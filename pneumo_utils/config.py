@@ -24,36 +24,23 @@ SELECT_METRICS = ("val_loss", "val_auc", "stressed_val_loss", "stressed_val_auc"
 THRESHOLD_SPLITS = ("val", "stressed_val")
 # Settings that change how fast a run goes or where it reads from, not what it computes.
 NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
-# The settings a recipe may change; the rest (data, device, workers...) do not define it.
-RECIPE_SETTINGS = (
-    "model",
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "scheduler",
-    "image_size",
-    "dropout",
-    "freeze",
-    "unfreeze_after",
-    "augment",
-    "resize",
-    "aspect_jitter",
-    "intensity_jitter",
-    "jpeg_quality_min",
-    "intensity_norm",
-    "class_weighting",
-    "weighted_sampling",
-    "early_stopping",
-    "select_metric",
-    "threshold_on",
-    "max_batches",
-)
+# Setting groups that define a recipe; other groups (data, run) hold where and how fast.
+RECIPE_GROUPS = ("model", "optimisation", "shortcuts", "selection")
 
 
-def _setting(default, help: str, group: str = "run", choices=None, flag: str | None = None):
-    """A TrainConfig field with what its command-line flag needs."""
-    return field(default=default, metadata=dict(help=help, group=group, choices=choices, flag=flag))
+def _setting(
+    default,
+    help: str,
+    group: str = "run",
+    choices=None,
+    flag: str | None = None,
+    recipe: bool | None = None,
+):
+    """A TrainConfig field with what its command-line flag needs, and whether it defines a
+    recipe (by default: when its group is one of RECIPE_GROUPS)."""
+    recipe = group in RECIPE_GROUPS if recipe is None else recipe
+    metadata = dict(help=help, group=group, choices=choices, flag=flag, recipe=recipe)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -77,7 +64,9 @@ class TrainConfig:
         "optimisation",
         SCHEDULERS,
     )
-    image_size: int = _setting(224, "side of the square the images are resized to", "data")
+    image_size: int = _setting(
+        224, "side of the square the images are resized to", "data", recipe=True
+    )
     dropout: float = _setting(0.5, "dropout before the final FC", "model")
     freeze: str = _setting(
         "none",
@@ -91,9 +80,10 @@ class TrainConfig:
         "ImageNet weights file for --model pretrained (default: torchvision's cache, "
         "$TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth)",
         "model",
+        recipe=False,
     )
     augment: bool = _setting(
-        False, "small rotations, shifts, zoom and exposure changes (no flips)", "data"
+        False, "small rotations, shifts, zoom and exposure changes (no flips)", "data", recipe=True
     )
     resize: str = _setting(
         "squash",
@@ -126,9 +116,11 @@ class TrainConfig:
         "shortcuts",
         INTENSITY_NORMS,
     )
-    class_weighting: bool = _setting(False, "weight the loss by inverse class frequency", "data")
+    class_weighting: bool = _setting(
+        False, "weight the loss by inverse class frequency", "data", recipe=True
+    )
     weighted_sampling: bool = _setting(
-        False, "draw training images so both classes are equally frequent", "data"
+        False, "draw training images so both classes are equally frequent", "data", recipe=True
     )
     val_fraction: float = _setting(0.1, "share of train patients carved out for validation", "data")
     keep_official_val: bool = _setting(
@@ -166,7 +158,9 @@ class TrainConfig:
     cache_dir: str | None = _setting(
         None, "decoded-image cache (default $PNEUMO_CACHE or ~/.cache/pneumo_utils)", "data"
     )
-    max_batches: int | None = _setting(None, "stop each pass after N batches (smoke runs only)")
+    max_batches: int | None = _setting(
+        None, "stop each pass after N batches (smoke runs only)", recipe=True
+    )
 
     def check(self) -> None:
         """Refuse impossible settings before any work starts."""
@@ -212,6 +206,9 @@ class TrainConfig:
             if k not in NOT_COMPARED_ON_RESUME and mine[k] != theirs[k]
         ]
 
+
+# The settings a recipe may change; the rest (data, device, workers...) do not define it.
+RECIPE_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.metadata["recipe"])
 
 # ----------------------------------------------------------------------------- recipes
 
