@@ -57,7 +57,10 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
     warning = f"\n**Not a result: {saved.not_a_result}.**\n" if saved.not_a_result else ""
     norm = config.intensity_norm
     normalisation = f"per-image intensity normalisation `{norm}`, " if norm != "none" else ""
-    counts = f"{test['n']} images: {test['n_NORMAL']} NORMAL, {test['n_PNEUMONIA']} PNEUMONIA"
+    per_class = predictions["label"].value_counts()
+    counts = (
+        f"{len(predictions)} images: {per_class.get(0, 0)} NORMAL, {per_class.get(1, 0)} PNEUMONIA"
+    )
     origin = (
         f"{saved.hardware}, torch {saved.environment['torch']}, commit "
         f"{str(saved.environment['git_commit'])[:8]}"

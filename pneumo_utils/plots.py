@@ -71,7 +71,12 @@ def plot_class_counts(records: pd.DataFrame) -> plt.Figure:
 
 
 def plot_audit(properties: pd.DataFrame, columns: list[str]) -> plt.Figure:
-    """Distributions of properties that are not anatomy, for each official split and class."""
+    """Distributions of properties that are not anatomy, for each official split and class.
+
+    Properties with one value in the whole dataset (JPEG quality of a re-saved copy, say) are
+    named in the title instead of drawn."""
+    constant = [c for c in columns if properties[c].nunique() <= 1]
+    columns = [c for c in columns if c not in constant]
     frame = properties.assign(
         group=properties["split"].replace({"val": "train"}) + " " + properties["class_name"]
     )
@@ -91,7 +96,12 @@ def plot_audit(properties: pd.DataFrame, columns: list[str]) -> plt.Figure:
         ax.set(title=column.replace("_", " "), xlabel=None)
     for ax in axes.flat[len(columns) :]:
         ax.set_visible(False)
-    fig.suptitle("Properties that are not anatomy: train (incl. official val) and test, per class")
+    title = "Properties that are not anatomy: train (incl. official val) and test, per class"
+    if constant:
+        title += (
+            f"\n(the same for every file here: {', '.join(c.replace('_', ' ') for c in constant)})"
+        )
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

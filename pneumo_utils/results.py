@@ -181,10 +181,11 @@ def write_results(
     ]
     for model, run in finished.items():
         saved, metrics = runs.open_run(run), runs.read_metrics(run)
-        config, test = saved.config, metrics["test"]
+        config = saved.config
+        counts = runs.read_predictions(run)["label"].value_counts()
         lines.append(
-            f"- **{model}**: {test['n']} test images ({test['n_NORMAL']} NORMAL, "
-            f"{test['n_PNEUMONIA']} PNEUMONIA) from `{Path(saved.data['root']).name}`; "
+            f"- **{model}**: {counts.sum()} test images ({counts.get(0, 0)} NORMAL, "
+            f"{counts.get(1, 0)} PNEUMONIA) from `{Path(saved.data['root']).name}`; "
             f"{recipe_changes(config)}; best epoch {metrics['best_epoch']} of {config.epochs} on "
             f"{metrics['selected_on']}, threshold on {metrics['threshold_chosen_on']}; trained "
             f"on {saved.hardware}, torch {saved.environment['torch']}, commit "
@@ -439,12 +440,11 @@ def write_results_page(
     by notebook 04 (`reproduce` refreshes it). Figures are linked from `figures`."""
     link = Path(os.path.relpath(figures, path.parent)).as_posix()
 
-    def figure(name: str, caption: str) -> str:
-        return (
-            f"![{caption}]({link}/{name}.png)\n\n*{caption}*\n"
-            if (figures / f"{name}.png").exists()
-            else ""
-        )
+    def figure(name: str) -> str:
+        caption = FIGURE_CAPTIONS[name]
+        if not (figures / f"{name}.png").exists():
+            return ""
+        return f"![{caption}]({link}/{name}.png)\n\n*{caption}*\n"
 
     screening = ablation_table(table, SCREENING).drop(columns=["val loss, last quarter"])
     text = f"""# Results
