@@ -43,3 +43,11 @@ def test_notebook_cell_ids_are_unique():
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):
         ids = [cell["id"] for cell in json.loads(path.read_text())["cells"]]
         assert len(ids) == len(set(ids)), f"{path.name} repeats a cell id"
+
+
+def test_console_script_license_and_notebook_dependencies_are_declared():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["pneumo"] == "pneumo_utils.cli:main"
+    assert project["license"] == "MIT" and (REPO / "LICENSE").is_file()
+    names = {_name(r) for r in project["dependencies"]}
+    assert {"ipywidgets", "nbformat", "filelock", "safetensors"} <= names
