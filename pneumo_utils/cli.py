@@ -102,7 +102,7 @@ def _add_progress_flag(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pneumo_utils",
+        prog="pneumo" if Path(sys.argv[0]).name == "pneumo" else "python -m pneumo_utils",
         description="Pneumonia detection on chest X-rays with ResNet-18.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
