@@ -206,7 +206,7 @@ def gradcam(run_dir: str | os.PathLike, images: list[np.ndarray]) -> tuple[np.nd
     model, cfg, _ = load_trained_model(run_dir, torch.device("cpu"))
     model = model.float().to(memory_format=torch.contiguous_format)
     normalize = evaluation_transform(cfg)
-    batch = torch.stack([torch.from_numpy(np.ascontiguousarray(image))[None] for image in images])
+    batch = torch.stack([torch.from_numpy(np.array(image))[None] for image in images])
     if normalize is not None:
         batch = torch.stack([normalize(image) for image in batch])
     inputs = to_model_input(batch, torch.device("cpu"), channels_last=False)
