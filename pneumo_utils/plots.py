@@ -330,6 +330,8 @@ def plot_ablation_curves(
     ablations: dict[str, tuple[str, str]],
     seed: int,
     metric: str = "val_loss",
+    title: str = "The validation ablation",
+    columns: int = 3,
 ) -> plt.Figure:
     """A validation loss (`metric`) per epoch of each change against the recipe it was made
     to, at one seed.
@@ -338,7 +340,6 @@ def plot_ablation_curves(
     is drawn: it is what the ablation may use to choose.
     """
     curves = curves[curves["seed"] == seed]
-    columns = 3
     rows = -(-len(ablations) // columns)
     fig, axes = plt.subplots(
         rows, columns, figsize=(7.2, 2.9 * rows + 0.3), sharex=True, sharey=True, squeeze=False
@@ -361,6 +362,6 @@ def plot_ablation_curves(
     for ax in axes[:, 0]:
         ax.set_ylabel(f"{metric.replace('_', ' ')} (log)")
     fig.supxlabel("epoch")
-    fig.suptitle(f"The validation ablation, seed {seed} (dot: the epoch each run selected)")
+    fig.suptitle(f"{title}, seed {seed} (dot: the epoch each run selected)")
     fig.tight_layout()
     return fig

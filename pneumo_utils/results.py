@@ -64,10 +64,10 @@ ABLATIONS = {
 }
 # The screening as pairs for the ablation figure: each lever against the base.
 SCREENING_PAIRS = {
-    "geometry (aspect jitter)": ("shortcut-base", "shortcut-geometry"),
-    "intensity (normalise + jitter)": ("shortcut-base", "shortcut-intensity"),
-    "encoding (JPEG re-compression)": ("shortcut-base", "shortcut-encoding"),
-    "all three levers": ("shortcut-base", "shortcut-all"),
+    "geometry": ("shortcut-base", "shortcut-geometry"),
+    "intensity": ("shortcut-base", "shortcut-intensity"),
+    "encoding": ("shortcut-base", "shortcut-encoding"),
+    "all three": ("shortcut-base", "shortcut-all"),
 }
 ABLATION_SEED = 0
 # What the shortcut issue asks of ResNet-18 from scratch (mean over 3 seeds), and the aim:
