@@ -132,6 +132,25 @@ def plot_sample_grid(
     return fig
 
 
+def plot_stressed_examples(
+    val: pd.DataFrame, clean: np.ndarray, stressed: np.ndarray, per_class: int = 2
+) -> plt.Figure:
+    """Validation images (rows of `val`, pixels in `clean`) beside their stressed copies."""
+    chosen = [i for label in (0, 1) for i in np.flatnonzero(val["label"].to_numpy() == label)[
+        :per_class]]  # fmt: skip
+    fig, axes = plt.subplots(2, len(chosen), figsize=(1.8 * len(chosen), 4.2), squeeze=False)
+    for col, i in enumerate(chosen):
+        for row, (images, name) in enumerate([(clean, "validation"), (stressed, "stressed")]):
+            axes[row, col].imshow(images[i], cmap="gray", vmin=0, vmax=255)
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            axes[row, 0].set_ylabel(name)
+        axes[0, col].set_title(val["class_name"].iat[i], fontsize="small")
+    fig.suptitle("The stressed validation set: each class given the other's acquisition look")
+    fig.tight_layout()
+    return fig
+
+
 def _y_limits(metric: str, values: pd.Series) -> tuple[float, float]:
     if metric == "acc":
         return 0.0, 1.02

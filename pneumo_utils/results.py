@@ -101,6 +101,7 @@ FIGURE_CAPTIONS = {
     "roc_curves": "ROC on the test set",
     "gradcam": "Grad-CAM of the notebook models",
     "data_shortcut_audit": "Properties that are not anatomy, per split and class",
+    "data_stressed_validation": "Validation images and their stressed copies",
     "data_class_counts": "Images per split and class",
 }
 NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
@@ -497,6 +498,7 @@ and its threshold were chosen on validation; the test set chose nothing.
 ## The data and its shortcuts (notebook 01)
 
 {figure("data_shortcut_audit")}
+{figure("data_stressed_validation")}
 {figure("data_class_counts")}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
