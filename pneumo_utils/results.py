@@ -362,12 +362,13 @@ def results_markdown(
         selection = (
             "stressed validation" if chosen["selected_on"].startswith("stressed") else "validation"
         )
+        seeds = "seeds" if len(recipe_runs) > 1 else "seed"
         cells.append(
             [
                 f"**ours**: {title}",
                 f"ResNet-18 from scratch, {chosen['image_size']} px",
                 *(row[label] for label in TEST_METRICS.values()),
-                f"`{recipe}`, seeds {row['seeds']}; model and threshold chosen on {selection}; "
+                f"`{recipe}`, {seeds} {row['seeds']}; model and threshold chosen on {selection}; "
                 f"{train_sizes} training images; {chosen['hardware']}",
             ]
         )

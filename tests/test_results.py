@@ -147,3 +147,16 @@ def test_readme_and_figures_table_come_from_the_committed_runs():
         assert line in readme, f"README.md lacks (or has an old copy of) {line!r}"
     for line in table + everything:
         assert line in rendered, "figures/results_table.md is stale: run notebooks/04"
+
+
+def test_docs_tables_are_the_generated_ones():
+    """docs/shortcuts.md quotes its tables from docs/results.md, which notebook 04 writes."""
+    generated = (REPO / "docs" / "results.md").read_text().splitlines()
+    quoted = [
+        line
+        for line in (REPO / "docs" / "shortcuts.md").read_text().splitlines()
+        if line.startswith("| 0 | shortcut-")
+    ]
+    assert len(quoted) == len(results.SCREENING)
+    for line in quoted:
+        assert line in generated, f"docs/shortcuts.md has a stale row: {line!r}"
