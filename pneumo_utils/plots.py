@@ -364,7 +364,7 @@ def plot_ablation_curves(
         rows, columns, figsize=(7.2, 2.9 * rows + 0.3), sharex=True, sharey=True, squeeze=False
     )
     colours = sns.color_palette("colorblind", 2)
-    for ax, (title, pair) in zip(axes.flat, ablations.items(), strict=False):
+    for ax, (panel, pair) in zip(axes.flat, ablations.items(), strict=False):
         for recipe, colour in zip(pair, colours, strict=True):
             run = curves[curves["recipe"] == recipe]
             if run.empty:
@@ -373,7 +373,7 @@ def plot_ablation_curves(
             ax.plot(run["epoch"], run[metric], color=colour, lw=1.2, label=recipe)
             selected = run[run["selected"]]
             ax.plot(selected["epoch"], selected[metric], "o", color=colour, ms=5)
-        ax.set(title=title, yscale="log")
+        ax.set(title=panel, yscale="log")
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.12))
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
     for ax in axes.flat[len(ablations) :]:
