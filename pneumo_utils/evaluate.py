@@ -164,13 +164,11 @@ def finalize(run_dir: Path, data=None, device: torch.device | None = None, progr
         runs.write_table(
             run_dir,
             f"{split}_predictions.csv",
-            pd.DataFrame(
-                dict(
-                    relpath=split_frame(data, split)["relpath"].to_numpy(),
-                    label=labels[split],
-                    p_pneumonia=probs[split],
-                )
-            ).to_dict("records"),
+            dict(
+                relpath=split_frame(data, split)["relpath"].to_numpy(),
+                label=labels[split],
+                p_pneumonia=probs[split],
+            ),
         )
     threshold = choose_threshold(labels[cfg.threshold_on], probs[cfg.threshold_on])
     metrics = dict(

@@ -134,7 +134,8 @@ def read_predictions(run_dir: str | os.PathLike, split: str = "test") -> pd.Data
     return pd.read_csv(Path(run_dir) / f"{split}_predictions.csv")
 
 
-def write_table(run_dir: Path, name: str, rows: list[dict]) -> None:
+def write_table(run_dir: Path, name: str, rows: list[dict] | dict) -> None:
+    """A CSV in the run folder from rows (list of dicts) or columns (dict of arrays)."""
     atomic_write_text(run_dir / name, pd.DataFrame(rows).to_csv(index=False))
 
 

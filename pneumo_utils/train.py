@@ -183,7 +183,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
         cfg.model, dropout=cfg.dropout, weights_file=cfg.weights, freeze=cfg.freeze
     )
     data = load_run_data(cfg, progress=progress)
-    _check_or_write_config(cfg, run_dir, data, provenance, device)
+    _write_config_if_new(cfg, run_dir, data, provenance, device)
 
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
     amp_dtype = autocast_dtype(device, cfg.amp)
@@ -305,12 +305,10 @@ def _check_same_data(cfg: TrainConfig, run_dir: Path, saved: runs.SavedRun) -> N
         )
 
 
-def _check_or_write_config(cfg, run_dir: Path, data: XrayData, provenance, device) -> None:
-    """A new run records what produced it; a resumed one must be on the same dataset."""
+def _write_config_if_new(cfg, run_dir: Path, data: XrayData, provenance, device) -> None:
+    """A new run records what produced it. A resumed one was checked against its config.json
+    (settings and dataset) by train() before the lock was taken."""
     if (run_dir / runs.CONFIG).exists():
-        saved = runs.open_run(run_dir)
-        if data.fingerprint != saved.data["fingerprint"]:
-            _check_same_data(cfg, run_dir, saved)
         return
     runs.write_config(
         run_dir,
