@@ -19,9 +19,17 @@ RESIZE_MODES = ("squash", "pad", "crop")
 INTENSITY_NORMS = ("none", "percentile", "equalize")
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N"
 # The validation score that picks best.pt (lowest loss or highest AUC), and the split whose
-# predictions pick the decision threshold (Youden's J). stressed_val: see transforms.stress.
-SELECT_METRICS = ("val_loss", "val_auc", "stressed_val_loss", "stressed_val_auc")
-THRESHOLD_SPLITS = ("val", "stressed_val")
+# predictions pick the decision threshold (Youden's J). stressed_val: see transforms.stress;
+# frame_val: the stressed images with the frame turned against the label too (frame_stress).
+SELECT_METRICS = (
+    "val_loss",
+    "val_auc",
+    "stressed_val_loss",
+    "stressed_val_auc",
+    "frame_val_loss",
+    "frame_val_auc",
+)
+THRESHOLD_SPLITS = ("val", "stressed_val", "frame_val")
 # Settings that change how fast a run goes or where it reads from, not what it computes.
 NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
 # Setting groups that define a recipe; other groups (data, run) hold where and how fast.
@@ -95,6 +103,25 @@ class TrainConfig:
         0.0,
         "training: stretch the anatomy by a random factor in [1/(1+A), 1+A] along x or y "
         "(breaks the aspect-ratio shortcut); 0 is off",
+        "shortcuts",
+    )
+    counter_framing: float = _setting(
+        0.0,
+        "training: with this probability, frame a NORMAL image tighter (central 67-91%% "
+        "enlarged) and shrink a PNEUMONIA image into a black margin (65-92%% of the side), "
+        "against the framing shortcut; 0 is off",
+        "shortcuts",
+    )
+    frame_jitter: float = _setting(
+        0.0,
+        "training, every class alike: field of view up to (1+F) times tighter or wider, margins "
+        "of a random grey, and one time in two an outer band of up to F/2 erased; 0 is off",
+        "shortcuts",
+    )
+    blur_noise: float = _setting(
+        0.0,
+        "training: with this probability each, Gaussian blur (sigma 0.3-1.5 px at 128 px) and "
+        "Gaussian noise (sd up to 4%% of the grey range); 0 is off",
         "shortcuts",
     )
     intensity_jitter: float = _setting(
@@ -174,6 +201,9 @@ class TrainConfig:
             "weight_decay": self.weight_decay >= 0,
             "aspect_jitter": 0 <= self.aspect_jitter <= 1,
             "intensity_jitter": 0 <= self.intensity_jitter <= 0.3,
+            "counter_framing": 0 <= self.counter_framing <= 1,
+            "frame_jitter": 0 <= self.frame_jitter <= 1,
+            "blur_noise": 0 <= self.blur_noise <= 1,
             "jpeg_quality_min": self.jpeg_quality_min is None or 1 <= self.jpeg_quality_min <= 95,
             "max_batches": self.max_batches is None or self.max_batches >= 1,
             "early_stopping": self.early_stopping is None or self.early_stopping >= 1,
@@ -222,6 +252,13 @@ _SHORTCUT_BASE = dict(
 _GEOMETRY = dict(aspect_jitter=0.4)
 _INTENSITY = dict(intensity_norm="percentile", intensity_jitter=0.1)
 _ENCODING = dict(jpeg_quality_min=30)
+_SHORTCUT_ALL = dict(_SHORTCUT_BASE, **_GEOMETRY, **_INTENSITY, **_ENCODING)
+# The frame issue's selection rule (docs/frame.md): checkpoint and threshold on the
+# frame-stressed validation set, every lever on top of shortcut-all.
+_FRAME_RULE = dict(select_metric="frame_val_loss", threshold_on="frame_val")
+_COUNTER = dict(counter_framing=0.5)
+_FRAME_JITTER = dict(frame_jitter=0.35)
+_SENSOR = dict(blur_noise=0.3, intensity_jitter=0.2)
 
 RECIPES: dict[str, dict] = {
     # The course report's protocol: the TrainConfig defaults (224 px, 40 epochs).
@@ -240,17 +277,15 @@ RECIPES: dict[str, dict] = {
     "shortcut-geometry": dict(_SHORTCUT_BASE, **_GEOMETRY),
     "shortcut-intensity": dict(_SHORTCUT_BASE, **_INTENSITY),
     "shortcut-encoding": dict(_SHORTCUT_BASE, **_ENCODING),
-    "shortcut-all": dict(_SHORTCUT_BASE, **_GEOMETRY, **_INTENSITY, **_ENCODING),
+    "shortcut-all": _SHORTCUT_ALL,
+    # The frame screening: shortcut-all chosen on the frame-stressed validation set with
+    # counter-framing, with framing variety alike for both classes, and with everything
+    # (counter-framing, variety, blur and noise, stronger exposure jitter) (docs/frame.md).
+    "frame-counter": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER),
+    "frame-jitter": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_FRAME_JITTER),
+    "frame-all": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, **_FRAME_JITTER, **_SENSOR),
     # Notebook 03: frozen below layer3, no dropout, and the scratch recipe's shortcut options.
-    "pretrained": dict(
-        _SHORTCUT_BASE,
-        **_GEOMETRY,
-        **_INTENSITY,
-        **_ENCODING,
-        model="pretrained",
-        freeze="layer3",
-        dropout=0.0,
-    ),  # fmt: skip
+    "pretrained": dict(_SHORTCUT_ALL, model="pretrained", freeze="layer3", dropout=0.0),
     # Seconds instead of hours: applied on top of another recipe by the smoke profile.
     "smoke": dict(image_size=64, epochs=2, batch_size=16, max_batches=2),
 }

@@ -30,15 +30,18 @@ from tqdm.auto import tqdm
 from .config import RESIZE_MODES, TrainConfig
 from .errors import UserError
 from .fileio import atomic_write_text, fsync_and_replace
-from .transforms import stressed_copy
+from .transforms import frame_stressed_copy, stressed_copy
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 SPLITS = ("train", "val", "test")
 # The carved validation images again, with the training set's confounds turned against
 # their labels (transforms.stress): the split that can see a shortcut.
 STRESSED_VAL = "stressed_val"
+# The stressed images again, with the frame turned against the label too
+# (transforms.frame_stress): the split that can see the framing shortcut.
+FRAME_VAL = "frame_val"
 # Every split a run scores after each epoch and at the end, in this order.
-EVALUATED_SPLITS = ("val", STRESSED_VAL, "test")
+EVALUATED_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, "test")
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
 # Files that operating systems drop into folders; they are not part of the data.
@@ -345,6 +348,14 @@ class XrayData:
             self.seed,
         )
 
+    @cached_property
+    def frame_val(self) -> np.ndarray:
+        """The stressed validation images with the frame stressed as well (see FRAME_VAL)."""
+        val = self.splits["val"]
+        return frame_stressed_copy(
+            self.stressed_val, val["label"].to_numpy(), val["relpath"], self.seed
+        )
+
 
 def load_data(
     data_dir: str | os.PathLike,
@@ -541,14 +552,17 @@ class XrayDataset(Dataset):
 
     def __getitem__(self, i: int):
         image = torch.from_numpy(np.array(self.images[self.rows[i]]))[None]
-        if self.transform is not None:
+        label = int(self.labels[i])
+        if getattr(self.transform, "takes_label", False):  # counter-framing reads the label
+            image = self.transform(image, label)
+        elif self.transform is not None:
             image = self.transform(image)
-        return image, int(self.labels[i])
+        return image, label
 
 
 def split_frame(data: XrayData, split: str) -> pd.DataFrame:
-    """The files of a split; the stressed validation set has those of validation."""
-    return data.splits["val" if split == STRESSED_VAL else split]
+    """The files of a split; the stressed validation sets have those of validation."""
+    return data.splits["val" if split in (STRESSED_VAL, FRAME_VAL) else split]
 
 
 def make_loader(
@@ -563,15 +577,15 @@ def make_loader(
     generator: torch.Generator | None = None,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A loader over one split (or STRESSED_VAL), each image passed through `transform`:
+    """A loader over one split (or a stressed copy of val), each image through `transform`:
     shuffled (or class-balanced with `weighted_sampling`) for training, in file order otherwise.
 
     Shuffling, sampling and worker seeds all come from `generator`, so reseeding it at the
     start of an epoch makes that epoch reproducible.
     """
     frame = split_frame(data, split)
-    if split == STRESSED_VAL:
-        images, rows = data.stressed_val, np.arange(len(frame))
+    if split in (STRESSED_VAL, FRAME_VAL):
+        images, rows = getattr(data, split), np.arange(len(frame))
     else:
         images, rows = data.images, frame["cache_row"].to_numpy()
     dataset = XrayDataset(images, rows, frame["label"].to_numpy(), transform)

@@ -22,9 +22,9 @@ from sklearn.metrics import roc_curve
 from .data import CLASS_NAMES
 from .runs import open_run, read_metrics, read_predictions, training_curves
 
-SPLIT_ORDER = ("train", "val", "stressed_val", "test")
+SPLIT_ORDER = ("train", "val", "stressed_val", "frame_val", "test")
 METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
-PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 4), strict=True))
+PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 5), strict=True))
 
 
 # The groups of the shortcut audit's figure: the confound shows as train NORMAL apart from

@@ -4,7 +4,7 @@
     history.csv            one row per epoch: loss/accuracy overall and per class, every split
     timing.csv             seconds and images/s per epoch (kept apart so history is reproducible)
     metrics.json           the best checkpoint on test, at a threshold chosen on validation
-    {val,stressed_val,test}_predictions.csv
+    {val,stressed_val,frame_val,test}_predictions.csv
     last.pt, best.pt       checkpoints (last.prev.pt is the one before last.pt)
     tb/                    TensorBoard events
 
@@ -31,7 +31,7 @@ CONFIG, HISTORY, TIMING, METRICS = "config.json", "history.csv", "timing.csv", "
 LAST, PREVIOUS, NEXT, BEST = "last.pt", "last.prev.pt", "last.next.pt", "best.pt"
 LOCK = ".lock"
 # The splits of history.csv, as its column prefixes.
-CURVE_SPLITS = ("train", "val", "stressed_val", "test")
+CURVE_SPLITS = ("train", "val", "stressed_val", "frame_val", "test")
 
 
 @dataclass(frozen=True)

@@ -398,6 +398,7 @@ def _summary_line(row: dict, cfg: TrainConfig, seconds: float, is_best: bool) ->
         f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
         f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} | "
         f"stressed val loss {row['stressed_val_loss']:.3f} acc {row['stressed_val_acc']:.3f} | "
+        f"frame val loss {row['frame_val_loss']:.3f} acc {row['frame_val_acc']:.3f} | "
         f"test loss {row['test_loss']:.3f} acc@0.5 {row['test_acc']:.3f} | "
         f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}"
     )

@@ -1,13 +1,16 @@
 """Per-image transforms on uint8 tensors (1, S, S): augmentation, the options that take the
-acquisition shortcuts away, per-image intensity normalisation, and the stressed validation set.
+acquisition shortcuts away, per-image intensity normalisation, and the stressed validation sets.
 
-Training images pass three stages, in this order:
+Training images pass these stages, in this order:
 
-1. acquisition jitter: how the image might have been saved (aspect ratio of the original,
-   black and white points, gamma, JPEG quality). The stressed validation set is built from
-   the same operations, aimed against the training set's confounds;
-2. intensity normalisation, the same for every split (training, validation, test, predict);
-3. the classic augmentation: small rotations, shifts, zoom and exposure changes.
+1. counter-framing (the only stage that reads the label): NORMAL images framed tighter,
+   PNEUMONIA images given a black margin, so the frame stops telling the class;
+2. acquisition jitter: how the image might have been taken and saved (aspect ratio of the
+   original, field of view, black and white points, gamma, blur and noise, JPEG quality). The
+   stressed validation sets are built from the same operations, aimed against the training
+   set's confounds;
+3. intensity normalisation, the same for every split (training, validation, test, predict);
+4. the classic augmentation: small rotations, shifts, zoom and exposure changes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-INTENSITY_NORMS = ("none", "percentile", "equalize")
 # Percentiles that `percentile` normalisation maps to black and white.
 PERCENTILES = (0.005, 0.995)
 # The stressed validation set: NORMAL images are given the look of the training PNEUMONIA
@@ -29,6 +31,16 @@ STRESS_ASPECT = (1.15, 1.4)
 STRESS_BLACK_LIFT = (0.03, 0.08)
 STRESS_BLACK_CLIP = (0.02, 0.06)
 STRESS_JPEG_QUALITY = 75
+# The frame-stressed validation set: the stressed images again, with the frame turned against
+# the label as well. Training NORMAL files show a smaller body in more black margin; so NORMAL
+# images get a tighter field of view (the central 71-87% enlarged) and, one in two, their outer
+# band replaced by their median grey; PNEUMONIA images are shrunk into a black margin.
+FRAME_STRESS_ZOOM_IN = (1.15, 1.4)
+FRAME_STRESS_ZOOM_OUT = (0.72, 0.88)
+FRAME_STRESS_BORDER = (0.06, 0.14)
+# Counter-framing in training: the same directions, wider ranges.
+COUNTER_ZOOM_IN = (1.1, 1.5)
+COUNTER_ZOOM_OUT = (0.65, 0.92)
 
 
 def anisotropic_scale(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -52,6 +64,62 @@ def set_levels(image: torch.Tensor, black: float, white: float, gamma: float = 1
 def recompress_jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     """Encode as JPEG at `quality` and decode again: the same shape, other bytes."""
     return v2.functional.jpeg(image, quality)
+
+
+def reframe(
+    image: torch.Tensor, factor: float, fill: float = 0, shift: tuple[float, float] = (0, 0)
+) -> torch.Tensor:
+    """Change the field of view, keeping the shape. `factor` > 1 enlarges the central 1/factor of
+    the frame to the full frame (a tighter field of view); `factor` < 1 shrinks the picture into
+    a margin of grey level `fill` (a wider one). `shift` (x, y), each in [-1, 1], moves the crop
+    window or the shrunk picture across the room it has."""
+    _, height, width = image.shape
+    if factor == 1:
+        return image
+    if factor > 1:
+        crop_h, crop_w = max(1, round(height / factor)), max(1, round(width / factor))
+        top = round((height - crop_h) / 2 * (1 + shift[1]))
+        left = round((width - crop_w) / 2 * (1 + shift[0]))
+        window = image[:, top : top + crop_h, left : left + crop_w]
+        return v2.functional.resize(window, [height, width], antialias=True)
+    inner_h, inner_w = max(1, round(height * factor)), max(1, round(width * factor))
+    small = v2.functional.resize(image, [inner_h, inner_w], antialias=True)
+    out = torch.full_like(image, round(fill))
+    top = round((height - inner_h) / 2 * (1 + shift[1]))
+    left = round((width - inner_w) / 2 * (1 + shift[0]))
+    out[:, top : top + inner_h, left : left + inner_w] = small
+    return out
+
+
+def band_mask(height: int, width: int, band: float) -> torch.Tensor:
+    """True on the outer band of the frame whose width is `band` of each side."""
+    rows, cols = max(1, round(height * band)), max(1, round(width * band))
+    mask = torch.ones(height, width, dtype=torch.bool)
+    mask[rows : height - rows, cols : width - cols] = False
+    return mask
+
+
+def replace_border(image: torch.Tensor, band: float, fill: float) -> torch.Tensor:
+    """The outer `band` of the frame (a fraction of each side) painted grey level `fill`."""
+    out = image.clone()
+    out[:, band_mask(image.shape[1], image.shape[2], band)] = round(fill)
+    return out
+
+
+def median_grey(image: torch.Tensor) -> float:
+    return image.float().median().item()
+
+
+def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur, `sigma` in pixels of this image."""
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    return v2.functional.gaussian_blur(image, [kernel, kernel], [sigma, sigma])
+
+
+def add_noise(image: torch.Tensor, std: float, generator: torch.Generator | None = None):
+    """Gaussian noise of `std` (a fraction of the grey range), clipped to [0, 255]."""
+    noise = torch.randn(image.shape, generator=generator) * std * 255
+    return (image.float() + noise).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def normalize_intensity(image: torch.Tensor, mode: str) -> torch.Tensor:
@@ -98,6 +166,70 @@ class RandomLevels:
         )
 
 
+class CounterFraming:
+    """With probability `p`: a NORMAL image framed tighter, a PNEUMONIA image shrunk into a
+    black margin, each by a random amount and off-centre. Training NORMAL files show more black
+    margin around a smaller body; these draws turn that cue against the label in part of every
+    epoch, so the frame stops telling the class. The only transform that reads the label."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def __call__(self, image: torch.Tensor, label: int) -> torch.Tensor:
+        if torch.rand(()).item() >= self.p:
+            return image
+        shift = (_uniform(-1, 1), _uniform(-1, 1))
+        if label == 0:
+            return reframe(image, _uniform(*COUNTER_ZOOM_IN), shift=shift)
+        return reframe(image, _uniform(*COUNTER_ZOOM_OUT), fill=0, shift=shift)
+
+
+class RandomFraming:
+    """The same for every class: a field of view up to (1 + j) times tighter or wider (log-
+    uniform), the margin filled with a random grey between black and the image's median, and,
+    one time in two, an outer band of up to j/2 of each side erased with such a grey."""
+
+    def __init__(self, jitter: float):
+        self.jitter = jitter
+        self.log_range = math.log1p(jitter)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        fill = _uniform(0, median_grey(image))
+        factor = math.exp(_uniform(-self.log_range, self.log_range))
+        image = reframe(image, factor, fill, shift=(_uniform(-1, 1), _uniform(-1, 1)))
+        if torch.rand(()).item() < 0.5:
+            image = replace_border(image, _uniform(0, self.jitter / 2), fill)
+        return image
+
+
+class RandomBlurNoise:
+    """With probability `p` each: Gaussian blur (sigma 0.3-1.5 px at 128 px, scaled with the
+    image) and Gaussian noise (sd up to 4% of the grey range): sharper and softer detectors."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()).item() < self.p:
+            image = blur(image, _uniform(0.3, 1.5) * image.shape[-1] / 128)
+        if torch.rand(()).item() < self.p:
+            image = add_noise(image, _uniform(0, 0.04))
+        return image
+
+
+class TrainingTransform:
+    """Counter-framing (which reads the label), then the image-only steps."""
+
+    takes_label = True
+
+    def __init__(self, counter_framing: CounterFraming, steps: v2.Compose | None):
+        self.counter_framing, self.steps = counter_framing, steps
+
+    def __call__(self, image: torch.Tensor, label: int) -> torch.Tensor:
+        image = self.counter_framing(image, label)
+        return self.steps(image) if self.steps is not None else image
+
+
 class NormalizeIntensity:
     def __init__(self, mode: str):
         self.mode = mode
@@ -120,20 +252,28 @@ def classic_augmentation() -> v2.Transform:
     )
 
 
-def training_transform(cfg) -> v2.Compose | None:
-    """The transform of training images for a TrainConfig; None when it does nothing."""
+def training_transform(cfg) -> v2.Compose | TrainingTransform | None:
+    """The transform of training images for a TrainConfig; None when it does nothing. With
+    counter-framing it is a TrainingTransform, called with the image and its label."""
     steps = []
     if cfg.aspect_jitter:
         steps.append(RandomAspect(cfg.aspect_jitter))
+    if cfg.frame_jitter:
+        steps.append(RandomFraming(cfg.frame_jitter))
     if cfg.intensity_jitter:
         steps.append(RandomLevels(cfg.intensity_jitter))
+    if cfg.blur_noise:
+        steps.append(RandomBlurNoise(cfg.blur_noise))
     if cfg.jpeg_quality_min is not None:
         steps.append(v2.JPEG(quality=(cfg.jpeg_quality_min, 95)))
     if cfg.intensity_norm != "none":
         steps.append(NormalizeIntensity(cfg.intensity_norm))
     if cfg.augment:
         steps.append(classic_augmentation())
-    return v2.Compose(steps) if steps else None
+    image_steps = v2.Compose(steps) if steps else None
+    if cfg.counter_framing:
+        return TrainingTransform(CounterFraming(cfg.counter_framing), image_steps)
+    return image_steps
 
 
 def evaluation_transform(cfg) -> NormalizeIntensity | None:
@@ -154,11 +294,35 @@ def stress(image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarra
     return recompress_jpeg(tensor, STRESS_JPEG_QUALITY)[0].numpy()
 
 
-def stressed_copy(images: np.ndarray, labels: np.ndarray, names, seed: int) -> np.ndarray:
-    """The stressed validation set: each image stressed with a generator drawn from the seed
-    and its file name, so the set depends on nothing else (not the order, not the machine)."""
+def frame_stress(image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
+    """One (stressed) validation image with the frame turned against its label as well."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
+    shift = (rng.uniform(-1, 1), rng.uniform(-1, 1))
+    if label == 0:  # NORMAL: a tighter field of view, and one in two a grey outer band
+        tensor = reframe(tensor, rng.uniform(*FRAME_STRESS_ZOOM_IN), shift=shift)
+        if rng.uniform() < 0.5:
+            tensor = replace_border(tensor, rng.uniform(*FRAME_STRESS_BORDER), median_grey(tensor))
+    else:  # PNEUMONIA: a smaller body in a black margin, as training NORMAL files show
+        tensor = reframe(tensor, rng.uniform(*FRAME_STRESS_ZOOM_OUT), fill=0, shift=shift)
+    return tensor[0].numpy()
+
+
+def _per_file(images, labels, names, seed: int, stream: int, function) -> np.ndarray:
+    """`function(image, label, rng)` over a set, each image with a generator drawn from the
+    seed, the file name and a stream number, so the result depends on nothing else (not the
+    order, not the machine)."""
     out = np.empty_like(images)
     for i, (image, label, name) in enumerate(zip(images, labels, names, strict=True)):
-        rng = np.random.default_rng([seed, zlib.crc32(str(name).encode())])
-        out[i] = stress(image, int(label), rng)
+        key = [seed, zlib.crc32(str(name).encode())] + ([stream] if stream else [])
+        out[i] = function(image, int(label), np.random.default_rng(key))
     return out
+
+
+def stressed_copy(images: np.ndarray, labels: np.ndarray, names, seed: int) -> np.ndarray:
+    """The stressed validation set: every image through `stress`."""
+    return _per_file(images, labels, names, seed, 0, stress)
+
+
+def frame_stressed_copy(stressed: np.ndarray, labels: np.ndarray, names, seed: int) -> np.ndarray:
+    """The frame-stressed validation set: every stressed image through `frame_stress`."""
+    return _per_file(stressed, labels, names, seed, 1, frame_stress)

@@ -39,9 +39,9 @@ def test_every_report_figure_renders(finished_run, tmp_path):
 
 def test_training_curves_long_form(finished_run):
     curves = training_curves(finished_run)
-    assert set(curves["split"]) == {"train", "val", "stressed_val", "test"}
+    assert set(curves["split"]) == {"train", "val", "stressed_val", "frame_val", "test"}
     assert set(curves["cls"]) == {"overall", "NORMAL", "PNEUMONIA"}
-    assert len(curves) == 2 * 4 * 2 * 3  # epochs x splits x metrics x (overall + 2 classes)
+    assert len(curves) == 2 * 5 * 2 * 3  # epochs x splits x metrics x (overall + 2 classes)
 
 
 def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path):

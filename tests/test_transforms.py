@@ -9,14 +9,23 @@ import torch
 from PIL import Image
 
 from pneumo_utils import TrainConfig
-from pneumo_utils.data import STRESSED_VAL, decode_xray, load_data, make_loader
+from pneumo_utils.data import FRAME_VAL, STRESSED_VAL, decode_xray, load_data, make_loader
 from pneumo_utils.transforms import (
+    CounterFraming,
     RandomAspect,
+    RandomBlurNoise,
+    RandomFraming,
     RandomLevels,
+    add_noise,
     anisotropic_scale,
+    band_mask,
+    blur,
     evaluation_transform,
+    frame_stress,
     normalize_intensity,
     recompress_jpeg,
+    reframe,
+    replace_border,
     stress,
     stressed_copy,
     training_transform,
@@ -158,3 +167,91 @@ def test_training_transform_has_the_configured_steps():
     out = training_transform(config)(_noisy())
     assert out.shape == (1, 64, 64) and out.dtype == torch.uint8
     assert evaluation_transform(config)(_noisy()).equal(normalize_intensity(_noisy(), "percentile"))
+
+
+# ----------------------------------------------------------------------------- the frame
+
+
+def _box_width(image: torch.Tensor) -> int:
+    return int((image[0] > 128).any(dim=0).sum())
+
+
+def test_reframe_tightens_or_widens_the_field_of_view():
+    image = _box(64, 20, 20)
+    tighter, wider = reframe(image, 1.25), reframe(image, 0.75, fill=0)
+    assert tighter.shape == wider.shape == image.shape
+    assert _box_width(tighter) == pytest.approx(25, abs=1)
+    assert _box_width(wider) == pytest.approx(15, abs=1)
+    assert wider[0, :8].max() == 0 and wider[0, -8:].max() == 0  # a black margin
+    assert reframe(image, 1.0).equal(image)
+    moved = reframe(image, 0.75, fill=0, shift=(1, 0))
+    assert moved[0, :, -1].max() > 0 and moved[0, :, 0].max() == 0  # pushed to the right edge
+
+
+def test_replace_border_paints_the_outer_band_only():
+    image = _noisy()
+    out = replace_border(image, 0.1, 99)
+    band = band_mask(64, 64, 0.1)
+    assert (out[0][band] == 99).all()
+    assert out[0][~band].equal(image[0][~band])
+
+
+def test_counter_framing_turns_the_frame_against_the_label():
+    torch.manual_seed(0)
+    always = CounterFraming(1.0)
+    normal, pneumonia = always(_box(64, 30, 30), 0), always(_box(64, 30, 30), 1)
+    assert _box_width(normal) > 30  # NORMAL framed tighter
+    assert _box_width(pneumonia) < 30  # PNEUMONIA shrunk ...
+    assert (pneumonia[0][band_mask(64, 64, 0.02)] == 0).any()  # ... into a black margin
+    assert CounterFraming(0.0)(_box(), 0).equal(_box())
+
+
+def test_random_framing_goes_both_ways_for_every_class():
+    torch.manual_seed(0)
+    widths = [_box_width(RandomFraming(0.35)(_box(64, 30, 30))) for _ in range(40)]
+    assert min(widths) < 28 and max(widths) > 32
+    assert min(widths) >= 30 / 1.35 - 2 and max(widths) <= 30 * 1.35 + 2
+
+
+def test_blur_softens_and_noise_roughens():
+    image = _box(64, 30, 30)
+    edges = lambda x: (x[0, :, 1:].float() - x[0, :, :-1].float()).abs().max()  # noqa: E731
+    assert edges(blur(image, 1.5)) < 0.6 * edges(image)
+    noisy = add_noise(torch.full((1, 64, 64), 128, dtype=torch.uint8), 0.04)
+    assert 5 < noisy.float().std() < 15
+    torch.manual_seed(0)
+    changed = [not RandomBlurNoise(0.5)(image).equal(image) for _ in range(20)]
+    assert 5 < sum(changed) < 20
+
+
+def test_frame_stress_frames_normal_tight_and_pneumonia_loose():
+    rng = np.random.default_rng(0)
+    image = _box(64, 30, 30)[0].numpy()
+    normal, pneumonia = frame_stress(image, 0, rng), frame_stress(image, 1, rng)
+    assert _box_width(torch.from_numpy(normal)[None]) > 30 * 1.1
+    loose = torch.from_numpy(pneumonia)[None]
+    assert _box_width(loose) < 30 * 0.9 and (pneumonia == 0).mean() > (image == 0).mean()
+
+
+def test_frame_validation_loader_holds_the_validation_labels(tiny_data, cache_dir):
+    data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
+    stressed, framed = make_loader(data, STRESSED_VAL, 100), make_loader(data, FRAME_VAL, 100)
+    (stressed_images, stressed_labels), (framed_images, framed_labels) = (
+        next(iter(stressed)),
+        next(iter(framed)),
+    )
+    assert stressed_labels.equal(framed_labels)
+    assert not stressed_images.equal(framed_images)
+    again = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
+    assert np.array_equal(data.frame_val, again.frame_val)  # deterministic
+
+
+def test_counter_framing_reaches_the_loader_with_the_label(tiny_data, cache_dir):
+    data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
+    config = replace(TrainConfig(), counter_framing=1.0)
+    transform = training_transform(config)
+    assert transform.takes_label
+    seen = []
+    transform.counter_framing = lambda image, label: seen.append(label) or image
+    images, labels = next(iter(make_loader(data, "train", 8, transform=transform)))
+    assert seen == labels.tolist()
