@@ -141,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", choices=("train", "val", "stressed_val", "frame_val", "test"), default="test"
     )
 
+    robustness = commands.add_parser(
+        "robustness",
+        help="a run's best checkpoint on perturbed test images, subgroups, calibration "
+        "(writes robustness.json and .csv into the run folder)",
+    )
+    robustness.add_argument("run_dir", help="a finished run folder with its best.pt")
+    robustness.add_argument("--data", help="dataset folder (default: the one the run used)")
+    robustness.add_argument(
+        "--resamples", type=_positive_int, default=1000,
+        help="patient bootstrap resamples; default %(default)s",
+    )  # fmt: skip
+    _add_progress_flag(robustness)
+
     predict = commands.add_parser(
         "predict", help="P(pneumonia) for image files, folders or globs, as CSV"
     )
@@ -240,6 +253,11 @@ def _run(args: argparse.Namespace) -> None:
         from .predict import evaluate_run
 
         print(json.dumps(evaluate_run(args.run_dir, args.data, args.split), indent=2))
+    elif args.command == "robustness":
+        from .robustness import robustness_report
+        from .train import show_progress
+
+        robustness_report(args.run_dir, args.data, args.resamples, show_progress(args.progress))
     elif args.command == "predict":
         from .predict import predict_command
 

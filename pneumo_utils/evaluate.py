@@ -3,6 +3,7 @@ bootstrap intervals, and the evaluation of a finished run's best checkpoint (fin
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from .data import (
     EVALUATED_SPLITS,
     load_run_data,
     make_loader,
+    patient_id,
     split_frame,
     to_model_input,
 )
@@ -71,15 +73,31 @@ def safe_auc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 
 def choose_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
-    """The P(pneumonia) cut-off that maximises Youden's J (sensitivity + specificity - 1).
+    """The P(pneumonia) cut-off that maximises Youden's J (sensitivity + specificity - 1); on a
+    plateau of equal J, its midpoint rather than its first point.
 
     Meant for validation predictions only; 0.5 where validation has a single class.
     """
     if len(np.unique(labels)) < 2:
         return 0.5
     fpr, tpr, thresholds = roc_curve(labels, probs)
-    best = int(np.argmax(tpr - fpr))
-    return float(min(thresholds[best], 1.0))
+    youden = tpr - fpr
+    first = int(np.argmax(youden))
+    last = first
+    while last + 1 < len(youden) and youden[last + 1] == youden[first]:
+        last += 1
+    return float(min((thresholds[first] + thresholds[last]) / 2, 1.0))
+
+
+def threshold_warning(threshold: float, split: str) -> str | None:
+    """A word when the chosen threshold sits at an end of the range, where it means little."""
+    if 0.001 < threshold < 0.999:
+        return None
+    return (
+        f"warning: the threshold chosen on {split} is {threshold:.4f}, at the end of the range: "
+        "its predictions barely separate the classes (too few epochs, or a collapsed model), "
+        "so the test numbers at this threshold say little"
+    )
 
 
 def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
@@ -123,36 +141,103 @@ BOOTSTRAP_METRICS = (
 )
 
 
+def resample_weights(
+    groups: np.ndarray | None, n: int, n_resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n_resamples, n) counts: how often each image is drawn in each resample. With `groups`
+    (a patient id per image), whole patients are drawn with replacement, their images with
+    them: images of one patient are not independent, so resampling images alone would give
+    intervals that are too narrow."""
+    if groups is None:
+        drawn = rng.integers(0, n, (n_resamples, n))
+        return np.stack([np.bincount(row, minlength=n) for row in drawn])
+    codes, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    drawn = rng.integers(0, len(codes), (n_resamples, len(codes)))
+    per_group = np.stack([np.bincount(row, minlength=len(codes)) for row in drawn])
+    return per_group[:, inverse]
+
+
+def weighted_metrics(
+    labels: np.ndarray, probs: np.ndarray, threshold: float, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """BOOTSTRAP_METRICS for each row of `weights` (R, N) at once: the metrics of resampled
+    sets, where an image drawn k times counts k times. AUC counts ties as one half."""
+    weights = np.atleast_2d(weights).astype(np.float64)
+    positive, predicted = labels == 1, probs >= threshold
+    tp = weights @ (positive & predicted)
+    fn = weights @ (positive & ~predicted)
+    tn = weights @ (~positive & ~predicted)
+    fp = weights @ (~positive & predicted)
+    # AUC: for each distinct score, the weight of negatives below it and tied with it.
+    order = np.argsort(probs, kind="stable")
+    sorted_probs = probs[order]
+    starts = np.flatnonzero(np.r_[True, sorted_probs[1:] != sorted_probs[:-1]])
+    neg = np.add.reduceat((weights * ~positive)[:, order], starts, axis=1)
+    pos = np.add.reduceat((weights * positive)[:, order], starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+        sensitivity, specificity = tp / (tp + fn), tn / (tn + fp)
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+        accuracy = (tp + tn) / (tp + tn + fp + fn)
+    return dict(
+        accuracy=accuracy,
+        acc_NORMAL=specificity,
+        acc_PNEUMONIA=sensitivity,
+        sensitivity=sensitivity,
+        specificity=specificity,
+        precision=precision,
+        f1=f1,
+        roc_auc=auc,
+    )
+
+
 def bootstrap_intervals(
     labels: np.ndarray,
     probs: np.ndarray,
     threshold: float,
+    groups: np.ndarray | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """Point estimate and percentile bootstrap interval for each metric, resampling images."""
-    rng = np.random.default_rng(seed)
+    """Point estimate and percentile bootstrap interval for each metric. With `groups` (the
+    patient of each image) patients are resampled, which is what the published intervals
+    use; without, images."""
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
     point = binary_metrics(labels, probs, threshold)
-    samples = []
-    for _ in range(n_resamples):
-        rows = rng.integers(0, len(labels), len(labels))
-        samples.append(binary_metrics(labels[rows], probs[rows], threshold))
-    table = pd.DataFrame(samples)[list(BOOTSTRAP_METRICS)]
+    weights = resample_weights(groups, len(labels), n_resamples, np.random.default_rng(seed))
+    samples = weighted_metrics(labels, probs, threshold, weights)
     tail = (1 - level) / 2 * 100
-    return pd.DataFrame(
-        {
-            "value": [point[m] for m in BOOTSTRAP_METRICS],
-            "low": np.nanpercentile(table, tail, axis=0),
-            "high": np.nanpercentile(table, 100 - tail, axis=0),
-        },
-        index=list(BOOTSTRAP_METRICS),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every resample
+        return pd.DataFrame(
+            {
+                "value": [point[m] for m in BOOTSTRAP_METRICS],
+                "low": [np.nanpercentile(samples[m], tail) for m in BOOTSTRAP_METRICS],
+                "high": [np.nanpercentile(samples[m], 100 - tail) for m in BOOTSTRAP_METRICS],
+            },
+            index=list(BOOTSTRAP_METRICS),
+        )
 
 
-def finalize(run_dir: Path, data=None, device: torch.device | None = None, progress: bool = True):
+def prediction_patients(predictions: pd.DataFrame) -> np.ndarray:
+    """The patient of each row of a *_predictions.csv, read from its file name."""
+    return predictions["relpath"].map(lambda relpath: patient_id(Path(relpath).name)).to_numpy()
+
+
+def finalize(
+    run_dir: Path,
+    data=None,
+    device: torch.device | None = None,
+    progress: bool = True,
+    robustness: bool = True,
+):
     """Evaluate a run's best checkpoint: the threshold from cfg.threshold_on, metrics on test,
-    and the predictions of every evaluated split, written into the run folder."""
+    the predictions of every evaluated split, and (`robustness`) the robustness report,
+    written into the run folder."""
     model, cfg, device = load_trained_model(run_dir, device)
     data = data or load_run_data(cfg, progress=progress)
     amp_dtype = autocast_dtype(device, cfg.amp)
@@ -167,7 +252,8 @@ def finalize(run_dir: Path, data=None, device: torch.device | None = None, progr
             dict(
                 relpath=split_frame(data, split)["relpath"].to_numpy(),
                 label=labels[split],
-                p_pneumonia=probs[split],
+                # float64 text round-trips exactly: numbers read back from the file equal these
+                p_pneumonia=probs[split].astype(np.float64),
             ),
         )
     threshold = choose_threshold(labels[cfg.threshold_on], probs[cfg.threshold_on])
@@ -181,6 +267,9 @@ def finalize(run_dir: Path, data=None, device: torch.device | None = None, progr
     )
     runs.write_metrics(run_dir, metrics)
     test = metrics["test"]
+    warning = threshold_warning(threshold, cfg.threshold_on)
+    if warning:
+        print(warning)
     print(
         f"best epoch {metrics['best_epoch']} on {test['n']} test images ({test['n_NORMAL']} "
         f"NORMAL, {test['n_PNEUMONIA']} PNEUMONIA) at threshold {threshold:.3f} (chosen on "
@@ -189,4 +278,8 @@ def finalize(run_dir: Path, data=None, device: torch.device | None = None, progr
         f"AUC {test['roc_auc']:.3f}"
         + "".join(f"; {k} undefined: {why}" for k, why in test["undefined"].items())
     )
+    if robustness:
+        from .robustness import robustness_report
+
+        robustness_report(run_dir, data=data, device=device, progress=progress)
     return metrics

@@ -12,7 +12,7 @@ from . import runs
 from .config import recipe_changes
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .errors import UserError
-from .evaluate import bootstrap_intervals
+from .evaluate import bootstrap_intervals, prediction_patients
 from .fileio import atomic_torch_save, atomic_write_text
 
 CARD = "MODEL_CARD.md"
@@ -47,7 +47,10 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
     test = metrics["test"]
     predictions = runs.read_predictions(run_dir)
     intervals = bootstrap_intervals(
-        predictions["label"].to_numpy(), predictions["p_pneumonia"].to_numpy(), test["threshold"]
+        predictions["label"].to_numpy(),
+        predictions["p_pneumonia"].to_numpy(),
+        test["threshold"],
+        groups=prediction_patients(predictions),
     )
     config = saved.config
     rows = "\n".join(
@@ -92,7 +95,8 @@ chest X-rays from one centre, Guangzhou Women and Children's Medical Center. Tra
 validation carved from the training patients.
 
 ## Metrics on the official test set ({counts})
-At the threshold above, with 95% bootstrap intervals (1000 resamples of the test images):
+At the threshold above, with 95% bootstrap intervals (1000 resamples of the test patients,
+each with all of their images):
 
 | metric | value | 95% interval |
 |---|---|---|

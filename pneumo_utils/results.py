@@ -22,7 +22,7 @@ from . import runs
 from .config import HEADLINE, recipe_changes
 from .data import CLASS_NAMES, decode_xray
 from .errors import UserError
-from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals
+from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patients
 from .fileio import atomic_write_text
 from .settings import NOTEBOOK_RECIPES, Settings, repo_root
 
@@ -160,7 +160,8 @@ def results_table(
             predictions["label"].to_numpy(),
             predictions["p_pneumonia"].to_numpy(),
             runs.run_threshold(run),
-            n_resamples,
+            groups=prediction_patients(predictions),
+            n_resamples=n_resamples,
         )
         columns[runs.open_run(run).title] = [
             f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]" for r in table.itertuples()
@@ -177,7 +178,8 @@ def write_results(
     lines = [
         "# Results on the official test set",
         "",
-        f"Value [95% bootstrap interval, {n_resamples} resamples of the test images]. "
+        f"Value [95% bootstrap interval, {n_resamples} resamples of the test patients, each "
+        "with all of their images]. "
         "Best checkpoint and decision threshold chosen on validation (see each run below).",
         "",
     ]

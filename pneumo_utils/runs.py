@@ -116,15 +116,15 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
 
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:
-    atomic_write_text(run_dir / METRICS, json.dumps(_json_safe(metrics), indent=2))
+    atomic_write_text(run_dir / METRICS, json.dumps(json_safe(metrics), indent=2))
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN and infinity become null: valid JSON, which bare NaN is not."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -2,10 +2,13 @@ import numpy as np
 import pytest
 
 from pneumo_utils.evaluate import (
+    BOOTSTRAP_METRICS,
     binary_metrics,
     bootstrap_intervals,
     choose_threshold,
     epoch_stats,
+    threshold_warning,
+    weighted_metrics,
 )
 from pneumo_utils.results import markdown_table
 
@@ -49,3 +52,39 @@ def test_bootstrap_interval_brackets_the_estimate():
     assert (table["low"] <= table["value"]).all() and (table["value"] <= table["high"]).all()
     assert (table["high"] - table["low"]).between(0.005, 0.3).all()
     assert markdown_table(table.round(2)).startswith("|  | value | low | high |\n| --- |")
+
+
+def test_weighted_metrics_with_unit_weights_equal_the_plain_metrics():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    probs = np.round(np.clip(labels * 0.5 + rng.normal(0.25, 0.25, 200), 0, 1), 1)  # ties
+    plain = binary_metrics(labels, probs, 0.5)
+    weighted = weighted_metrics(labels, probs, 0.5, np.ones((1, 200)))
+    for metric in BOOTSTRAP_METRICS:
+        assert weighted[metric][0] == pytest.approx(plain[metric])
+    doubled = np.r_[np.ones(200), np.ones(200)][None]
+    twice = weighted_metrics(np.r_[labels, labels], np.r_[probs, probs], 0.5, doubled)
+    assert twice["roc_auc"][0] == pytest.approx(plain["roc_auc"])
+
+
+def test_patient_bootstrap_is_wider_than_the_image_bootstrap_on_clustered_data():
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(60), 6)  # 6 images per patient, identical predictions
+    labels = np.repeat(rng.integers(0, 2, 60), 6)
+    probs = np.repeat(np.clip(rng.normal(0.3 + 0.4 * labels[::6], 0.25), 0, 1), 6)
+    by_image = bootstrap_intervals(labels, probs, 0.5, n_resamples=400)
+    by_patient = bootstrap_intervals(labels, probs, 0.5, groups=patients, n_resamples=400)
+    width = lambda t: t["high"] - t["low"]  # noqa: E731
+    for metric in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        assert width(by_patient)[metric] > 1.5 * width(by_image)[metric]
+    assert (by_patient["value"] == by_image["value"]).all()  # the estimates do not change
+
+
+def test_threshold_on_a_plateau_is_its_midpoint_and_an_extreme_one_warns():
+    # J = 0.5 at the cut 0.9 (one PNEUMONIA found, no false alarm) and again at 0.8 (both
+    # found, one false alarm): a plateau between two ROC points, whose midpoint is 0.85.
+    labels, probs = np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.8, 0.1])
+    assert choose_threshold(labels, probs) == pytest.approx(0.85)
+    assert threshold_warning(1.0, "stressed_val").startswith("warning: the threshold")
+    assert threshold_warning(0.0, "val") is not None
+    assert threshold_warning(0.42, "val") is None

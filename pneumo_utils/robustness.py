@@ -1,0 +1,325 @@
+"""The robustness report of a run: its best checkpoint on the test images changed the way other
+hospitals' radiographs differ, occlusion of the lungs or of the frame, subgroups, calibration
+and the worst mistakes, at the run's own threshold, with patient-grouped bootstrap intervals.
+
+`python -m pneumo_utils robustness RUN_DIR` (and `finalize`, for every new run) writes
+robustness.json (everything) and robustness.csv (the perturbation table). Perturbations act on
+the decoded test image at the run's resolution, before the run's intensity normalisation,
+so they reach the model the way a different acquisition would. The strengths are fixed here,
+before any result was read; nothing is chosen from this report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torchvision.transforms import v2
+from tqdm.auto import tqdm
+
+from . import runs
+from .data import CLASS_NAMES, EVALUATED_SPLITS, XrayDataset, load_run_data, split_frame
+from .device import autocast_dtype
+from .errors import UserError
+from .evaluate import (
+    binary_metrics,
+    bootstrap_intervals,
+    pneumonia_probability,
+    predict_logits,
+    prediction_patients,
+)
+from .fileio import atomic_write_text
+from .models import load_trained_model
+from .transforms import (
+    add_noise,
+    band_mask,
+    blur,
+    evaluation_transform,
+    median_grey,
+    recompress_jpeg,
+    reframe,
+    replace_border,
+    set_levels,
+)
+
+JSON, CSV = "robustness.json", "robustness.csv"
+REPORTED = ("accuracy", "sensitivity", "specificity", "roc_auc")
+# How much of each side the occlusion pair and the border family treat as "the frame".
+FRAME_BAND = 0.15
+CALIBRATION_BINS = 15
+FAILURES = 12
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A family of changes at increasing strengths; `apply(image, strength, generator)`."""
+
+    family: str
+    kind: str  # natural (an acquisition change), anatomy (changes the anatomy), occlusion
+    what: str
+    unit: str
+    strengths: tuple[float, ...]
+    apply: Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
+
+    @property
+    def middle(self) -> float:
+        return self.strengths[len(self.strengths) // 2]
+
+
+def _translate(image: torch.Tensor, fraction: float) -> torch.Tensor:
+    shift = round(fraction * image.shape[-1])
+    return v2.functional.affine(image, angle=0.0, translate=[shift, shift], scale=1.0,
+                                shear=[0.0, 0.0], fill=0)  # fmt: skip
+
+
+def _cover_lungs(image: torch.Tensor, band: float) -> torch.Tensor:
+    """Everything but the outer `band` of the frame painted the image's median grey."""
+    out = image.clone()
+    out[:, ~band_mask(image.shape[1], image.shape[2], band)] = round(median_grey(image))
+    return out
+
+
+def _blur(image, sigma, _):
+    return blur(image, sigma * image.shape[-1] / 128)
+
+
+SUITE: tuple[Perturbation, ...] = (
+    Perturbation("zoom in", "natural", "field of view tighter: the central 1/s enlarged",
+                 "s", (1.1, 1.25, 1.4), lambda x, s, _: reframe(x, s)),
+    Perturbation("zoom out", "natural", "field of view wider: shrunk to s of the side, black "
+                 "margin", "s", (0.9, 0.8, 0.7), lambda x, s, _: reframe(x, s, fill=0)),
+    Perturbation("translation", "natural", "shifted right and down by s of the side, black "
+                 "fill", "s", (0.04, 0.08, 0.12), lambda x, s, _: _translate(x, s)),
+    Perturbation("border", "natural", "outer band of s of each side replaced by the median "
+                 "grey", "s", (0.05, 0.1, 0.15),
+                 lambda x, s, _: replace_border(x, s, median_grey(x))),
+    Perturbation("gamma", "natural", "gamma s (darker mid-tones)", "gamma", (1.25, 1.5, 2.0),
+                 lambda x, s, _: v2.functional.adjust_gamma(x, s)),
+    Perturbation("contrast", "natural", "contrast scaled by s around the mean", "s",
+                 (0.8, 0.6, 0.4), lambda x, s, _: v2.functional.adjust_contrast(x, s)),
+    Perturbation("black/white points", "natural", "black lifted and white lowered by s of the "
+                 "range (a washed-out window)", "s", (0.05, 0.1, 0.2),
+                 lambda x, s, _: set_levels(x, -s, 1 + s)),
+    Perturbation("blur", "natural", "Gaussian blur, sigma s px at 128 px", "sigma",
+                 (0.5, 1.0, 2.0), _blur),
+    Perturbation("noise", "natural", "Gaussian noise, sd s of the grey range", "sd",
+                 (0.02, 0.04, 0.08), lambda x, s, g: add_noise(x, s, g)),
+    Perturbation("jpeg", "natural", "re-encoded as JPEG at quality s", "quality",
+                 (50, 30, 15), lambda x, s, _: recompress_jpeg(x, int(s))),
+    Perturbation("rotation", "natural", "rotated by s degrees, black fill", "degrees",
+                 (5, 10, 15), lambda x, s, _: v2.functional.rotate(x, s, fill=0)),
+    Perturbation("horizontal flip", "anatomy", "mirrored left to right (the heart on the "
+                 "right)", "", (1,), lambda x, s, _: v2.functional.horizontal_flip(x)),
+    Perturbation("lungs covered", "occlusion", "only the outer band of s of each side kept, "
+                 "the rest median grey", "s", (FRAME_BAND,), lambda x, s, _: _cover_lungs(x, s)),
+    Perturbation("frame covered", "occlusion", "the outer band of s of each side median grey, "
+                 "the lungs kept", "s", (FRAME_BAND,),
+                 lambda x, s, _: replace_border(x, s, median_grey(x))),
+)  # fmt: skip
+
+
+def perturbed_copy(images: np.ndarray, perturbation: Perturbation, strength: float) -> np.ndarray:
+    """Every image changed by one family at one strength; noise drawn per image index, so the
+    copy depends on nothing but the images."""
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        generator = torch.Generator().manual_seed(i)
+        tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
+        out[i] = perturbation.apply(tensor, strength, generator)[0].numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Expected calibration error of P(pneumonia) over equal-width bins (the weighted mean gap
+    between the share of PNEUMONIA and the mean probability in each bin), the Brier score, and
+    the reliability diagram's bins."""
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        inside = index == b
+        if not inside.any():
+            continue
+        mean_p, share = float(probs[inside].mean()), float(labels[inside].mean())
+        ece += inside.mean() * abs(share - mean_p)
+        table.append(dict(low=edges[b], high=edges[b + 1], n=int(inside.sum()),
+                          mean_probability=mean_p, share_pneumonia=share))  # fmt: skip
+    brier = float(np.mean((probs - labels) ** 2))
+    return dict(ece=float(ece), brier=brier, bins=table, n=int(len(labels)))
+
+
+def _metric_row(labels, probs, threshold, groups, n_resamples) -> dict:
+    intervals = bootstrap_intervals(labels, probs, threshold, groups=groups,
+                                    n_resamples=n_resamples)  # fmt: skip
+    row = dict(n=int(len(labels)))
+    for metric in REPORTED:
+        value, low, high = intervals.loc[metric, ["value", "low", "high"]]
+        row.update({metric: value, f"{metric}_low": low, f"{metric}_high": high})
+    return row
+
+
+def subgroup(relpath: str, label: int) -> str:
+    """The file family of a test image: IM-* or NORMAL2-* for NORMAL, bacteria or virus for
+    PNEUMONIA (read from the file name)."""
+    name = Path(relpath).name
+    if label == 0:
+        return "NORMAL2-*" if name.startswith("NORMAL2-") else "IM-*"
+    return "virus" if "_virus_" in name else "bacteria" if "_bacteria_" in name else "other"
+
+
+def subgroup_rows(frame: pd.DataFrame, probs: np.ndarray, threshold: float) -> list[dict]:
+    """Specificity of each NORMAL file family, sensitivity of bacterial and viral pneumonia."""
+    groups = np.array([subgroup(r, y) for r, y in zip(frame["relpath"], frame["label"],
+                                                      strict=True)])  # fmt: skip
+    rows = []
+    for name in sorted(set(groups)):
+        inside = groups == name
+        label = int(frame["label"].to_numpy()[inside][0])
+        metric = "specificity" if label == 0 else "sensitivity"
+        correct = (probs[inside] >= threshold) == bool(label)
+        rows.append(dict(subgroup=name, class_name=CLASS_NAMES[label], n=int(inside.sum()),
+                         metric=metric, value=float(correct.mean())))  # fmt: skip
+    return rows
+
+
+def failures(frame: pd.DataFrame, probs: np.ndarray, threshold: float, n: int = FAILURES):
+    """The misclassified test images, the most confidently wrong first."""
+    labels = frame["label"].to_numpy()
+    wrong = (probs >= threshold) != labels.astype(bool)
+    confidence = np.where(labels == 1, threshold - probs, probs - threshold)
+    order = [i for i in np.argsort(-confidence, kind="stable") if wrong[i]][:n]
+    return [dict(relpath=frame["relpath"].iat[i], label=int(labels[i]),
+                 p_pneumonia=float(probs[i])) for i in order]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def robustness_report(
+    run_dir: str | os.PathLike,
+    data_dir: str | None = None,
+    n_resamples: int = 1000,
+    progress: bool = True,
+    data=None,
+    device: torch.device | None = None,
+) -> dict:
+    """Score a run's best checkpoint under the suite; write robustness.json and .csv."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    if not runs.is_finished(run_dir):
+        raise UserError(
+            f"{run_dir} has not finished (no {runs.METRICS}): let its training end first"
+        )
+    model, cfg, device = load_trained_model(run_dir, device)
+    data = data or load_run_data(cfg, data_dir, progress=progress)
+    metrics = runs.read_metrics(run_dir)
+    threshold = metrics["test"]["threshold"]
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    normalize = evaluation_transform(cfg)
+    batch = 2 * cfg.batch_size
+
+    def probabilities(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        dataset = XrayDataset(images, np.arange(len(images)), labels, normalize)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch)
+        logits, _ = predict_logits(model, loader, device, amp_dtype, cfg.channels_last,
+                                   cfg.max_batches)  # fmt: skip
+        return pneumonia_probability(logits)
+
+    test = split_frame(data, "test")
+    if cfg.max_batches:  # smoke runs score what they were evaluated on
+        test = test.iloc[: cfg.max_batches * batch]
+    labels = test["label"].to_numpy()
+    patients = prediction_patients(test)
+    clean_images = np.asarray(data.images[test["cache_row"].to_numpy()])
+    clean = probabilities(clean_images, labels)
+    reference = _metric_row(labels, clean, threshold, patients, n_resamples)
+
+    variants = [(p, s) for p in SUITE for s in p.strengths]
+    rows = [dict(family="none", kind="clean", strength=None, middle=True, what="as they are",
+                 **reference)]  # fmt: skip
+    for perturbation, strength in tqdm(variants, desc="robustness", disable=not progress):
+        probs = probabilities(perturbed_copy(clean_images, perturbation, strength), labels)
+        row = _metric_row(labels, probs, threshold, patients, n_resamples)
+        rows.append(
+            dict(
+                family=perturbation.family,
+                kind=perturbation.kind,
+                strength=strength,
+                middle=strength == perturbation.middle,
+                what=perturbation.what,
+                **row,
+                **{f"delta_{m}": row[m] - reference[m] for m in REPORTED},
+            )
+        )
+
+    splits = []
+    for split in EVALUATED_SPLITS:
+        if split == "test":
+            split_probs, split_labels = clean, labels
+        else:
+            split_labels = split_frame(data, split)["label"].to_numpy()
+            split_probs = probabilities(_split_images(data, split), split_labels)
+        splits.append(dict(split=split, **binary_metrics(split_labels, split_probs, threshold)))
+    val_labels = split_frame(data, "val")["label"].to_numpy()
+    val_probs = probabilities(_split_images(data, "val"), val_labels)
+    report = dict(
+        run=run_dir.name,
+        threshold=threshold,
+        threshold_chosen_on=metrics["threshold_chosen_on"],
+        best_epoch=metrics["best_epoch"],
+        image_size=cfg.image_size,
+        n_test=int(len(labels)),
+        bootstrap=f"{n_resamples} resamples of the test patients (all images of each)",
+        perturbations=rows,
+        subgroups=subgroup_rows(test, clean, threshold),
+        splits=splits,
+        calibration=dict(test=calibration(labels, clean), val=calibration(val_labels, val_probs)),
+        failures=failures(test, clean, threshold),
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    write_report(run_dir, report, pd.DataFrame(rows))
+    print(summary_line(report))
+    return report
+
+
+def _split_images(data, split: str) -> np.ndarray:
+    if split == "val":
+        return np.asarray(data.images[split_frame(data, "val")["cache_row"].to_numpy()])
+    return getattr(data, split)
+
+
+def perturbation_table(report: dict) -> pd.DataFrame:
+    return pd.DataFrame(report["perturbations"])
+
+
+def summary_line(report: dict) -> str:
+    table = perturbation_table(report)
+    natural = table[(table["kind"] == "natural") & table["middle"]]
+    worst = natural.loc[natural["delta_specificity"].idxmin()]
+    occlusion = table[table["kind"] == "occlusion"].set_index("family")["roc_auc"]
+    return (
+        f"robustness of {report['run']} ({report['n_test']} test images, {report['seconds']} s): "
+        f"worst middle-strength specificity change {100 * worst['delta_specificity']:+.1f} "
+        f"points ({worst['family']}); AUC lungs covered {occlusion['lungs covered']:.3f}, frame "
+        f"covered {occlusion['frame covered']:.3f}; ECE on test "
+        f"{report['calibration']['test']['ece']:.3f}"
+    )
+
+
+def read_report(run_dir: str | os.PathLike) -> dict:
+    return json.loads((Path(run_dir) / JSON).read_text())
+
+
+def write_report(run_dir: Path, report: dict, table: pd.DataFrame) -> None:
+    atomic_write_text(run_dir / JSON, json.dumps(runs.json_safe(report), indent=1))
+    atomic_write_text(run_dir / CSV, table.to_csv(index=False))
