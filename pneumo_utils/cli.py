@@ -18,6 +18,7 @@ DEFAULTS_NOTE = (
     "Without --recipe or --config the defaults are the course report's protocol: Adam, "
     "lr 0.001, batch 32, 40 epochs, 224 px."
 )
+DATA_DEFAULT = "default $PNEUMO_DATA, else data/chest_xray"
 TYPES = {"int": int, "float": float, "str": str}
 METAVARS = {int: "N", float: "X"}
 
@@ -68,7 +69,6 @@ def _train_parser(commands) -> None:
     start = train.add_mutually_exclusive_group()
     start.add_argument(
         "--recipe",
-        choices=RECIPES,
         metavar="NAME",
         help=f"start from a named recipe: {', '.join(RECIPES)} (the headline: {HEADLINE})",
     )
@@ -112,9 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce",
         help="train every run of the results table (skips done, resumes partial), then render",
     )
-    reproduce.add_argument(
-        "--data", help="dataset folder (default $PNEUMO_DATA or data/chest_xray)"
-    )
+    reproduce.add_argument("--data", help=f"dataset folder; {DATA_DEFAULT}")
     reproduce.add_argument(
         "--dry-run", action="store_true", help="list the runs and their state; train nothing"
     )
@@ -174,18 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit", help="the shortcut audit: how much of the label the file and pixel properties give"
     )
-    audit.add_argument("--data", required=True, help="dataset folder (Kaggle or Mendeley layout)")
+    audit.add_argument("--data", help=f"dataset folder (Kaggle or Mendeley layout); {DATA_DEFAULT}")
     audit.add_argument(
         "--image-size", type=int, default=128, help="decoded size of the pixel properties"
     )
     audit.add_argument("--csv", metavar="FILE", help="also write every file's properties as CSV")
 
     bench = commands.add_parser("bench", help="images/s of the data pipeline and training step")
-    bench.add_argument(
-        "--data",
-        default="../shared/data/chest_xray_sample",
-        help="dataset folder, default %(default)s",
-    )
+    bench.add_argument("--data", help=f"dataset folder; {DATA_DEFAULT}")
     bench.add_argument("--image-size", type=int, default=224)
     bench.add_argument("--batch-size", type=_positive_int, default=32)
     bench.add_argument(
@@ -216,9 +210,12 @@ def _train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from .config import TrainConfig, recipe_config
+    from .settings import default_data
     from .train import train
 
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    if not args.config:  # a saved run keeps its data; everything else reads the one default
+        options.setdefault("data", str(default_data()))
     if args.recipe:
         config = recipe_config(args.recipe, **options)
     elif args.config:
@@ -242,6 +239,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from .settings import default_data
+
     if args.command == "train":
         _train(args)
     elif args.command == "reproduce":
@@ -269,7 +268,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "audit":
         from .audit import shortcut_audit
 
-        result = shortcut_audit(args.data, args.image_size)
+        result = shortcut_audit(args.data or default_data(), args.image_size)
         print(result.auc.round(3).to_string(), end="\n\n")
         print(result.single.round(3).to_string())
         if args.csv:
@@ -278,7 +277,7 @@ def _run(args: argparse.Namespace) -> None:
         from .bench import run_benchmark
 
         run_benchmark(
-            args.data,
+            args.data or default_data(),
             image_size=args.image_size,
             batch_size=args.batch_size,
             batches=args.batches,

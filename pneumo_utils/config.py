@@ -8,6 +8,7 @@ report's protocol. Run folders of the results table are named `<recipe>-seed<N>`
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import UserError
@@ -61,7 +62,11 @@ class TrainConfig:
         "model",
         MODEL_NAMES,
     )
-    data: str = _setting("data/chest_xray", "dataset folder (Kaggle or Mendeley layout)", "data")
+    data: str = _setting(
+        "data/chest_xray",
+        "dataset folder (Kaggle or Mendeley layout); $PNEUMO_DATA if set, else the default",
+        "data",
+    )
     epochs: int = _setting(40, "training epochs", "optimisation")
     batch_size: int = _setting(32, "images per training batch", "optimisation")
     lr: float = _setting(1e-3, "Adam learning rate", "optimisation")
@@ -168,9 +173,17 @@ class TrainConfig:
     seed: int = _setting(0, "seed of the validation carve, initial weights and batches")
     device: str = _setting("auto", DEVICE_HELP)
     amp: bool = _setting(
-        True, "plain fp32 (default: bf16/fp16 autocast where the hardware has it)", flag="--no-amp"
+        True,
+        "mixed precision: bf16 autocast where the hardware runs it natively, else fp16 with a "
+        "gradient scaler on CUDA, else fp32 (--no-amp: always fp32)",
+        flag="--no-amp",
     )
-    channels_last: bool = _setting(True, "keep NCHW memory layout", flag="--no-channels-last")
+    channels_last: bool = _setting(
+        True,
+        "channels-last memory layout, faster convolutions on GPUs and recent CPUs "
+        "(--no-channels-last: NCHW)",
+        flag="--no-channels-last",
+    )
     pin_memory: bool = _setting(
         True, "CUDA: copy batches from pageable memory", flag="--no-pin-memory"
     )
@@ -191,26 +204,36 @@ class TrainConfig:
 
     def check(self) -> None:
         """Refuse impossible settings before any work starts."""
+        # Each setting with a limit: whether it holds, and the limit as the error states it.
         in_range = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "image_size": 32 <= self.image_size <= 1024,
-            "dropout": 0 <= self.dropout < 1,
-            "val_fraction": 0 < self.val_fraction < 0.5,
-            "weight_decay": self.weight_decay >= 0,
-            "aspect_jitter": 0 <= self.aspect_jitter <= 1,
-            "intensity_jitter": 0 <= self.intensity_jitter <= 0.3,
-            "counter_framing": 0 <= self.counter_framing <= 1,
-            "frame_jitter": 0 <= self.frame_jitter <= 1,
-            "blur_noise": 0 <= self.blur_noise <= 1,
-            "jpeg_quality_min": self.jpeg_quality_min is None or 1 <= self.jpeg_quality_min <= 95,
-            "max_batches": self.max_batches is None or self.max_batches >= 1,
-            "early_stopping": self.early_stopping is None or self.early_stopping >= 1,
+            "epochs": (self.epochs >= 1, "at least 1"),
+            "batch_size": (self.batch_size >= 1, "at least 1"),
+            "lr": (self.lr > 0, "above 0"),
+            "image_size": (32 <= self.image_size <= 1024, "32 to 1024"),
+            "dropout": (0 <= self.dropout < 1, "0 to below 1"),
+            "val_fraction": (0.02 <= self.val_fraction <= 0.5, "0.02 to 0.5"),
+            "weight_decay": (self.weight_decay >= 0, "0 or more"),
+            "aspect_jitter": (0 <= self.aspect_jitter <= 1, "0 to 1"),
+            "intensity_jitter": (0 <= self.intensity_jitter <= 0.3, "0 to 0.3"),
+            "counter_framing": (0 <= self.counter_framing <= 1, "0 to 1"),
+            "frame_jitter": (0 <= self.frame_jitter <= 1, "0 to 1"),
+            "blur_noise": (0 <= self.blur_noise <= 1, "0 to 1"),
+            "jpeg_quality_min": (
+                self.jpeg_quality_min is None or 1 <= self.jpeg_quality_min <= 95,
+                "1 to 95",
+            ),
+            "max_batches": (self.max_batches is None or self.max_batches >= 1, "at least 1"),
+            "early_stopping": (
+                self.early_stopping is None or self.early_stopping >= 1,
+                "at least 1",
+            ),
         }
-        for name, ok in in_range.items():
+        for name, (ok, limits) in in_range.items():
             if not ok:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)} is out of range")
+                raise UserError(
+                    f"--{name.replace('_', '-')} {getattr(self, name)} is out of range: use "
+                    f"{limits}"
+                )
         for f in fields(self):
             choices = f.metadata["choices"]
             value = getattr(self, f.name)
@@ -221,6 +244,18 @@ class TrainConfig:
                 )
         if self.model == "scratch" and (self.weights or self.freeze != "none"):
             raise UserError("--weights and --freeze need --model pretrained")
+        carved = 1 / validation_folds(self.val_fraction)
+        if abs(carved - self.val_fraction) > 0.1 * self.val_fraction:
+            raise UserError(
+                f"--val-fraction {self.val_fraction} cannot be carved: validation is one of k "
+                f"folds of the patients, so this would give {carved:.3f}; use a fraction near "
+                "1/k, e.g. 0.5, 0.333, 0.25, 0.2, 0.1 or 0.05"
+            )
+        if self.class_weighting and self.weighted_sampling:
+            raise UserError(
+                "--class-weighting and --weighted-sampling both correct the class imbalance, "
+                "so together they over-correct it: pass one of them"
+            )
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -235,6 +270,11 @@ class TrainConfig:
             for k in mine
             if k not in NOT_COMPARED_ON_RESUME and mine[k] != theirs[k]
         ]
+
+
+def validation_folds(val_fraction: float) -> int:
+    """Validation is one of k patient folds of the training pool: the k nearest 1/fraction."""
+    return max(2, round(1 / val_fraction))
 
 
 # The settings a recipe may change; the rest (data, device, workers...) do not define it.
@@ -296,7 +336,9 @@ HEADLINE = "shortcut-all"
 def recipe_config(name: str, **overrides) -> TrainConfig:
     """The TrainConfig of a named recipe, with `overrides` (data, seed, ...) on top."""
     if name not in RECIPES:
-        raise UserError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+        close = difflib.get_close_matches(name, RECIPES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"unknown recipe {name!r}: {hint}choose one of {', '.join(RECIPES)}")
     return replace(TrainConfig(), **{**RECIPES[name], **overrides})
 
 

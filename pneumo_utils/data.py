@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from .config import RESIZE_MODES, TrainConfig
+from .config import RESIZE_MODES, TrainConfig, validation_folds
 from .errors import UserError
 from .fileio import atomic_write_text, fsync_and_replace
 from .transforms import frame_stressed_copy, stressed_copy
@@ -437,7 +437,7 @@ def make_splits(
         return dict(train=records[records["split"] == "train"], val=official_val, test=test)
 
     pool = records[records["split"].isin(["train", "val"])].sort_values("relpath")
-    n_folds = max(2, round(1 / val_fraction))
+    n_folds = validation_folds(val_fraction)
     smallest_class = pool.groupby("label")["patient"].nunique().min()
     if smallest_class < 2:
         raise UserError(

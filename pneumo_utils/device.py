@@ -59,7 +59,9 @@ def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | 
     if not enabled:
         return None
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Emulated bf16 (T4, V100) is slow: those cards get fp16 with a GradScaler instead.
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float16
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
@@ -75,6 +77,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def tune_backends(device: torch.device, deterministic: bool) -> None:
+    """Deterministic kernels when asked; otherwise let cuDNN autotune its convolutions (the
+    input size never changes within a run, so the search pays off after a few batches)."""
+    if deterministic:
+        make_deterministic()
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def make_deterministic() -> None:
@@ -95,8 +106,14 @@ def _git(*args: str) -> str | None:
     return result.stdout.strip()
 
 
-def environment_info(device: torch.device) -> dict:
-    """What produced a run: machine, accelerator, library versions and the code's git state."""
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """How config.json records an autocast dtype: bfloat16, float16 or off."""
+    return str(dtype).removeprefix("torch.") if dtype is not None else "off"
+
+
+def environment_info(device: torch.device, amp_dtype: torch.dtype | None = None) -> dict:
+    """What produced a run: machine, accelerator, autocast dtype, library versions and the
+    code's git state."""
     import torchvision
 
     info = dict(
@@ -108,6 +125,7 @@ def environment_info(device: torch.device) -> dict:
         torchvision=torchvision.__version__,
         numpy=np.__version__,
         device=str(device),
+        autocast=dtype_name(amp_dtype),
         torch_threads=torch.get_num_threads(),
     )
     if device.type == "cuda":

@@ -4,6 +4,7 @@ finished ones, resuming the partial ones), then run the notebooks that render th
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from . import runs
 from .config import RECIPES
 from .errors import UserError
 from .results import REPORTED_RUNS
-from .settings import repo_root, results_dir
+from .settings import default_data, default_runs, repo_root, run_folder
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,6 @@ class PlannedRun:
         return self.folder.parent / "logs" / f"{self.folder.name}.log"
 
 
-def default_data() -> Path:
-    return repo_root() / Path(os.environ.get("PNEUMO_DATA", "data/chest_xray")).expanduser()
-
-
 def plan(data: str | os.PathLike, only: list[str] | None = None) -> list[PlannedRun]:
     """The runs of the results table on `data`, in table order."""
     unknown = sorted(set(only or ()) - set(REPORTED_RUNS))
@@ -46,9 +43,8 @@ def plan(data: str | os.PathLike, only: list[str] | None = None) -> list[Planned
             f"--only {', '.join(unknown)}: not a recipe of the results table; choose from "
             f"{', '.join(REPORTED_RUNS)}"
         )
-    folder = results_dir(repo_root() / "runs", data)
     return [
-        PlannedRun(recipe, seed, folder / f"{recipe}-seed{seed}")
+        PlannedRun(recipe, seed, run_folder(default_runs(), data, recipe, seed))
         for recipe, seeds in REPORTED_RUNS.items()
         if not only or recipe in only
         for seed in seeds
@@ -93,13 +89,22 @@ def reproduce(
     gpus = torch.cuda.device_count()
     # Two trainings on two cores: one thread each beats two threads fighting in each.
     threads = max(1, (os.cpu_count() or 1) // parallel)
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        codes = list(
-            pool.map(
-                lambda item: _launch(item[1], data, threads, item[0] % gpus if gpus > 1 else None),
-                enumerate(todo),
-            )
-        )
+    # Several GPUs: each training takes a free one and gives it back when it ends, so no two
+    # share a GPU while another idles.
+    free_gpus: queue.Queue = queue.Queue()
+    for gpu in range(gpus if gpus > 1 else 0):
+        free_gpus.put(gpu)
+
+    def launch(run: PlannedRun) -> int:
+        gpu = free_gpus.get() if gpus > 1 else None
+        try:
+            return _launch(run, data, threads, gpu)
+        finally:
+            if gpu is not None:
+                free_gpus.put(gpu)
+
+    with ThreadPoolExecutor(max_workers=min(parallel, gpus) if gpus > 1 else parallel) as pool:
+        codes = list(pool.map(launch, todo))
     failed = [run for run, code in zip(todo, codes, strict=True) if code != 0]
     if failed:
         raise UserError(

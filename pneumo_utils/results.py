@@ -10,7 +10,6 @@ Test numbers are only read here; every choice was made on validation.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -24,11 +23,8 @@ from .data import CLASS_NAMES, decode_xray
 from .errors import UserError
 from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patients
 from .fileio import atomic_write_text
-from .settings import NOTEBOOK_RECIPES, Settings, repo_root
+from .settings import NOTEBOOK_RECIPES, Settings
 
-RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
-# The dataset of the committed runs: every image of Kermany et al., resized to 224 px.
-RESULTS_DATASET = "chest_xray_224"
 # The shortcut screening: each lever against the improved recipe chosen on stressed validation.
 SCREENING = ("shortcut-base", "shortcut-geometry", "shortcut-intensity", "shortcut-encoding",
              "shortcut-all")  # fmt: skip
@@ -104,6 +100,12 @@ FIGURE_CAPTIONS = {
     "data_stressed_validation": "Validation images and their stressed copies",
     "data_class_counts": "Images per split and class",
 }
+# The validation set a run's checkpoint was chosen on, by the prefix of its select_metric.
+SELECTION_NAMES = {
+    "val": "validation",
+    "stressed_val": "stressed validation",
+    "frame_val": "frame-stressed validation",
+}
 NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
 
 
@@ -121,10 +123,6 @@ def published() -> pd.DataFrame:
     """Published results on the same 624 official test images (published.csv)."""
     with resources.files("pneumo_utils").joinpath("published.csv").open() as handle:
         return pd.read_csv(handle, dtype=str, keep_default_na=False)
-
-
-def default_results_dir() -> Path:
-    return repo_root() / "runs" / "results" / RESULTS_DATASET
 
 
 # ----------------------------------------------------------------------------- notebook runs
@@ -200,11 +198,10 @@ def write_results(
     return path
 
 
-def runs_with_checkpoints(recipes: Iterable[str], results_dir: Path | None = None) -> dict:
+def runs_with_checkpoints(recipes: Iterable[str], results_dir: Path) -> dict:
     """Seed 0 of each recipe, finished and with its best.pt on this machine (checkpoints are
     not committed)."""
-    folder = results_dir or default_results_dir()
-    found = {recipe: folder / f"{recipe}-seed0" for recipe in recipes}
+    found = {recipe: results_dir / runs.run_name(recipe, 0) for recipe in recipes}
     return {
         recipe: run
         for recipe, run in found.items()
@@ -233,17 +230,26 @@ def late_epochs(epochs: int) -> int:
     return max(1, epochs // 4)
 
 
-def collect_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per finished run: recipe, seed, what it changes, its test and validation numbers."""
-    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+def collect_runs(results_dir: str | Path, include_smoke: bool = False) -> pd.DataFrame:
+    """One row per finished run in `results_dir` (runs/results/<dataset>): recipe, seed, what
+    it changes, its test and validation numbers. Smoke runs only with `include_smoke` (and
+    then flagged in `title`); pretrained starts are not part of the scratch table. A run
+    trained on another dataset than the folder's is refused: one page, one dataset."""
+    results_dir = Path(results_dir)
     rows = []
     for run in sorted(results_dir.glob("*-seed*")):
-        match = RUN_NAME.match(run.name)
+        match = runs.RUN_NAME.match(run.name)
         if not match or not runs.is_finished(run):
             continue
         saved, metrics = runs.open_run(run), runs.read_metrics(run)
-        if not saved.is_result or saved.weights:
-            continue  # smoke runs and pretrained starts are not part of the scratch table
+        if saved.weights or (saved.config.max_batches and not include_smoke):
+            continue
+        dataset = Path(saved.data["root"]).name
+        if dataset != results_dir.name:
+            raise UserError(
+                f"{run} was trained on {dataset}, not {results_dir.name}: a results page shows "
+                f"one dataset's runs; move it to {results_dir.parent / dataset}"
+            )
         history = runs.completed_epochs(run).set_index("epoch")
         selected = history.loc[metrics["best_epoch"]]
         late = history.tail(late_epochs(saved.config.epochs))
@@ -251,6 +257,8 @@ def collect_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
             {
                 "recipe": match["recipe"],
                 "seed": int(match["seed"]),
+                "dataset": dataset,
+                "not_a_result": saved.not_a_result,
                 "changes": recipe_changes(saved.config),
                 "image_size": saved.config.image_size,
                 "best_epoch": metrics["best_epoch"],
@@ -272,6 +280,11 @@ def collect_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
             "reproduce` (or `train --recipe NAME --seed N --out <that folder>/NAME-seedN`)"
         )
     return pd.DataFrame(rows)
+
+
+def dataset_of(table: pd.DataFrame) -> str:
+    """The one dataset a table's runs were trained on (collect_runs refuses a mix)."""
+    return table["dataset"].iloc[0]
 
 
 def histories(table: pd.DataFrame, recipes: Iterable[str] | None = None) -> pd.DataFrame:
@@ -361,17 +374,17 @@ def results_markdown(
         chosen = recipe_runs.iloc[0]
         # Each seed carves its own validation patients, so the training set size varies a little.
         train_sizes = "–".join(str(n) for n in sorted(set(recipe_runs["train_images"])))
-        selection = (
-            "stressed validation" if chosen["selected_on"].startswith("stressed") else "validation"
-        )
+        selection = SELECTION_NAMES[chosen["selected_on"].rsplit("_", 1)[0]]
         seeds = "seeds" if len(recipe_runs) > 1 else "seed"
+        flag = f" ({chosen['not_a_result']}: not a result)" if chosen["not_a_result"] else ""
         cells.append(
             [
-                f"**ours**: {title}",
+                f"**ours**: {title}{flag}",
                 f"ResNet-18 from scratch, {chosen['image_size']} px",
                 *(row[label] for label in TEST_METRICS.values()),
                 f"`{recipe}`, {seeds} {row['seeds']}; model and threshold chosen on {selection}; "
-                f"{train_sizes} training images; {chosen['hardware']}",
+                f"trained on `{chosen['dataset']}`, {train_sizes} training images; "
+                f"{chosen['hardware']}",
             ]
         )
     cells.append(_pretrained_row(pretrained_run))
@@ -467,8 +480,9 @@ def write_results_page(
     screening = screening_table(table)
     text = f"""# Results
 
-Generated by `notebooks/04_compare.ipynb` from the runs in `runs/results/{RESULTS_DATASET}/` and
-the notebook runs; `python -m pneumo_utils reproduce` refreshes it. Do not edit by hand.
+Generated by `notebooks/04_compare.ipynb` from the runs in `runs/results/{dataset_of(table)}/`
+(every table and figure below: that dataset only); `python -m pneumo_utils reproduce`
+refreshes it. Do not edit by hand.
 Every number below was computed on the official 624-image test set *after* the model, its epoch
 and its threshold were chosen on validation; the test set chose nothing.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,15 @@ from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
 CONFIG, HISTORY, TIMING, METRICS = "config.json", "history.csv", "timing.csv", "metrics.json"
 LAST, PREVIOUS, NEXT, BEST = "last.pt", "last.prev.pt", "last.next.pt", "best.pt"
 LOCK = ".lock"
+# A run folder of the results: <recipe>-seed<N> (run_name), under runs/results/<dataset>.
+RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 # The splits of history.csv, as its column prefixes.
 CURVE_SPLITS = ("train", "val", "stressed_val", "frame_val", "test")
+
+
+def run_name(recipe: str, seed: int) -> str:
+    """The folder name of one recipe at one seed."""
+    return f"{recipe}-seed{seed}"
 
 
 @dataclass(frozen=True)
@@ -174,8 +182,9 @@ def training_curves(run_dir: str | os.PathLike) -> pd.DataFrame:
 class RunLock:
     """An exclusive lock on a run folder for one training, on every operating system.
 
-    The lock file goes when the training ends; a killed process leaves it behind, but the OS
-    lock dies with the process, so the next training takes it over.
+    The lock file stays in the folder: deleting it after release would let a second process
+    lock a file that a third then recreates (filelock's known race). The OS lock dies with its
+    process, so a killed training's lock is taken over by the next one.
     """
 
     def __init__(self, run_dir: Path):
@@ -194,7 +203,6 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.lock.release()
-        self.path.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- checkpoints

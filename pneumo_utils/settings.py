@@ -20,6 +20,7 @@ import pneumo_utils
 
 from .config import HEADLINE, RECIPE_SETTINGS, RECIPES, TrainConfig, recipe_config
 from .errors import UserError
+from .runs import run_name
 
 PROFILES = ("full", "smoke")
 # The recipe each notebook trains.
@@ -32,19 +33,41 @@ def repo_root() -> Path:
     return package_parent if (package_parent / "notebooks").is_dir() else Path.cwd()
 
 
-def results_dir(runs: Path, data: str | os.PathLike, profile: str = "full") -> Path:
-    """Where the runs on one dataset live: runs/results/<dataset> (smoke: runs/smoke/...).
+def default_data() -> Path:
+    """The dataset every command and notebook uses when none is given: $PNEUMO_DATA, else
+    data/chest_xray (relative paths from the repository folder)."""
+    return repo_root() / Path(os.environ.get("PNEUMO_DATA") or "data/chest_xray").expanduser()
 
-    Runs are kept apart per dataset (the folder name of its root), so a run is never taken
-    for a result of data it was not trained on.
-    """
+
+def default_runs() -> Path:
+    """The root of the run folders: $PNEUMO_RUNS, else runs/ in the repository folder."""
+    return repo_root() / Path(os.environ.get("PNEUMO_RUNS") or "runs").expanduser()
+
+
+def dataset_name(data: str | os.PathLike) -> str:
+    """The name runs on a dataset are kept under: the folder name of its root."""
     from .data import find_dataset_root
 
     try:
-        name = find_dataset_root(data).name
+        return find_dataset_root(data).name
     except UserError:  # not there (yet): its folder name still keeps its runs apart
-        name = Path(data).name
-    return runs / ("results" if profile == "full" else "smoke") / name
+        return Path(data).name
+
+
+def results_dir(runs: Path, data: str | os.PathLike, profile: str = "full") -> Path:
+    """Where the runs on one dataset live: runs/results/<dataset> (smoke: runs/smoke/...).
+
+    Runs are kept apart per dataset, so a run is never taken for a result of data it was not
+    trained on.
+    """
+    return runs / ("results" if profile == "full" else "smoke") / dataset_name(data)
+
+
+def run_folder(
+    runs: Path, data: str | os.PathLike, recipe: str, seed: int, profile: str = "full"
+) -> Path:
+    """The one place a run's folder is named: <runs>/results/<dataset>/<recipe>-seed<N>."""
+    return results_dir(runs, data, profile) / run_name(recipe, seed)
 
 
 @dataclass(frozen=True)
@@ -68,8 +91,13 @@ class Settings:
             else self.figures / "results.md"
         )
 
+    @property
+    def results_dir(self) -> Path:
+        """The runs on this dataset, in this profile (notebook 04 reads only these)."""
+        return results_dir(self.runs, self.data, self.profile)
+
     def run_dir(self, recipe: str, seed: int = 0) -> Path:
-        return results_dir(self.runs, self.data, self.profile) / f"{recipe}-seed{seed}"
+        return run_folder(self.runs, self.data, recipe, seed, self.profile)
 
 
 def notebook_settings() -> Settings:
@@ -80,8 +108,7 @@ def notebook_settings() -> Settings:
             f"PNEUMO_PROFILE={profile!r} is not a profile: use one of {', '.join(PROFILES)}"
         )
     # Relative paths count from the repository folder, wherever the notebook kernel runs.
-    data = root / Path(os.environ.get("PNEUMO_DATA", "data/chest_xray")).expanduser()
-    runs = root / Path(os.environ.get("PNEUMO_RUNS", "runs")).expanduser()
+    data, runs = default_data(), default_runs()
     # Smoke figures are never results: they stay beside the smoke runs, out of figures/.
     figures = root / "figures" if profile == "full" else runs / "smoke" / "figures"
     return Settings(

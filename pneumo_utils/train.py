@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -33,11 +33,12 @@ from .device import (
     autocast,
     autocast_dtype,
     default_workers,
+    dtype_name,
     environment_info,
     hardware_summary,
-    make_deterministic,
     pick_device,
     seed_everything,
+    tune_backends,
 )
 from .errors import UserError
 from .evaluate import epoch_stats, finalize, pneumonia_probability, predict_logits, safe_auc
@@ -137,6 +138,7 @@ def train(
     """Train (or resume, or do nothing for a finished run) into the run folder `out`."""
     started = time.perf_counter()
     progress = show_progress(progress)
+    cfg = resolved_paths(cfg)
     cfg.check()
     find_dataset_root(cfg.data)  # a wrong --data fails here, before the run folder exists
     run_dir = Path(out).expanduser()
@@ -150,7 +152,8 @@ def train(
                 "the old run aside and start again"
             )
         if new_run:
-            print(f"previous run moved to {runs.set_aside(run_dir)}")
+            with runs.RunLock(run_dir):  # a training still running there keeps its folder
+                print(f"previous run moved to {runs.set_aside(run_dir)}")
         else:
             # Before "already complete": a finished run on other data is no result of this data.
             _check_same_data(cfg, run_dir, saved)
@@ -166,8 +169,10 @@ def train(
         with runs.RunLock(run_dir):
             _train_locked(cfg, run_dir, fallback_checkpoint, progress)
     except BaseException:
-        if created and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # a run that failed before writing anything leaves no empty folder
+        if created and all(p.name == runs.LOCK for p in run_dir.iterdir()):
+            # A run that failed before writing anything leaves no folder behind.
+            (run_dir / runs.LOCK).unlink(missing_ok=True)
+            run_dir.rmdir()
         raise
     print(f"total wall time: {time.perf_counter() - started:.1f} s")
     return run_dir
@@ -176,17 +181,17 @@ def train(
 def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, progress: bool):
     runs.remove_leftovers(run_dir)
     device = pick_device(cfg.device)
-    if cfg.deterministic:
-        make_deterministic()
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    _check_same_precision(run_dir, amp_dtype)
+    tune_backends(device, cfg.deterministic)
     seed_everything(cfg.seed)
     model, provenance = models.build_model(
         cfg.model, dropout=cfg.dropout, weights_file=cfg.weights, freeze=cfg.freeze
     )
     data = load_run_data(cfg, progress=progress)
-    _write_config_if_new(cfg, run_dir, data, provenance, device)
+    _write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype)
 
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
-    amp_dtype = autocast_dtype(device, cfg.amp)
     forward_model = torch.compile(model) if cfg.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _make_scheduler(cfg, optimizer)
@@ -294,6 +299,17 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
     finalize(run_dir, data=data, device=device, progress=progress)
 
 
+def resolved_paths(cfg: TrainConfig) -> TrainConfig:
+    """The configuration with absolute data, cache and weights paths, so that config.json
+    means the same wherever a later command (finalize, evaluate, Grad-CAM) starts."""
+    absolute = {
+        name: str(Path(value).expanduser().resolve())
+        for name in ("data", "cache_dir", "weights")
+        if (value := getattr(cfg, name))
+    }
+    return replace(cfg, **absolute)
+
+
 def _check_same_data(cfg: TrainConfig, run_dir: Path, saved: runs.SavedRun) -> None:
     """A run is only ever shown as a result of the data it was trained on."""
     if dataset_fingerprint(cfg.data, saved.data.get("skipped")) != saved.data["fingerprint"]:
@@ -305,7 +321,21 @@ def _check_same_data(cfg: TrainConfig, run_dir: Path, saved: runs.SavedRun) -> N
         )
 
 
-def _write_config_if_new(cfg, run_dir: Path, data: XrayData, provenance, device) -> None:
+def _check_same_precision(run_dir: Path, amp_dtype) -> None:
+    """A run resumes in the precision it started in: a silent switch would change its numbers
+    mid-run (and a CPU or bf16 run has no GradScaler state for an fp16 device to load)."""
+    if not (run_dir / runs.CONFIG).exists():
+        return
+    saved = runs.open_run(run_dir).environment.get("autocast")
+    if saved is not None and saved != dtype_name(amp_dtype):
+        raise UserError(
+            f"{run_dir} was trained with autocast {saved}; {dtype_name(amp_dtype)} here would "
+            "change its numbers mid-run: resume it on the kind of device it started on (its "
+            "config.json names it), pass another --out, or pass --new-run to start again here"
+        )
+
+
+def _write_config_if_new(cfg, run_dir: Path, data: XrayData, provenance, device, amp_dtype) -> None:
     """A new run records what produced it. A resumed one was checked against its config.json
     (settings and dataset) by train() before the lock was taken."""
     if (run_dir / runs.CONFIG).exists():
@@ -321,7 +351,7 @@ def _write_config_if_new(cfg, run_dir: Path, data: XrayData, provenance, device)
                 skipped=data.skipped,
             ),
             weights=provenance,
-            environment=environment_info(device),
+            environment=environment_info(device, amp_dtype),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         ),
     )

@@ -158,3 +158,34 @@ def test_progress_follows_tqdm_disable(monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert show_progress() is False
     assert show_progress(True) is True
+
+
+def test_train_reads_the_dataset_from_pneumo_data(tmp_path):
+    import os
+
+    env = dict(os.environ, PNEUMO_DATA=str(tmp_path / "where-my-data-is"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pneumo_utils", "train", "--recipe", "smoke", "--out",
+         tmp_path / "r"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    _assert_one_clear_line(result, "where-my-data-is does not exist")
+
+
+def test_a_mistyped_recipe_gets_a_suggestion_not_a_usage_wall(tmp_path):
+    result = _cli("train", "--recipe", "shortcut_all", "--out", tmp_path / "r")
+    _assert_one_clear_line(result, "unknown recipe 'shortcut_all'", "did you mean 'shortcut-all'")
+    assert "usage:" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--epochs", "0"], ["--epochs 0 is out of range", "at least 1"]),
+        (["--val-fraction", "0.45"], ["cannot be carved", "0.500"]),
+        (["--class-weighting", "--weighted-sampling"], ["over-correct"]),
+    ],
+)
+def test_impossible_settings_say_what_would_work(flags, fragments, tmp_path, tiny_data):
+    result = _cli("train", "--data", tiny_data, "--out", tmp_path / "r", *flags)
+    _assert_one_clear_line(result, *fragments)

@@ -1,6 +1,7 @@
 """Recipes as data: every recipe trains from the command line, and reproduce plans the table."""
 
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -48,8 +49,9 @@ def test_train_a_recipe_with_an_override_then_rerun_its_config(tiny_data, tmp_pa
     ).read_text()
 
 
-def test_reproduce_dry_run_lists_the_committed_runs_as_done(capsys):
+def test_reproduce_dry_run_lists_the_committed_runs_as_done(capsys, monkeypatch):
     # The committed runs are found by the dataset's folder name, even where the data is absent.
+    monkeypatch.setenv("PNEUMO_RUNS", str(Path(__file__).resolve().parents[1] / "runs"))
     reproduce_module.reproduce("/nowhere/chest_xray_224", dry_run=True)
     out = capsys.readouterr().out
     assert "done     " in out and "baseline-128px-seed2" in out
@@ -71,3 +73,33 @@ def test_reproduce_splits_the_threads_and_reports_failures(monkeypatch, tmp_path
         reproduce_module.reproduce(tmp_path / "chest_xray", parallel=2, render=False)
     assert sorted(threads for _, threads in seen) == ["4", "4"]
     assert all("--recipe" in command and "smoke" in command for command, _ in seen)
+
+
+def test_reproduce_gives_each_training_a_free_gpu(monkeypatch, tmp_path):
+    """Runs of unequal length on 2 GPUs: no two at once on one GPU, none idle while one waits."""
+    import threading
+    import time
+
+    import torch
+
+    from pneumo_utils import reproduce
+
+    planned = [reproduce.PlannedRun(f"r{i}", 0, tmp_path / f"r{i}-seed0") for i in range(5)]
+    monkeypatch.setattr(reproduce, "plan", lambda data, only: planned)
+    monkeypatch.setattr(reproduce, "RECIPES", {run.recipe: {} for run in planned})
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    busy, lock, clashes = set(), threading.Lock(), []
+
+    def fake_launch(run, data, threads, gpu):
+        with lock:
+            if gpu in busy:
+                clashes.append((run.recipe, gpu))
+            busy.add(gpu)
+        time.sleep(0.3 if run.recipe == "r0" else 0.05)
+        with lock:
+            busy.discard(gpu)
+        return 0
+
+    monkeypatch.setattr(reproduce, "_launch", fake_launch)
+    reproduce.reproduce(tmp_path, parallel=2, render=False)
+    assert clashes == []

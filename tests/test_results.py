@@ -13,6 +13,7 @@ from pneumo_utils.errors import UserError  # noqa: E402
 from pneumo_utils.runs import read_history  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+COMMITTED = REPO / "runs" / "results" / "chest_xray_224"
 
 
 def _copy_run(finished_run: Path, target: Path, accuracy: float, **config_changes) -> Path:
@@ -27,11 +28,15 @@ def _copy_run(finished_run: Path, target: Path, accuracy: float, **config_change
     return run
 
 
+def finished_run_dataset(run: Path) -> str:
+    return Path(json.loads((run / "config.json").read_text())["data"]["root"]).name
+
+
 @pytest.fixture
 def report_dir(finished_run, tmp_path) -> Path:
     """Two seeds of one recipe, plus folders that are not part of the results table."""
-    root = tmp_path / "results"
-    root.mkdir()
+    root = tmp_path / "results" / finished_run_dataset(finished_run)
+    root.mkdir(parents=True)
     _copy_run(finished_run, root / "recipe-seed0", 0.80, augment=True)
     _copy_run(finished_run, root / "recipe-seed1", 0.90, augment=True)
     _copy_run(finished_run, root / "recipe-seed2", 0.10, max_batches=2)  # a smoke run
@@ -118,6 +123,37 @@ def test_recipe_figures_render(report_dir, tmp_path):
     assert legends == ["other (not run)", "more (not run)"]
 
 
+def test_a_run_of_another_dataset_is_refused_not_shown(report_dir, finished_run):
+    stray = _copy_run(finished_run, report_dir / "stray-seed0", 0.5)
+    saved = json.loads((stray / "config.json").read_text())
+    saved["data"]["root"] = "/somewhere/chest_xray_224"
+    (stray / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="trained on chest_xray_224, not"):
+        results.collect_runs(report_dir)
+
+
+def test_each_dataset_shows_its_own_runs(report_dir, finished_run, monkeypatch, tmp_path):
+    """Notebook 04 and reproduce read runs/results/<the dataset in use>, and nothing else."""
+    from pneumo_utils import reproduce, settings
+
+    runs_root = report_dir.parent.parent
+    other_data = tmp_path / "data" / "other_xrays"
+    other = _copy_run(finished_run, runs_root / "results" / "other_xrays" / "recipe-seed0", 0.3)
+    saved = json.loads((other / "config.json").read_text())
+    saved["data"]["root"] = str(other_data)
+    (other / "config.json").write_text(json.dumps(saved))
+    monkeypatch.setenv("PNEUMO_RUNS", str(runs_root))
+    monkeypatch.setenv("PNEUMO_PROFILE", "full")
+    for data, expected in ((report_dir.name, [0.8, 0.9]), (str(other_data), [0.3])):
+        monkeypatch.setenv("PNEUMO_DATA", data)
+        found = results.collect_runs(settings.notebook_settings().results_dir)
+        assert sorted(found["accuracy"]) == expected
+        assert set(found["dataset"]) == {Path(data).name}
+        assert Path(data).name in results.results_markdown(found, rows={"recipe": "ours"})
+    planned = reproduce.plan(other_data)
+    assert {run.folder.parent for run in planned} == {runs_root / "results" / "other_xrays"}
+
+
 def test_no_runs_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no finished runs"):
         results.collect_runs(tmp_path)
@@ -134,7 +170,7 @@ def _rows_without_pretrained(text: str) -> list[str]:
 
 def test_readme_and_figures_table_come_from_the_committed_runs():
     """The README's numbers are the ones the committed runs give (no hand edits)."""
-    runs = results.collect_runs()
+    runs = results.collect_runs(COMMITTED)
     table = _rows_without_pretrained(results.results_markdown(runs))
     readme = (REPO / "README.md").read_text().splitlines()
     rendered = (REPO / "figures" / "results_table.md").read_text().splitlines()

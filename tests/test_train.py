@@ -4,6 +4,7 @@ import json
 import os
 import socket
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -296,3 +297,24 @@ def test_a_checkpoint_of_the_previous_version_resumes(finished_run):
         stopped=state["stopped"],
     )
     assert TrainState.from_checkpoint(old) == TrainState(**state)
+
+
+def test_new_run_takes_the_lock_before_it_moves_anything(tiny_config, tmp_path):
+    out = train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
+    with RunLock(out), pytest.raises(UserError, match="in use by another training"):
+        train(replace(tiny_config, epochs=1), out, new_run=True, progress=False)
+    assert (out / "metrics.json").exists()
+    assert not list(tmp_path.glob("run.old-*")), "the folder of a running training was moved"
+    train(replace(tiny_config, epochs=1), out, new_run=True, progress=False)
+    assert len(list(tmp_path.glob("run.old-*"))) == 1
+
+
+def test_config_records_absolute_paths(tiny_config, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(Path(tiny_config.data).parent)
+    relative = replace(tiny_config, data=Path(tiny_config.data).name, epochs=1)
+    out = train(relative, tmp_path / "run", progress=False)
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert Path(saved["data"]).is_absolute() and Path(saved["cache_dir"]).is_absolute()
+    assert Path(saved["data"]) == Path(tiny_config.data).resolve()
