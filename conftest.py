@@ -1,8 +1,10 @@
 """Test-session environment, for unit tests and for the notebooks that nbval runs.
 
-The notebooks run in the smoke profile on ../shared/data/chest_xray_sample (or PNEUMO_DATA),
-with stand-in ResNet-18 weights in a temporary TORCH_HOME, and write runs and figures to a
-temporary folder; they are skipped, with the reason, where no dataset is present.
+The notebooks run in the smoke profile, with stand-in ResNet-18 weights in a temporary
+TORCH_HOME, and write runs and figures to a temporary folder. Their dataset is the first of:
+PNEUMO_TEST_DATA, PNEUMO_DATA, ../shared/data/chest_xray_sample (this project's machines),
+data/chest_xray (the README's folder). Without one they are skipped, and the reason says how
+to get one.
 """
 
 import os
@@ -17,6 +19,26 @@ from torchvision.models import resnet18
 REPO = Path(__file__).resolve().parent
 SAMPLE_DATA = (REPO / ".." / "shared" / "data" / "chest_xray_sample").resolve()
 NO_SAMPLE = f"needs the original-resolution sample dataset at {SAMPLE_DATA}"
+NOTEBOOK_DATA_VARIABLES = ("PNEUMO_TEST_DATA", "PNEUMO_DATA")
+
+
+def notebook_dataset(environ=os.environ, repo: Path = REPO, sample: Path = SAMPLE_DATA):
+    """(dataset folder, None) for the notebooks under nbval, or (None, why they are skipped)."""
+    for variable in NOTEBOOK_DATA_VARIABLES:
+        if environ.get(variable):
+            path = Path(environ[variable]).expanduser()
+            if path.is_dir():
+                return path, None
+            return None, f"{variable}={path} is not a folder: point it at a dataset"
+    readme_folder = repo / "data" / "chest_xray"
+    for path in (sample, readme_folder):
+        if path.is_dir():
+            return path, None
+    return None, (
+        f"the notebooks need a dataset: none at {readme_folder} (the README's folder); get it "
+        "with `python -m pneumo_utils download`, or set PNEUMO_DATA (or PNEUMO_TEST_DATA, for "
+        "the tests only) to a dataset folder"
+    )
 
 
 def save_stand_in_weights(torch_home: Path) -> Path:
@@ -37,7 +59,9 @@ def pytest_configure(config):
     # What the notebooks see under nbval: the smoke profile, runs and figures out of the repo.
     os.environ["PNEUMO_PROFILE"] = "smoke"
     os.environ["PNEUMO_RUNS"] = str(scratch / "runs")
-    os.environ.setdefault("PNEUMO_DATA", str(SAMPLE_DATA))
+    dataset, config._pneumo_no_data = notebook_dataset()
+    if dataset is not None:
+        os.environ["PNEUMO_DATA"] = str(dataset)
     os.environ.pop("PNEUMO_WEIGHTS", None)
 
 
@@ -46,9 +70,9 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    if Path(os.environ["PNEUMO_DATA"]).is_dir():
+    if config._pneumo_no_data is None:
         return
-    skip = pytest.mark.skip(reason=f"notebooks need a dataset: {NO_SAMPLE} (or set PNEUMO_DATA)")
+    skip = pytest.mark.skip(reason=config._pneumo_no_data)
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(skip)

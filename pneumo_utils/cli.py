@@ -86,17 +86,17 @@ def _train_parser(commands) -> None:
         action="store_true",
         help="if last.pt is unreadable, resume from the previous good checkpoint",
     )
-    _add_progress_flag(train)
+    _add_progress_flag(train, "one line per epoch instead")
     _add_config_flags(train)
 
 
-def _add_progress_flag(parser: argparse.ArgumentParser) -> None:
+def _add_progress_flag(parser: argparse.ArgumentParser, without: str) -> None:
     parser.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",
         default=None,
-        help="no progress bars (also TQDM_DISABLE=1; without a terminal, one line per epoch)",
+        help=f"no progress bar (also TQDM_DISABLE=1, or no terminal): {without}",
     )
 
 
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resamples", type=_positive_int, default=1000,
         help="patient bootstrap resamples; default %(default)s",
     )  # fmt: skip
-    _add_progress_flag(robustness)
+    _add_progress_flag(robustness, "one summary line at the end")
 
     predict = commands.add_parser(
         "predict", help="P(pneumonia) for image files, folders or globs, as CSV"
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--batch-size", type=_positive_int, default=64, help="images in memory at once; default 64"
     )
-    _add_progress_flag(predict)
+    _add_progress_flag(predict, "only the summary line on stderr")
 
     export = commands.add_parser(
         "export", help="the best model as plain torchvision weights (.pth, .safetensors) + card"
@@ -259,8 +259,11 @@ def _run(args: argparse.Namespace) -> None:
         robustness_report(args.run_dir, args.data, args.resamples, show_progress(args.progress))
     elif args.command == "predict":
         from .predict import predict_command
+        from .train import show_progress
 
-        predict_command(args.run_dir, args.inputs, args.out, args.batch_size, bool(args.progress))
+        predict_command(
+            args.run_dir, args.inputs, args.out, args.batch_size, show_progress(args.progress)
+        )
     elif args.command == "export":
         from .export import export_run
 

@@ -185,14 +185,26 @@ class BadImageError(Exception):
     """A file that cannot serve as a training image; the message says why."""
 
 
+def scale_to_8bit(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Grey levels [low, high] mapped linearly to 0-255 (clipped outside)."""
+    scaled = (pixels.astype(np.float64) - low) * (255.0 / max(high - low, 1e-9))
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def bit_depth(pixels: np.ndarray) -> int:
+    """The bits an integer grey image uses, read from its largest value: a 12-bit radiograph
+    stored in a 16-bit PNG (maximum <= 4095) is 12-bit, not a very dark 16-bit image."""
+    return max(8, int(np.ceil(np.log2(float(pixels.max()) + 1))))
+
+
 def _to_grayscale(image: Image.Image) -> Image.Image:
     if image.mode == "L":
         return image
     if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit grayscale, e.g. 16-bit PNG
-        pixels = np.asarray(image, dtype=np.float32)
-        if pixels.max() > 255:
-            pixels = pixels * (255.0 / 65535.0)
-        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        pixels = np.asarray(image)
+        if image.mode == "F":
+            return Image.fromarray(scale_to_8bit(pixels, 0, 255))
+        return Image.fromarray(scale_to_8bit(pixels, 0, 2 ** bit_depth(pixels) - 1))
     return image.convert("RGB").convert("L")  # CMYK, RGBA, palette, RGB: drop colour and alpha
 
 

@@ -24,6 +24,15 @@ from .runs import open_run, read_metrics, read_predictions, training_curves
 
 SPLIT_ORDER = ("train", "val", "stressed_val", "frame_val", "test")
 METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
+# How the curves' legends name each split. The train numbers are running averages over the
+# epoch in training mode (dropout on, augmented images), not a pass over the training set.
+SPLIT_LABELS = {
+    "train": "train (running mean, training mode)",
+    "val": "val",
+    "stressed_val": "stressed val",
+    "frame_val": "frame-stressed val",
+    "test": "test",
+}
 PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 5), strict=True))
 
 
@@ -179,7 +188,9 @@ def _finish_curve_axes(axes) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax is not axes[-1] and ax.get_legend():
             ax.get_legend().remove()
-    axes[-1].legend(title=None, fontsize="small")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    axes[-1].legend(handles, [SPLIT_LABELS.get(label, label) for label in labels], title=None,
+                    fontsize="x-small")  # fmt: skip
 
 
 def plot_curves_side_by_side(runs: dict[str, Path], metric: str) -> plt.Figure:

@@ -7,7 +7,7 @@ import csv
 import glob
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -25,6 +25,7 @@ from .data import (
     decode_xray,
     load_run_data,
     make_loader,
+    scale_to_8bit,
     to_model_input,
     to_square,
 )
@@ -105,14 +106,40 @@ def decode_input(path: Path, size: int, resize: str) -> np.ndarray:
     except ImportError:
         raise BadImageError("DICOM needs pydicom: pip install 'pneumo_utils[dicom]'") from None
     try:
-        pixels = pydicom.dcmread(path).pixel_array.astype(np.float32)
+        grey = dicom_to_grey(pydicom.dcmread(path))
+    except BadImageError:
+        raise
     except Exception as error:  # pydicom raises many types for a damaged file
         raise BadImageError(f"cannot read DICOM ({error})") from error
-    if pixels.ndim == 3:  # colour or multi-frame: the first frame, as grey
-        pixels = pixels[0] if pixels.shape[0] < pixels.shape[-1] else pixels.mean(axis=-1)
-    low, high = float(pixels.min()), float(pixels.max())
-    grey = ((pixels - low) / max(high - low, 1e-6) * 255).astype(np.uint8)
     return np.asarray(to_square(Image.fromarray(grey), size, resize))
+
+
+def dicom_to_grey(dataset) -> np.ndarray:
+    """A DICOM image as 8-bit grey, bone bright: the modality LUT (rescale slope and
+    intercept), then the VOI LUT or window if the file has one, then the output range mapped
+    to 0-255 as for any other image; MONOCHROME1 (bone dark) is inverted."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    raw = dataset.pixel_array
+    if raw.ndim == 3:  # colour or multi-frame: the first frame, as grey
+        raw = raw[0] if raw.shape[0] < raw.shape[-1] else raw.mean(axis=-1).astype(raw.dtype)
+    bits = int(dataset.get("BitsStored", 8 * raw.itemsize))
+    signed = int(dataset.get("PixelRepresentation", 0)) == 1
+    stored = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    values = apply_modality_lut(raw, dataset).astype(np.float64)
+    low, high = sorted(apply_modality_lut(np.array(stored), dataset).astype(np.float64))
+    if "VOILUTSequence" in dataset:
+        values = apply_voi_lut(values, dataset).astype(np.float64)
+        low, high = 0.0, 2.0 ** int(dataset.VOILUTSequence[0].LUTDescriptor[2]) - 1
+    elif "WindowCenter" in dataset and "WindowWidth" in dataset:
+        values = apply_voi_lut(values, dataset).astype(np.float64)  # output: the stored range
+    grey = scale_to_8bit(values, low, high)
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "MONOCHROME1":
+        grey = 255 - grey
+    elif photometric != "MONOCHROME2" and raw.ndim == 2:
+        raise BadImageError(f"unsupported DICOM PhotometricInterpretation {photometric}")
+    return grey
 
 
 def predict_files(
@@ -158,7 +185,7 @@ def predict_files(
             yield from rows
 
 
-def write_predictions(rows: Iterator[dict], out: TextIO) -> tuple[int, list[dict]]:
+def write_predictions(rows: Iterable[dict], out: TextIO) -> tuple[int, list[dict]]:
     """Stream rows as CSV with a header; returns the number written and the failed rows."""
     writer = csv.DictWriter(out, fieldnames=PREDICTION_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -172,26 +199,28 @@ def write_predictions(rows: Iterator[dict], out: TextIO) -> tuple[int, list[dict
 
 
 def predict_command(run_dir, inputs, out: str | None, batch_size: int, progress: bool) -> None:
-    """`predict`: CSV to stdout or --out (written whole or not at all), a summary on stderr."""
+    """`predict`: CSV to stdout or --out (written whole or not at all), a summary on stderr.
+    Nothing is written when no file could be read."""
     threshold = runs.run_threshold(runs.open_run(run_dir).path)
     print(f"threshold {threshold:.4f} (P(pneumonia) at or above it: PNEUMONIA)", file=sys.stderr)
-    rows = predict_files(run_dir, inputs, batch_size, progress)
+    rows = list(predict_files(run_dir, inputs, batch_size, progress))  # rows are small
+    failed = [row for row in rows if row["error"]]
+    if len(failed) == len(rows):
+        raise UserError(f"no image could be read: {failed[0]['path']}: {failed[0]['error']}")
     if out is None:
-        count, failed = write_predictions(rows, sys.stdout)
+        write_predictions(rows, sys.stdout)
     else:
         target = Path(out)
         temporary = target.with_name(f".{target.name}.partial")
         with open(temporary, "w", newline="") as handle:
-            count, failed = write_predictions(rows, handle)
+            write_predictions(rows, handle)
         os.replace(temporary, target)
-    summary = f"{count - len(failed)} of {count} images predicted"
+    summary = f"{len(rows) - len(failed)} of {len(rows)} images predicted"
     if failed:
         summary += (
             f"; {len(failed)} unreadable (reason in the error column), e.g. {failed[0]['path']}"
         )
     print(summary + (f"; CSV in {out}" if out else ""), file=sys.stderr)
-    if len(failed) == count:
-        raise UserError(f"no image could be read: {failed[0]['path']}: {failed[0]['error']}")
 
 
 # ----------------------------------------------------------------------------- Grad-CAM

@@ -248,6 +248,12 @@ def load_best(run_dir: str | os.PathLike) -> dict:
     """best.pt: the model weights of the epoch chosen on validation, and that epoch."""
     run_dir = Path(run_dir)
     if not (run_dir / BEST).exists():
+        if is_finished(run_dir):
+            raise UserError(
+                f"{run_dir} is a finished run whose checkpoints are not here (the committed "
+                "runs keep their numbers, not their weights): train its model again with "
+                f"`python -m pneumo_utils train --config {run_dir / CONFIG} --out NEW_FOLDER`"
+            )
         raise UserError(f"{run_dir} has no {BEST} yet: let the training finish at least one epoch")
     return load_checkpoint(run_dir / BEST)
 

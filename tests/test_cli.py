@@ -110,15 +110,40 @@ def test_predict_evaluate_and_user_errors(finished_run, tiny_data, tmp_path):
 
     _assert_one_clear_line(_cli("predict", finished_run, tmp_path / "x.jpeg"), "no image file at")
     (tmp_path / "broken.jpeg").write_bytes(b"\xff\xd8\xff garbage")
-    _assert_one_clear_line(
-        _cli("predict", finished_run, tmp_path / "broken.jpeg"), "no image could be read"
-    )
+    result = _cli("predict", finished_run, tmp_path / "broken.jpeg")
+    _assert_one_clear_line(result, "no image could be read")
+    assert result.stdout == ""  # no CSV header before the error
     _assert_one_clear_line(_cli("predict", tmp_path, image), "not a run folder")
 
     result = _cli("evaluate", finished_run, "--split", "val")
     assert result.returncode == 0, result.stderr
     assert '"split": "val"' in result.stdout and '"accuracy"' in result.stdout
     assert '"acc_at_0_5"' in result.stdout  # the 0.5-threshold accuracy is named as such
+
+
+def test_a_committed_run_without_checkpoints_says_so_and_how_to_get_one(finished_run, tmp_path):
+    import shutil
+
+    run = shutil.copytree(
+        finished_run, tmp_path / "committed", ignore=shutil.ignore_patterns("*.pt")
+    )
+    for command in ("evaluate", "export", "robustness"):
+        _assert_one_clear_line(
+            _cli(command, run), "finished run whose checkpoints are not here", "--config"
+        )
+
+
+def test_predict_shows_its_progress_bar_on_a_terminal(finished_run, tiny_data, monkeypatch):
+    from pneumo_utils import predict
+
+    seen = {}
+    monkeypatch.setattr(predict, "predict_command", lambda *a: seen.setdefault("progress", a[-1]))
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    main(["predict", str(finished_run), str(tiny_data)])
+    assert seen["progress"] is True
+    seen.clear()
+    main(["predict", str(finished_run), str(tiny_data), "--no-progress"])
+    assert seen["progress"] is False
 
 
 def test_pretrained_without_weights_is_one_line(tiny_data, tmp_path, monkeypatch):

@@ -24,3 +24,23 @@ def test_exported_weights_load_into_plain_torchvision(finished_run, tmp_path):
     card = (out / "MODEL_CARD.md").read_text()
     for words in ("Not for clinical use", "shortcut audit", "95% interval", "16 images"):
         assert words in card
+
+
+def test_the_model_card_states_the_runs_own_numbers(finished_run, tmp_path):
+    import json
+    import shutil
+
+    from pneumo_utils import robustness
+
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    assert (run / robustness.JSON).exists()  # finalize wrote it
+    (run / robustness.JSON).unlink()
+    card = (export_run(run, tmp_path / "a") / "MODEL_CARD.md").read_text()
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    for metric in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        assert f"| {metric} | {test[metric]:.3f} |" in card
+    assert "none of the levers" in card  # the tiny run uses none: the card must not claim any
+    assert "No robustness report" in card
+    robustness.robustness_report(run, n_resamples=20, progress=False)
+    card = (export_run(run, tmp_path / "b") / "MODEL_CARD.md").read_text()
+    assert "| zoom in | 1.25 |" in card and "lungs covered" in card and "ECE" in card

@@ -4,7 +4,9 @@ import csv
 import io
 import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from pneumo_utils import UserError, predict
 from pneumo_utils.predict import expand_inputs, predict_files, write_predictions
@@ -68,9 +70,7 @@ def test_predict_writes_a_csv_file_and_a_summary(
     assert not list(tmp_path.glob(".*partial"))
 
 
-def test_dicom_is_read_when_pydicom_is_there(finished_run, tmp_path):
-    pydicom = pytest.importorskip("pydicom", reason="pydicom is the optional [dicom] extra")
-    import numpy as np
+def _write_dicom(path, pixels, photometric="MONOCHROME2", bits=12, **tags):
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -78,14 +78,71 @@ def test_dicom_is_read_when_pydicom_is_there(finished_run, tmp_path):
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(str(tmp_path / "x.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-    pixels = np.random.default_rng(0).integers(0, 4095, (40, 48), dtype=np.uint16)
+    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
-    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 12, 11
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, photometric
+    dataset.BitsAllocated = 8 if bits == 8 else 16
+    dataset.BitsStored, dataset.HighBit = bits, bits - 1
     dataset.PixelRepresentation = 0
-    dataset.PixelData = pixels.tobytes()
-    dataset.save_as(tmp_path / "x.dcm", enforce_file_format=True)
-    assert pydicom.dcmread(tmp_path / "x.dcm").pixel_array.shape == (40, 48)
-    (row,) = predict_files(finished_run, [tmp_path / "x.dcm"])
+    for key, value in tags.items():
+        setattr(dataset, key, value)
+    dataset.PixelData = pixels.astype(np.uint8 if bits == 8 else np.uint16).tobytes()
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def xray_8bit():
+    """An 8-bit picture with structure (a bright block on a gradient)."""
+    pixels = np.tile(np.linspace(20, 200, 48), (40, 1))
+    pixels[10:30, 12:36] = 240
+    return np.round(pixels).astype(np.uint8)
+
+
+def test_dicom_is_read_when_pydicom_is_there(finished_run, tmp_path, xray_8bit):
+    pydicom = pytest.importorskip("pydicom", reason="pydicom is the optional [dicom] extra")
+    twelve = np.round(xray_8bit.astype(float) * 4095 / 255)
+    path = _write_dicom(tmp_path / "x.dcm", twelve)
+    assert pydicom.dcmread(path).pixel_array.shape == (40, 48)
+    (row,) = predict_files(finished_run, [path])
     assert row["error"] == "" and 0 <= row["p_pneumonia"] <= 1
+
+
+def test_monochrome1_and_12_bit_dicom_decode_like_their_twins(finished_run, tmp_path, xray_8bit):
+    pytest.importorskip("pydicom", reason="pydicom is the optional [dicom] extra")
+    twelve = np.round(xray_8bit.astype(float) * 4095 / 255)
+    files = dict(
+        eight=_write_dicom(tmp_path / "8.dcm", xray_8bit, bits=8),
+        twelve=_write_dicom(tmp_path / "12.dcm", twelve),
+        inverted=_write_dicom(tmp_path / "m1.dcm", 4095 - twelve, photometric="MONOCHROME1"),
+        rescaled=_write_dicom(tmp_path / "ct.dcm", twelve, RescaleSlope=2, RescaleIntercept=-1000),
+    )
+    decoded = {name: predict.decode_input(path, 32, "squash") for name, path in files.items()}
+    for name in ("twelve", "inverted", "rescaled"):
+        assert np.abs(decoded[name].astype(int) - decoded["eight"]).max() <= 1, name
+    rows = {r["path"]: r for r in predict_files(finished_run, list(files.values()))}
+    probabilities = [rows[str(path)]["p_pneumonia"] for path in files.values()]
+    assert max(probabilities) - min(probabilities) < 0.02
+    assert len({rows[str(path)]["label"] for path in files.values()}) == 1
+
+
+def test_a_dicom_window_is_applied(tmp_path, xray_8bit):
+    pytest.importorskip("pydicom", reason="pydicom is the optional [dicom] extra")
+    twelve = np.round(xray_8bit.astype(float) * 4095 / 255)
+    # A window over [2050, 3850]: everything below it black, the bright block (3854) white.
+    path = _write_dicom(tmp_path / "w.dcm", twelve, WindowCenter=2950, WindowWidth=1800)
+    grey = predict.dicom_to_grey(__import__("pydicom").dcmread(path))
+    assert grey.min() == 0 and grey.max() == 255
+    assert (grey[twelve < 2000] == 0).all()
+
+
+def test_a_12_bit_png_decodes_like_its_8_bit_twin(tmp_path, xray_8bit):
+    from pneumo_utils.data import decode_xray
+
+    twelve = np.round(xray_8bit.astype(float) * 4095 / 255).astype(np.uint16)
+    Image.fromarray(xray_8bit).save(tmp_path / "8.png")
+    Image.fromarray(twelve).save(tmp_path / "12.png")  # a 16-bit PNG holding 12-bit values
+    assert Image.open(tmp_path / "12.png").mode.startswith("I")
+    eight, from_twelve = decode_xray(tmp_path / "8.png", 32), decode_xray(tmp_path / "12.png", 32)
+    assert np.abs(eight.astype(int) - from_twelve).max() <= 1
+    assert from_twelve.max() > 200  # not the grey levels 0-16 of a 65535 scale
