@@ -1,7 +1,7 @@
 """Helpers for the pneumonia-detection notebooks: data, models, training, evaluation, plots."""
 
 from .config import RECIPES, TrainConfig, recipe_config
-from .data import CLASS_NAMES, load_data
+from .dataset import CLASS_NAMES, load_data
 from .errors import UserError
 from .models import build_model
 from .runs import open_run, read_history

@@ -20,7 +20,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
-from .data import load_data
+from .dataset import load_data
 
 # libjpeg's luminance quantisation table at quality 50 (ITU-T T.81, K.1), row by row as PIL
 # reports it; a file's table divided by this one gives the quality scaling it was saved with.

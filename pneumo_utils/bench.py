@@ -22,9 +22,10 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from .data import find_dataset_root, load_data, make_loader, to_model_input
+from .dataset import find_dataset_root, load_data
 from .device import autocast, autocast_dtype, hardware_summary, pick_device
 from .evaluate import predict_logits
+from .loaders import make_loader, to_model_input
 from .models import build_model
 from .transforms import classic_augmentation
 

@@ -15,16 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import runs
-from .data import (
-    CLASS_NAMES,
-    EVALUATED_SPLITS,
-    load_run_data,
-    make_loader,
-    patient_id,
-    split_frame,
-    to_model_input,
-)
+from .dataset import CLASS_NAMES, EVALUATED_SPLITS, load_run_data, patient_id, split_frame
 from .device import autocast, autocast_dtype
+from .loaders import make_loader, to_model_input
 from .models import load_trained_model
 from .transforms import evaluation_transform
 

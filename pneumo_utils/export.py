@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 
 from . import runs
 from .config import recipe_changes
-from .data import IMAGENET_MEAN, IMAGENET_STD
 from .errors import UserError
 from .evaluate import bootstrap_intervals, prediction_patients
 from .fileio import atomic_torch_save, atomic_write_text
+from .loaders import IMAGENET_MEAN, IMAGENET_STD
 
 CARD = "MODEL_CARD.md"
 

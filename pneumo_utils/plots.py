@@ -19,7 +19,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
-from .data import CLASS_NAMES
+from .dataset import CLASS_NAMES
 from .runs import open_run, read_metrics, read_predictions, training_curves
 
 SPLIT_ORDER = ("train", "val", "stressed_val", "frame_val", "test")

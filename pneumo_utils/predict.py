@@ -17,21 +17,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import runs
-from .data import (
-    CLASS_NAMES,
-    IMAGE_SUFFIXES,
-    OS_JUNK,
-    BadImageError,
-    decode_xray,
-    load_run_data,
-    make_loader,
-    scale_to_8bit,
-    to_model_input,
-    to_square,
-)
+from .cache import IMAGE_SUFFIXES, BadImageError, decode_xray, scale_to_8bit, to_square
+from .dataset import CLASS_NAMES, OS_JUNK, load_run_data
 from .device import autocast, autocast_dtype
 from .errors import UserError
 from .evaluate import binary_metrics, epoch_stats, pneumonia_probability, predict_logits
+from .loaders import make_loader, to_model_input
 from .models import load_trained_model
 from .transforms import evaluation_transform
 

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from . import runs
+from .cache import decode_xray
 from .config import HEADLINE, recipe_changes
-from .data import CLASS_NAMES, decode_xray
+from .dataset import CLASS_NAMES
 from .errors import UserError
 from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patients
 from .fileio import atomic_write_text

@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from . import runs
-from .data import CLASS_NAMES, EVALUATED_SPLITS, XrayDataset, load_run_data, split_frame
+from .dataset import CLASS_NAMES, EVALUATED_SPLITS, load_run_data, split_frame
 from .device import autocast_dtype
 from .errors import UserError
 from .evaluate import (
@@ -36,6 +36,7 @@ from .evaluate import (
     prediction_patients,
 )
 from .fileio import atomic_write_text
+from .loaders import XrayDataset
 from .models import load_trained_model
 from .transforms import (
     add_noise,

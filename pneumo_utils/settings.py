@@ -46,7 +46,7 @@ def default_runs() -> Path:
 
 def dataset_name(data: str | os.PathLike) -> str:
     """The name runs on a dataset are kept under: the folder name of its root."""
-    from .data import find_dataset_root
+    from .dataset import find_dataset_root
 
     try:
         return find_dataset_root(data).name

@@ -19,15 +19,12 @@ from tqdm.auto import tqdm
 
 from . import models, runs
 from .config import TrainConfig
-from .data import (
+from .dataset import (
     EVALUATED_SPLITS,
     XrayData,
-    class_weights,
     dataset_fingerprint,
     find_dataset_root,
     load_run_data,
-    make_loader,
-    to_model_input,
 )
 from .device import (
     autocast,
@@ -42,6 +39,7 @@ from .device import (
 )
 from .errors import UserError
 from .evaluate import epoch_stats, finalize, pneumonia_probability, predict_logits, safe_auc
+from .loaders import class_weights, make_loader, to_model_input
 from .transforms import evaluation_transform, training_transform
 
 

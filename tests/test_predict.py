@@ -137,7 +137,7 @@ def test_a_dicom_window_is_applied(tmp_path, xray_8bit):
 
 
 def test_a_12_bit_png_decodes_like_its_8_bit_twin(tmp_path, xray_8bit):
-    from pneumo_utils.data import decode_xray
+    from pneumo_utils.cache import decode_xray
 
     twelve = np.round(xray_8bit.astype(float) * 4095 / 255).astype(np.uint16)
     Image.fromarray(xray_8bit).save(tmp_path / "8.png")

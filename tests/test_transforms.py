@@ -9,7 +9,9 @@ import torch
 from PIL import Image
 
 from pneumo_utils import TrainConfig
-from pneumo_utils.data import FRAME_VAL, STRESSED_VAL, decode_xray, load_data, make_loader
+from pneumo_utils.cache import decode_xray
+from pneumo_utils.dataset import FRAME_VAL, STRESSED_VAL, load_data
+from pneumo_utils.loaders import make_loader
 from pneumo_utils.transforms import (
     CounterFraming,
     RandomAspect,

@@ -1,0 +1,110 @@
+"""Loaders: a split (or a stressed copy of validation) as batches of uint8 images, and the
+batch as the normalised 3-channel float tensor both models expect, on the training device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torchvision.transforms import v2
+
+from .dataset import CLASS_NAMES, FRAME_VAL, STRESSED_VAL, XrayData, split_frame
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class XrayDataset(Dataset):
+    """Images (rows of `images`) as (uint8 tensor 1xSxS, label) pairs."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray, transform=None):
+        self.images = images
+        self.rows = rows
+        self.labels = labels
+        self.transform = transform
+
+    def __getstate__(self) -> dict:
+        # A loader worker started by "spawn" (macOS, Windows) gets a pickled dataset: send the
+        # cache file's name, not a copy of the whole cache.
+        state = dict(self.__dict__)
+        if isinstance(self.images, np.memmap):
+            state["images"] = Path(self.images.filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["images"], Path):
+            state["images"] = np.load(state["images"], mmap_mode="r")
+        self.__dict__.update(state)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        image = torch.from_numpy(np.array(self.images[self.rows[i]]))[None]
+        label = int(self.labels[i])
+        if getattr(self.transform, "takes_label", False):  # counter-framing reads the label
+            image = self.transform(image, label)
+        elif self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+
+def make_loader(
+    data: XrayData,
+    split: str,
+    batch_size: int,
+    *,
+    transform=None,
+    shuffle: bool = False,
+    weighted_sampling: bool = False,
+    workers: int = 0,
+    generator: torch.Generator | None = None,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A loader over one split (or a stressed copy of val), each image through `transform`:
+    shuffled (or class-balanced with `weighted_sampling`) for training, in file order otherwise.
+
+    Shuffling, sampling and worker seeds all come from `generator`, so reseeding it at the
+    start of an epoch makes that epoch reproducible.
+    """
+    frame = split_frame(data, split)
+    if split in (STRESSED_VAL, FRAME_VAL):
+        images, rows = getattr(data, split), np.arange(len(frame))
+    else:
+        images, rows = data.images, frame["cache_row"].to_numpy()
+    dataset = XrayDataset(images, rows, frame["label"].to_numpy(), transform)
+    sampler = None
+    if weighted_sampling:
+        class_counts = np.bincount(dataset.labels, minlength=len(CLASS_NAMES))
+        weights = torch.as_tensor(1.0 / class_counts[dataset.labels], dtype=torch.double)
+        sampler = WeightedRandomSampler(weights, len(dataset), generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        generator=generator,
+        pin_memory=pin_memory,
+        drop_last=False,
+    )
+
+
+def to_model_input(
+    batch: torch.Tensor, device: torch.device, channels_last: bool = True
+) -> torch.Tensor:
+    """uint8 (B,1,S,S) -> normalized float (B,3,S,S) on `device`, ImageNet statistics."""
+    batch = batch.to(device, non_blocking=True).float().div_(255)
+    batch = v2.functional.normalize(batch.expand(-1, 3, -1, -1), IMAGENET_MEAN, IMAGENET_STD)
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """Inverse-frequency weights, scaled so that they average to 1 over the samples."""
+    counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
+    weights = len(labels) / (len(CLASS_NAMES) * counts)
+    return torch.as_tensor(weights, dtype=torch.float32)
