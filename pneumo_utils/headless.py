@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import nbformat
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -22,6 +26,16 @@ class _EchoingClient(NotebookClient):
         if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
             print(msg["content"]["text"], end="", flush=True)
         return super().output(outs, msg, display_id, cell_index)
+
+
+def _kernel_manager(sockets: Path):
+    """A kernel that talks over local sockets in `sockets` where the OS has them (no TCP, so
+    no warning about unencrypted TCP for every notebook); TCP on Windows."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    if os.name != "posix":
+        return AsyncKernelManager(kernel_name="python3")
+    return AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
 
 
 def run_notebooks(notebooks_dir: Path, download: bool = False) -> None:
@@ -43,27 +57,42 @@ def run_notebooks(notebooks_dir: Path, download: bool = False) -> None:
         f"training progress: tensorboard --logdir {settings.runs / settings.profile}, or the "
         f"history.csv of each run there"
     )
-    for path in notebooks:
-        print(f"running {path} (profile {settings.profile}, data {settings.data}) ...", flush=True)
-        notebook = nbformat.read(path, as_version=4)
-        client = _EchoingClient(
-            notebook,
-            timeout=None,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-        )
-        try:
-            client.execute()
-        except CellExecutionError as error:
-            optional = error.ename == "WeightsUnavailable"
-            print(
-                f"{path.name} stopped: {error.ename}: {error.evalue}"
-                + (" (the pretrained model is skipped)" if optional else "")
-            )
-            if not optional:
+    sockets = Path(tempfile.mkdtemp(prefix="pneumo-kernel-"))
+    try:
+        for path in notebooks:
+            if not _run_one(path, settings, executed_dir, sockets):
                 failures.append(path.name)
-        finally:
-            nbformat.write(notebook, executed_dir / path.name)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     print(f"executed notebooks in {executed_dir}; figures in {settings.figures}")
     if failures:
         raise UserError(f"{', '.join(failures)} failed: open the executed copies in {executed_dir}")
+
+
+def _run_one(path: Path, settings, executed_dir: Path, sockets: Path) -> bool:
+    """Execute one notebook, save the executed copy, shut its kernel down; False if it failed
+    (a notebook stopped for want of ImageNet weights counts as skipped, not failed)."""
+    print(f"running {path} (profile {settings.profile}, data {settings.data}) ...", flush=True)
+    notebook = nbformat.read(path, as_version=4)
+    kernel = _kernel_manager(sockets)
+    client = _EchoingClient(
+        notebook,
+        km=kernel,
+        timeout=None,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    try:
+        client.execute()
+        return True
+    except CellExecutionError as error:
+        optional = error.ename == "WeightsUnavailable"
+        print(
+            f"{path.name} stopped: {error.ename}: {error.evalue}"
+            + (" (the pretrained model is skipped)" if optional else "")
+        )
+        return optional
+    finally:
+        nbformat.write(notebook, executed_dir / path.name)
+        if run_sync(kernel.is_alive)():
+            run_sync(kernel.shutdown_kernel)(now=True)

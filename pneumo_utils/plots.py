@@ -142,20 +142,23 @@ def plot_sample_grid(
 
 
 def plot_stressed_examples(
-    val: pd.DataFrame, clean: np.ndarray, stressed: np.ndarray, per_class: int = 2
+    val: pd.DataFrame, clean: np.ndarray, copies: dict[str, np.ndarray], per_class: int = 2
 ) -> plt.Figure:
-    """Validation images (rows of `val`, pixels in `clean`) beside their stressed copies."""
+    """Validation images (rows of `val`, pixels in `clean`) above their stressed copies, one
+    row per copy (name -> pixels in the same order)."""
     chosen = [i for label in (0, 1) for i in np.flatnonzero(val["label"].to_numpy() == label)[
         :per_class]]  # fmt: skip
-    fig, axes = plt.subplots(2, len(chosen), figsize=(1.8 * len(chosen), 4.2), squeeze=False)
+    rows = [("validation", clean), *copies.items()]
+    fig, axes = plt.subplots(len(rows), len(chosen), figsize=(1.8 * len(chosen), 2.0 * len(rows)
+                                                              + 0.3), squeeze=False)  # fmt: skip
     for col, i in enumerate(chosen):
-        for row, (images, name) in enumerate([(clean, "validation"), (stressed, "stressed")]):
+        for row, (name, images) in enumerate(rows):
             axes[row, col].imshow(images[i], cmap="gray", vmin=0, vmax=255)
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
             axes[row, 0].set_ylabel(name)
         axes[0, col].set_title(val["class_name"].iat[i], fontsize="small")
-    fig.suptitle("The stressed validation set: each class given the other's acquisition look")
+    fig.suptitle("The stressed validation sets: each class given the other's look and frame")
     fig.tight_layout()
     return fig
 

@@ -19,16 +19,16 @@ import pandas as pd
 
 from . import runs
 from .cache import decode_xray
-from .config import HEADLINE, recipe_changes
+from .config import HEADLINE, PREVIOUS_HEADLINE, recipe_changes
 from .dataset import CLASS_NAMES
 from .errors import UserError
 from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patients
 from .fileio import atomic_write_text
-from .settings import NOTEBOOK_RECIPES, Settings
+from .settings import NOTEBOOK_RECIPES, PRETRAINED_RECIPES, Settings
 
 # The shortcut screening: each lever against the improved recipe chosen on stressed validation.
-SCREENING = ("shortcut-base", "shortcut-geometry", "shortcut-intensity", "shortcut-encoding",
-             "shortcut-all")  # fmt: skip
+SCREENING = ("improved-stressed-val", "shortcut-geometry", "shortcut-intensity",
+             "shortcut-encoding", "shortcut-all")  # fmt: skip
 # The frame screening (docs/frame.md): shortcut-all against each framing lever, seed 0.
 FRAME_SCREENING = ("shortcut-all", "frame-counter", "frame-jitter", "frame-all")
 # The frame rule's score: the lowest frame-stressed validation loss over the epochs, and its
@@ -45,7 +45,7 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     "improved-dropout0.2": (0, 1),
     **{recipe: (0,) for recipe in SCREENING},
     "shortcut-geometry": (0, 1),  # the runner-up of the screening, at a second seed
-    "shortcut-all": (0, 1, 2),
+    PREVIOUS_HEADLINE: (0, 1, 2),
     **{recipe: (0,) for recipe in FRAME_SCREENING},
     HEADLINE: (0, 1, 2, 3, 4),
 }
@@ -54,7 +54,8 @@ TABLE_ROWS = {
     "baseline-128px": "the course report's protocol",
     "baseline-224px": "the course report's protocol",
     "improved-128px": "improved recipe",
-    HEADLINE: "shortcut-breaking recipe",
+    PREVIOUS_HEADLINE: "shortcut-breaking recipe",
+    HEADLINE: "frame-robust recipe (headline)",
 }
 IMPROVED = "improved-128px"
 # The validation ablation: each change against the recipe it was made to, at one seed.
@@ -68,17 +69,30 @@ ABLATIONS = {
 }
 # The screening as pairs for the ablation figure: each lever against the base.
 SCREENING_PAIRS = {
-    "geometry": ("shortcut-base", "shortcut-geometry"),
-    "intensity": ("shortcut-base", "shortcut-intensity"),
-    "encoding": ("shortcut-base", "shortcut-encoding"),
-    "all three": ("shortcut-base", "shortcut-all"),
+    "geometry": ("improved-stressed-val", "shortcut-geometry"),
+    "intensity": ("improved-stressed-val", "shortcut-intensity"),
+    "encoding": ("improved-stressed-val", "shortcut-encoding"),
+    "all three": ("improved-stressed-val", "shortcut-all"),
+}
+# The frame screening as pairs: each framing lever against shortcut-all.
+FRAME_SCREENING_PAIRS = {
+    "counter-framing": ("shortcut-all", "frame-counter"),
+    "framing variety": ("shortcut-all", "frame-jitter"),
+    "everything": ("shortcut-all", "frame-all"),
 }
 ABLATION_SEED = 0
-# What the shortcut issue asks of ResNet-18 from scratch (mean over 3 seeds), and the aim:
-# Kermany et al.'s numbers.
-BAR = {"accuracy": 0.92, "roc_auc": 0.97, "specificity": 0.85}
-AIM = {"accuracy": 0.928, "sensitivity": 0.932, "specificity": 0.901, "roc_auc": 0.968}
-BAR_SEEDS = 3
+# Grad-CAM figures of notebook 04: figure name -> the recipes it compares (seed 0).
+GRADCAM_PAIRS = {
+    "gradcam_baseline_224px": ("baseline-224px",),
+    "gradcam_shortcut": ("improved-stressed-val", "shortcut-all"),
+    "gradcam_frame": (PREVIOUS_HEADLINE, HEADLINE),
+}
+# The frame issue's bar for ResNet-18 from scratch (mean of 5 seeds, unperturbed test set), its
+# aim, and Kermany et al.'s published numbers (their model chosen on the test set).
+BAR = {"accuracy": 0.95, "roc_auc": 0.985, "specificity": 0.92}
+AIM = {"accuracy": 0.96, "roc_auc": 0.99, "specificity": 0.94}
+KERMANY = {"accuracy": 0.928, "sensitivity": 0.932, "specificity": 0.901, "roc_auc": 0.968}
+BAR_SEEDS = 5
 TEST_METRICS = {
     "accuracy": "accuracy",
     "sensitivity": "sensitivity",
@@ -98,17 +112,22 @@ VAL_METRICS = {
 }
 # The figures of docs/results.md, with their captions.
 FIGURE_CAPTIONS = {
+    "robustness": "Test specificity and AUC against perturbation strength, old and new headline",
+    "frame_screening": "Frame-stressed validation loss per epoch: each framing lever",
     "shortcut_screening": "Stressed validation loss per epoch: each lever against the base",
     "gradcam_shortcut": "Grad-CAM: improved recipe (top), shortcut-breaking recipe (bottom)",
+    "gradcam_frame": "Grad-CAM: shortcut-breaking recipe (top), frame-robust headline (bottom)",
     "ablation": "The validation ablation of the improved recipe (clean validation)",
     "val_vs_test": "Validation against test accuracy per epoch, recipes of the table",
-    "fig1_loss": "Loss per epoch: train, validation, stressed validation, test",
-    "fig2_accuracy": "Accuracy per epoch (threshold 0.5)",
+    "fig1_loss": "Report Figure 1: loss per epoch, the course report's protocol",
+    "fig2_accuracy": "Report Figure 2: accuracy per epoch (threshold 0.5)",
+    "fig3_loss_per_class": "Report Figure 3: loss per epoch and class",
+    "fig4_accuracy_per_class": "Report Figure 4: accuracy per epoch and class",
     "confusion_matrices": "Confusion matrices on the test set (threshold chosen on validation)",
     "roc_curves": "ROC on the test set",
     "gradcam": "Grad-CAM of the notebook models",
     "data_shortcut_audit": "Properties that are not anatomy, per split and class",
-    "data_stressed_validation": "Validation images and their stressed copies",
+    "data_stressed_validation": "Validation images and their stressed and frame-stressed copies",
     "data_class_counts": "Images per split and class",
 }
 # The validation set a run's checkpoint was chosen on, by the prefix of its select_metric.
@@ -140,22 +159,51 @@ def published() -> pd.DataFrame:
 
 
 def finished_runs(settings: Settings) -> tuple[dict[str, Path], dict[str, str]]:
-    """The finished run of each notebook model, and for each missing one what it needs."""
+    """The finished run of each notebook role (protocol, headline, pretrained protocol,
+    pretrained), and for each missing one what it needs."""
     finished, missing = {}, {}
-    for model, recipe in NOTEBOOK_RECIPES.items():
+    for role, recipe in NOTEBOOK_RECIPES.items():
         run = settings.run_dir(recipe)
         if runs.is_finished(run):
-            finished[model] = run
-        elif model == "pretrained":
-            missing[model] = NEEDS_WEIGHTS
+            finished[role] = run
+        elif recipe in PRETRAINED_RECIPES:
+            missing[role] = NEEDS_WEIGHTS
         else:
-            missing[model] = f"no finished run at {run}: run notebooks/02"
+            missing[role] = f"no finished run at {run}: run notebooks/02"
     if not finished:
         raise UserError(
             f"no finished runs for {settings.data} in {settings.runs}: run notebooks 02 and 03 "
             "first"
         )
     return finished, missing
+
+
+def with_checkpoints(finished: dict[str, Path]) -> dict[str, Path]:
+    """The runs whose best.pt is on this machine (checkpoints are not committed)."""
+    return {role: run for role, run in finished.items() if (run / runs.BEST).exists()}
+
+
+def metrics_table(run: Path) -> pd.DataFrame:
+    """A run's test metrics at its chosen threshold and at 0.5, from metrics.json."""
+    metrics = runs.read_metrics(run)
+    print(
+        f"best epoch {metrics['best_epoch']} (on {metrics['selected_on']}), threshold "
+        f"{metrics['test']['threshold']:.3f} (on {metrics['threshold_chosen_on']})"
+    )
+    shown = ["n", "accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"]
+    return pd.DataFrame(
+        {"at the chosen threshold": metrics["test"], "at 0.5": metrics["test_at_0_5"]}
+    ).loc[shown]
+
+
+def show(markdown: str):
+    """Markdown (a table) rendered in a notebook, or printed elsewhere."""
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:
+        print(markdown)
+        return
+    display(Markdown(markdown))
 
 
 def results_table(
@@ -178,35 +226,6 @@ def results_table(
     for model, reason in missing.items():
         columns[model] = [reason] + [""] * (len(BOOTSTRAP_METRICS) - 1)
     return pd.DataFrame(columns, index=pd.Index(BOOTSTRAP_METRICS, name="test metric"))
-
-
-def write_results(
-    table: pd.DataFrame, finished: dict[str, Path], path: Path, n_resamples: int = 1000
-) -> Path:
-    """figures/results.md: the table plus where each number came from."""
-    lines = [
-        "# Results on the official test set",
-        "",
-        f"Value [95% bootstrap interval, {n_resamples} resamples of the test patients, each "
-        "with all of their images]. "
-        "Best checkpoint and decision threshold chosen on validation (see each run below).",
-        "",
-    ]
-    for model, run in finished.items():
-        saved, metrics = runs.open_run(run), runs.read_metrics(run)
-        config = saved.config
-        counts = runs.read_predictions(run)["label"].value_counts()
-        lines.append(
-            f"- **{model}**: {counts.sum()} test images ({counts.get(0, 0)} NORMAL, "
-            f"{counts.get(1, 0)} PNEUMONIA) from `{Path(saved.data['root']).name}`; "
-            f"{recipe_changes(config)}; best epoch {metrics['best_epoch']} of {config.epochs} on "
-            f"{metrics['selected_on']}, threshold on {metrics['threshold_chosen_on']}; trained "
-            f"on {saved.hardware}, torch {saved.environment['torch']}, commit "
-            f"{str(saved.environment['git_commit'])[:8]}."
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(lines) + "\n\n" + markdown_table(table))
-    return path
 
 
 def runs_with_checkpoints(recipes: Iterable[str], results_dir: Path) -> dict:
@@ -445,27 +464,6 @@ def ablation_table(
     return pd.DataFrame(columns).set_index(table["seed"].rename("seed"))
 
 
-def write_results_table(
-    table: pd.DataFrame, path: Path, pretrained_run: Path | None = None
-) -> Path:
-    """figures/results_table.md: the tables the README and docs/results.md show."""
-    text = (
-        "# Our runs beside published results (official 624-image test set)\n\n"
-        "Our rows: mean ± sd over seeds (sd with ddof=1), best checkpoint and decision threshold "
-        "chosen on validation only.\n\n"
-        + results_markdown(table, pretrained_run)
-        + "\n## Validation at the selected epoch (the ablation)\n\n"
-        + markdown_table(ablation_table(table))
-        + f"\n## Distance from the bar ({TABLE_ROWS[HEADLINE]}, test set)\n\n"
-        + markdown_table(bar_distance(table, HEADLINE))
-        + "\n## Distance from the aim (Kermany et al. 2018, test set)\n\n"
-        + markdown_table(bar_distance(table, HEADLINE, AIM))
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
-    return path
-
-
 def screening_table(table: pd.DataFrame) -> pd.DataFrame:
     """The shortcut screening at seed 0, best first: the rule's score, then its tie-breaker."""
     screening = table[table["seed"] == ABLATION_SEED]
@@ -475,12 +473,51 @@ def screening_table(table: pd.DataFrame) -> pd.DataFrame:
     return ranked.drop(columns=["val loss, last quarter"])
 
 
+def frame_screening_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The frame screening at seed 0, ranked by the rule of docs/frame.md: the lowest
+    frame-stressed validation loss over the epochs, then its mean over the last epochs."""
+    screening = table[(table["seed"] == ABLATION_SEED) & table["recipe"].isin(FRAME_SCREENING)]
+    rows = []
+    for run in screening.itertuples():
+        history = runs.completed_epochs(run.run).set_index("epoch")
+        if "frame_val_loss" not in history:
+            continue
+        epoch = int(history["frame_val_loss"].idxmin())
+        at = history.loc[epoch]
+        rows.append(
+            {
+                "recipe": run.recipe,
+                "score: lowest frame val loss": round(float(at["frame_val_loss"]), 4),
+                "at epoch": epoch,
+                f"frame val loss, last {FRAME_LATE}": round(
+                    float(history["frame_val_loss"].tail(FRAME_LATE).mean()), 4
+                ),
+                "frame val NORMAL accuracy": _number(at["frame_val_acc_NORMAL"]),
+                "frame val AUC": _number(at["frame_val_auc"]),
+                "val loss": _number(at["val_loss"]),
+                "stressed val loss": _number(at["stressed_val_loss"]),
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=["recipe"]).set_index("recipe")
+    ranked = pd.DataFrame(rows).sort_values(
+        ["score: lowest frame val loss", f"frame val loss, last {FRAME_LATE}"]
+    )
+    return ranked.set_index("recipe")
+
+
 def write_results_page(
-    table: pd.DataFrame, figures: Path, path: Path, pretrained_run: Path | None = None
+    table: pd.DataFrame,
+    figures: Path,
+    path: Path,
+    notebook_runs: dict[str, Path] | None = None,
+    n_resamples: int = 1000,
 ) -> Path:
-    """docs/results.md: every table and figure of the results, for a reader on GitHub, written
-    by notebook 04 (`reproduce` refreshes it). Figures are linked from `figures`."""
+    """docs/results.md, the one results page: every table and figure of the results, for a
+    reader on GitHub, written by notebook 04 (`reproduce` refreshes it). Figures are linked
+    from `figures`; a table or figure whose runs are not there is left out."""
     link = Path(os.path.relpath(figures, path.parent)).as_posix()
+    dataset = dataset_of(table)
 
     def figure(name: str) -> str:
         caption = FIGURE_CAPTIONS[name]
@@ -488,49 +525,99 @@ def write_results_page(
             return ""
         return f"![{caption}]({link}/{name}.png)\n\n*{caption}*\n"
 
-    screening = screening_table(table)
-    text = f"""# Results
+    notebook_runs = notebook_runs or {}
+    pretrained_run = official_pretrained(notebook_runs)
+    sections = [
+        f"""# Results
 
-Generated by `notebooks/04_compare.ipynb` from the runs in `runs/results/{dataset_of(table)}/`
-(every table and figure below: that dataset only); `python -m pneumo_utils reproduce`
-refreshes it. Do not edit by hand.
-Every number below was computed on the official 624-image test set *after* the model, its epoch
-and its threshold were chosen on validation; the test set chose nothing.
+Generated by `notebooks/04_compare.ipynb` from the runs in `runs/results/{dataset}/` (every
+table and figure below: that dataset only); `python -m pneumo_utils reproduce` refreshes it.
+Do not edit by hand. Every number was computed on the official 624-image test set *after* the
+model, its epoch and its threshold were chosen on validation; the test set chose nothing.
+Intervals are 95% bootstrap intervals over test *patients* (all images of one patient together).
 
 ## Our runs beside published results
 
-{results_markdown(table, pretrained_run)}
-### Distance from the bar ({TABLE_ROWS[HEADLINE]}, mean of the seeds)
+Mean ± sd over seeds (sd with ddof=1).
+
+{results_markdown(table, pretrained_run)}"""
+    ]
+    headline = table[table["recipe"] == HEADLINE]
+    if not headline.empty:
+        sections.append(
+            f"""### Distance of the headline recipe from the bar (points; mean of its seeds)
 
 {markdown_table(bar_distance(table, HEADLINE))}
-### Distance from the aim (Kermany et al. 2018)
+### From the aim
 
 {markdown_table(bar_distance(table, HEADLINE, AIM))}
-## The shortcut screening (seed 0, chosen on the stressed validation set)
+### From Kermany et al. 2018
 
-{markdown_table(screening)}
+{markdown_table(bar_distance(table, HEADLINE, KERMANY))}"""
+        )
+    reports = {r: robustness_reports(table, r) for r in (PREVIOUS_HEADLINE, HEADLINE)}
+    for recipe, found in reports.items():
+        if found:
+            sections.append(
+                f"""## Robustness of `{recipe}` ({len(found)} seeds' robustness.json)
+
+Each perturbation family of the test images at its middle strength, at each run's own
+threshold, mean over the seeds (`docs/frame.md` lists the strengths).
+
+{markdown_table(robustness_table(found))}
+Subgroups and calibration:
+
+{markdown_table(subgroup_table(found))}
+Against the frame issue's bar and aim:
+
+{markdown_table(robustness_distance(found))}"""
+            )
+    sections.append(figure("robustness"))
+    frame = frame_screening_table(table)
+    if not frame.empty:
+        sections.append(
+            f"""## The frame screening (seed 0, chosen on the frame-stressed validation set)
+
+{markdown_table(frame)}
+{figure("frame_screening")}"""
+        )
+    sections.append(
+        f"""## The shortcut screening (seed 0, chosen on the stressed validation set)
+
+{markdown_table(screening_table(table))}
 {figure("shortcut_screening")}
 {figure("gradcam_shortcut")}
+{figure("gradcam_frame")}
 ## Validation at the selected epoch, every run
 
 {markdown_table(ablation_table(table))}
 {figure("ablation")}
-{figure("val_vs_test")}
-## The notebook runs (seed 0 of the headline recipe)
+{figure("val_vs_test")}"""
+    )
+    if notebook_runs:
+        finished = {role: run for role, run in notebook_runs.items()}
+        intervals = results_table(finished, {}, n_resamples)
+        sections.append(
+            f"""## The notebook runs (seed 0 of each notebook recipe)
 
+{markdown_table(intervals)}
 {figure("fig1_loss")}
 {figure("fig2_accuracy")}
+{figure("fig3_loss_per_class")}
+{figure("fig4_accuracy_per_class")}
 {figure("confusion_matrices")}
 {figure("roc_curves")}
-{figure("gradcam")}
-## The data and its shortcuts (notebook 01)
+{figure("gradcam")}"""
+        )
+    sections.append(
+        f"""## The data and its shortcuts (notebook 01)
 
 {figure("data_shortcut_audit")}
 {figure("data_stressed_validation")}
-{figure("data_class_counts")}
-"""
+{figure("data_class_counts")}"""
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
+    atomic_write_text(path, "\n".join(sections))
     return path
 
 

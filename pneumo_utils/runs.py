@@ -5,6 +5,7 @@
     timing.csv             seconds and images/s per epoch (kept apart so history is reproducible)
     metrics.json           the best checkpoint on test, at a threshold chosen on validation
     {val,stressed_val,frame_val,test}_predictions.csv
+    robustness.json/.csv   the best checkpoint on perturbed test images (robustness.py)
     last.pt, best.pt       checkpoints (last.prev.pt is the one before last.pt)
     tb/                    TensorBoard events
 

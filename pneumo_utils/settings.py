@@ -23,8 +23,15 @@ from .errors import UserError
 from .runs import run_name
 
 PROFILES = ("full", "smoke")
-# The recipe each notebook trains.
-NOTEBOOK_RECIPES = {"scratch": HEADLINE, "pretrained": "pretrained"}
+# The recipe of each role in the notebooks: 02 trains the course report's protocol and the
+# headline recipe, 03 the same two from ImageNet, 04 compares the four.
+NOTEBOOK_RECIPES = {
+    "protocol": "baseline-224px",
+    "scratch": HEADLINE,
+    "pretrained-protocol": "pretrained-protocol",
+    "pretrained": "pretrained",
+}
+PRETRAINED_RECIPES = ("pretrained-protocol", "pretrained")
 
 
 def repo_root() -> Path:
@@ -120,11 +127,12 @@ def notebook_settings() -> Settings:
     )
 
 
-def profile_config(model: str, settings: Settings, seed: int = 0) -> TrainConfig:
-    """The configuration notebook 02 (`scratch`) or 03 (`pretrained`) trains: its recipe, on
-    the notebook's data, shrunk to seconds in the smoke profile."""
-    config = recipe_config(NOTEBOOK_RECIPES[model], data=str(settings.data), seed=seed)
-    if model == "pretrained":
+def profile_config(role: str, settings: Settings, seed: int = 0) -> TrainConfig:
+    """The configuration a notebook trains for a role of NOTEBOOK_RECIPES: its recipe, on the
+    notebook's data, shrunk to seconds in the smoke profile."""
+    recipe = NOTEBOOK_RECIPES[role]
+    config = recipe_config(recipe, data=str(settings.data), seed=seed)
+    if recipe in PRETRAINED_RECIPES:
         config = replace(config, weights=settings.weights)
     if settings.is_smoke:
         config = replace(config, **RECIPES["smoke"])

@@ -55,21 +55,14 @@ class TrainState:
     stale_epochs: int = 0  # epochs since best.pt improved
     stopped: bool = False  # early stopping fired
 
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> TrainState:
-        if "state" in checkpoint:
-            return cls(**checkpoint["state"])
-        # last.pt written by pneumo_utils 0.1, which kept the loop state in loose keys.
-        best = checkpoint["best"]
-        return cls(
-            epochs_done=checkpoint["epoch"] + 1,
-            history=checkpoint["history"],
-            timing=checkpoint["timing"],
-            best_score=best["score"],
-            best_epoch=best["epoch"],
-            stale_epochs=best["stale"],
-            stopped=checkpoint["stopped"],
-        )
+    def record(self, row: dict, seconds: float, images_per_s: float) -> None:
+        """An epoch done: its history row and its timing."""
+        self.epochs_done = row["epoch"]
+        self.history.append(row)
+        self.timing.append(
+            dict(epoch=row["epoch"], seconds=round(seconds, 2),
+                 train_images_per_s=round(images_per_s, 1))
+        )  # fmt: skip
 
     def improve(self, score: float, epoch: int) -> bool:
         """Record an epoch's score; True when it is the best so far."""
@@ -156,7 +149,10 @@ def train(
             # Before "already complete": a finished run on other data is no result of this data.
             _check_same_data(cfg, run_dir, saved)
             if runs.is_finished(run_dir):
-                print(f"{run_dir} is already complete; nothing to do")
+                print(
+                    f"reusing the finished run {run_dir}: nothing is trained, its history.csv "
+                    "and metrics.json are read (pass --new-run, or new_run=True, to train again)"
+                )
                 return run_dir
     created = not run_dir.exists()
     try:
@@ -176,8 +172,62 @@ def train(
     return run_dir
 
 
+@dataclass
+class Parts:
+    """Everything a training is built from, once, before the first epoch."""
+
+    cfg: TrainConfig
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: XrayData
+    model: torch.nn.Module
+    forward_model: torch.nn.Module  # the model, or its torch.compile wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    scaler: torch.amp.GradScaler
+    criterion: torch.nn.Module
+    loaders: dict
+    generator: torch.Generator  # reseeded every epoch: shuffling, sampling, worker seeds
+
+
 def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, progress: bool):
+    """The epoch loop: train, score every evaluated split, select, save; then finalize."""
     runs.remove_leftovers(run_dir)
+    parts = _setup(cfg, run_dir, progress)
+    state = _resume(parts, run_dir, fallback_checkpoint)
+    writer = _tensorboard(run_dir, state.epochs_done)
+    for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
+        if state.stopped:
+            break
+        started = time.perf_counter()
+        # Each epoch's randomness depends only on (seed, epoch): a resumed run repeats it exactly.
+        torch.manual_seed(cfg.seed * 100_003 + epoch - 1)
+        parts.generator.manual_seed(cfg.seed * 100_003 + epoch - 1)
+        if cfg.unfreeze_after is not None and epoch > cfg.unfreeze_after:
+            models.set_frozen(parts.model, "none")
+        logits, labels = _train_epoch(parts, run_dir, state, epoch, progress)
+        train_seconds = time.perf_counter() - started
+        row = dict(epoch=epoch, status="ok", lr=parts.optimizer.param_groups[0]["lr"])
+        row.update(epoch_stats(logits, labels, "train"))
+        row.update(_evaluate_splits(parts))
+        _step_scheduler(parts.scheduler, row["val_loss"])
+        score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
+        if state.improve(score, epoch):
+            runs.save_best(run_dir, parts.model.state_dict(), epoch)
+        state.stopped = cfg.early_stopping is not None and state.stale_epochs >= cfg.early_stopping
+        seconds = time.perf_counter() - started
+        state.record(row, seconds, images_per_s=len(labels) / train_seconds)
+        _save_epoch(parts, run_dir, state, writer)
+        print(_summary_line(row, cfg, seconds, state.best_epoch == epoch), flush=True)
+        if state.stopped:
+            print(f"early stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs")
+    _close_tensorboard(writer, cfg, state)
+    finalize(run_dir, data=parts.data, device=parts.device, progress=progress)
+
+
+def _setup(cfg: TrainConfig, run_dir: Path, progress: bool) -> Parts:
+    """Device and precision (checked against a resumed run), seeds, model, data, config.json,
+    optimiser, schedule, loss and loaders."""
     device = pick_device(cfg.device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     _check_same_precision(run_dir, amp_dtype)
@@ -188,113 +238,100 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, pr
     )
     data = load_run_data(cfg, progress=progress)
     _write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype)
-
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
-    forward_model = torch.compile(model) if cfg.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = _make_scheduler(cfg, optimizer)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     loss_weights = (
         class_weights(data.splits["train"]["label"].to_numpy()) if cfg.class_weighting else None
     )
-    criterion = torch.nn.CrossEntropyLoss(
-        weight=None if loss_weights is None else loss_weights.to(device)
+    generator = torch.Generator()
+    return Parts(
+        cfg=cfg,
+        device=device,
+        amp_dtype=amp_dtype,
+        data=data,
+        model=model,
+        forward_model=torch.compile(model) if cfg.compile else model,
+        optimizer=optimizer,
+        scheduler=_make_scheduler(cfg, optimizer),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        criterion=torch.nn.CrossEntropyLoss(
+            weight=None if loss_weights is None else loss_weights.to(device)
+        ),
+        loaders=_make_loaders(cfg, data, device, generator),
+        generator=generator,
     )
 
+
+def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainState:
+    """The loop state and weights of last.pt, or a fresh state; history.csv cut back to it."""
     state = TrainState()
     checkpoint = runs.load_last(run_dir, fallback_checkpoint)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        state = TrainState.from_checkpoint(checkpoint)
-        print(f"resuming {run_dir} after epoch {state.epochs_done} of {cfg.epochs}")
+        parts.model.load_state_dict(checkpoint["model"])
+        parts.optimizer.load_state_dict(checkpoint["optimizer"])
+        if parts.scheduler is not None:
+            parts.scheduler.load_state_dict(checkpoint["scheduler"])
+        parts.scaler.load_state_dict(checkpoint["scaler"])
+        state = TrainState(**checkpoint["state"])
+        print(f"resuming {run_dir} after epoch {state.epochs_done} of {parts.cfg.epochs}")
     if state.history or (run_dir / runs.HISTORY).exists():
         runs.write_table(run_dir, runs.HISTORY, state.history)  # drops rows after the checkpoint
-
-    generator = torch.Generator()
-    loaders = _make_loaders(cfg, data, device, generator)
-    writer = _tensorboard(run_dir, state.epochs_done)
     if state.epochs_done == 0:
-        sizes = " / ".join(f"{len(loaders[s].dataset)} {s}" for s in ("train", *EVALUATED_SPLITS))
+        splits = ("train", *EVALUATED_SPLITS)
+        sizes = " / ".join(f"{len(parts.loaders[s].dataset)} {s}" for s in splits)
         print(
-            f"training {cfg.model} on {hardware_summary(device)} ({device}, "
-            f"autocast {amp_dtype or 'off'}): {sizes} images"
+            f"training {parts.cfg.model} on {hardware_summary(parts.device)} ({parts.device}, "
+            f"autocast {dtype_name(parts.amp_dtype)}): {sizes} images"
         )
+    return state
 
-    for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
-        if state.stopped:
-            break
-        epoch_started = time.perf_counter()
-        # Each epoch's randomness depends only on (seed, epoch): a resumed run repeats it exactly.
-        torch.manual_seed(cfg.seed * 100_003 + epoch - 1)
-        generator.manual_seed(cfg.seed * 100_003 + epoch - 1)
-        if cfg.unfreeze_after is not None and epoch > cfg.unfreeze_after:
-            models.set_frozen(model, "none")
-        try:
-            logits, labels = train_one_epoch(
-                forward_model, loaders["train"], criterion, optimizer, scaler, device, amp_dtype,
-                cfg, progress,
-            )  # fmt: skip
-        except NonFiniteLoss as failure:
-            row = dict(epoch=epoch, status=f"non-finite loss at step {failure.step + 1}")
-            runs.write_table(run_dir, runs.HISTORY, [*state.history, row])
-            raise UserError(
-                f"training stopped: non-finite loss at epoch {epoch}, step {failure.step + 1} "
-                f"(recorded in {run_dir / runs.HISTORY}); the last good checkpoint is intact: "
-                "lower --lr, then rerun with --new-run"
-            ) from None
-        train_seconds, images_seen = time.perf_counter() - epoch_started, len(labels)
-        row = dict(epoch=epoch, status="ok", lr=optimizer.param_groups[0]["lr"])
-        row.update(epoch_stats(logits, labels, "train"))
-        for split in EVALUATED_SPLITS:
-            logits, labels = predict_logits(
-                forward_model, loaders[split], device, amp_dtype, cfg.channels_last
-            )
-            row.update(epoch_stats(logits, labels, split))
-            row[f"{split}_auc"] = safe_auc(labels, pneumonia_probability(logits))
-        _step_scheduler(scheduler, row["val_loss"])
 
-        score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
-        if state.improve(score, epoch):
-            runs.save_best(run_dir, model.state_dict(), epoch)
-        state.stopped = cfg.early_stopping is not None and state.stale_epochs >= cfg.early_stopping
-        seconds = time.perf_counter() - epoch_started
-        state.epochs_done = epoch
-        state.history.append(row)
-        state.timing.append(
-            dict(
-                epoch=epoch,
-                seconds=round(seconds, 2),
-                train_images_per_s=round(images_seen / train_seconds, 1),
-            )
-        )
-        runs.save_last(
-            run_dir,
-            dict(
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict() if scheduler else None,
-                scaler=scaler.state_dict(),
-                state=asdict(state),
-            ),
-        )
-        runs.write_table(run_dir, runs.HISTORY, state.history)
-        runs.write_table(run_dir, runs.TIMING, state.timing)
-        _log_scalars(writer, row)
-        print(_summary_line(row, cfg, seconds, state.best_epoch == epoch), flush=True)
-        if state.stopped:
-            print(f"early stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs")
-    if state.best_epoch:
-        writer.add_hparams(
-            {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
-            {"hparam/best_score": state.best_score, "hparam/best_epoch": state.best_epoch},
-            run_name=".",
-        )
-    writer.close()
-    finalize(run_dir, data=data, device=device, progress=progress)
+def _train_epoch(parts: Parts, run_dir: Path, state: TrainState, epoch: int, progress: bool):
+    """One pass over the training set; a non-finite loss is recorded and stops the run."""
+    try:
+        return train_one_epoch(
+            parts.forward_model, parts.loaders["train"], parts.criterion, parts.optimizer,
+            parts.scaler, parts.device, parts.amp_dtype, parts.cfg, progress,
+        )  # fmt: skip
+    except NonFiniteLoss as failure:
+        row = dict(epoch=epoch, status=f"non-finite loss at step {failure.step + 1}")
+        runs.write_table(run_dir, runs.HISTORY, [*state.history, row])
+        raise UserError(
+            f"training stopped: non-finite loss at epoch {epoch}, step {failure.step + 1} "
+            f"(recorded in {run_dir / runs.HISTORY}); the last good checkpoint is intact: "
+            "lower --lr, then rerun with --new-run"
+        ) from None
+
+
+def _evaluate_splits(parts: Parts) -> dict[str, float]:
+    """Loss, accuracy (overall and per class, at 0.5) and AUC of every evaluated split."""
+    row = {}
+    for split in EVALUATED_SPLITS:
+        logits, labels = predict_logits(
+            parts.forward_model, parts.loaders[split], parts.device, parts.amp_dtype,
+            parts.cfg.channels_last,
+        )  # fmt: skip
+        row.update(epoch_stats(logits, labels, split))
+        row[f"{split}_auc"] = safe_auc(labels, pneumonia_probability(logits))
+    return row
+
+
+def _save_epoch(parts: Parts, run_dir: Path, state: TrainState, writer) -> None:
+    """last.pt (weights, optimiser, schedule, scaler and loop state as one unit), then the
+    tables and TensorBoard: a kill at any point resumes from a consistent epoch."""
+    runs.save_last(
+        run_dir,
+        dict(
+            model=parts.model.state_dict(),
+            optimizer=parts.optimizer.state_dict(),
+            scheduler=parts.scheduler.state_dict() if parts.scheduler else None,
+            scaler=parts.scaler.state_dict(),
+            state=asdict(state),
+        ),
+    )
+    runs.write_table(run_dir, runs.HISTORY, state.history)
+    runs.write_table(run_dir, runs.TIMING, state.timing)
+    _log_scalars(writer, state.history[-1])
 
 
 def resolved_paths(cfg: TrainConfig) -> TrainConfig:
@@ -405,6 +442,16 @@ def _tensorboard(run_dir: Path, epochs_done: int):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run_dir / "tb"), purge_step=epochs_done + 1)
+
+
+def _close_tensorboard(writer, cfg: TrainConfig, state: TrainState) -> None:
+    if state.best_epoch:
+        writer.add_hparams(
+            {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
+            {"hparam/best_score": state.best_score, "hparam/best_epoch": state.best_epoch},
+            run_name=".",
+        )
+    writer.close()
 
 
 def _log_scalars(writer, row: dict) -> None:

@@ -61,3 +61,19 @@ def test_the_notebook_tests_find_the_readme_dataset_without_any_variable(tmp_pat
     assert notebook_dataset({"PNEUMO_DATA": str(elsewhere)}, tmp_path, absent)[0] == elsewhere
     path, why = notebook_dataset({"PNEUMO_TEST_DATA": str(tmp_path / "typo")}, tmp_path, absent)
     assert path is None and "PNEUMO_TEST_DATA" in why
+
+
+def test_kernels_make_no_noise(monkeypatch, tmp_path, tiny_data, capfd):
+    """No warning about unencrypted TCP per notebook, and no kernel left to die with us."""
+    monkeypatch.setenv("PNEUMO_DATA", str(tiny_data))
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "01_a.ipynb", "print('a')")
+    _notebook(notebooks / "02_b.ipynb", "print('b')")
+    run_notebooks(notebooks)
+    import time
+
+    time.sleep(1)
+    err = capfd.readouterr().err
+    assert "TCP" not in err and "Parent appears to have exited" not in err, err

@@ -50,8 +50,7 @@ def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path)
     )
     assert list(table.columns) == ["scratch", "pretrained"]
     assert table.loc["accuracy", "pretrained"] == results.NEEDS_WEIGHTS
-    text = results.write_results(table, {"scratch": finished_run}, tmp_path / "results.md", 50)
-    assert "| accuracy |" in text.read_text()
+    assert "| accuracy |" in results.markdown_table(table)
 
 
 def test_stand_in_weights_are_never_labelled_a_result(finished_run, tmp_path):
@@ -73,6 +72,9 @@ def test_settings_profiles(monkeypatch, tmp_path):
     assert profile_config("pretrained", full).freeze == "layer3"
     scratch, pretrained = profile_config("scratch", full), profile_config("pretrained", full)
     assert pretrained.aspect_jitter == scratch.aspect_jitter  # the same shortcut options
+    assert pretrained.counter_framing == scratch.counter_framing
+    assert profile_config("protocol", full) == TrainConfig(data=str(tmp_path))  # the report's
+    assert profile_config("pretrained-protocol", full).freeze == "none"
     assert full.run_dir(HEADLINE) == full.runs / "results" / tmp_path.name / f"{HEADLINE}-seed0"
     monkeypatch.setenv("PNEUMO_PROFILE", "smoke")
     smoke = notebook_settings()

@@ -283,22 +283,6 @@ def test_training_opens_no_network_connection(tiny_config, tmp_path, monkeypatch
     train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
 
 
-def test_a_checkpoint_of_the_previous_version_resumes(finished_run):
-    from pneumo_utils.train import TrainState
-
-    state = torch.load(finished_run / "last.pt", weights_only=True)["state"]
-    old = dict(
-        epoch=state["epochs_done"] - 1,
-        history=state["history"],
-        timing=state["timing"],
-        best=dict(
-            score=state["best_score"], epoch=state["best_epoch"], stale=state["stale_epochs"]
-        ),
-        stopped=state["stopped"],
-    )
-    assert TrainState.from_checkpoint(old) == TrainState(**state)
-
-
 def test_new_run_takes_the_lock_before_it_moves_anything(tiny_config, tmp_path):
     out = train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
     with RunLock(out), pytest.raises(UserError, match="in use by another training"):
