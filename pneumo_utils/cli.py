@@ -249,7 +249,7 @@ def _run(args: argparse.Namespace) -> None:
         reproduce(args.data, dry_run=args.dry_run, parallel=args.parallel, only=args.only,
                   render=args.render)  # fmt: skip
     elif args.command == "evaluate":
-        from .predict import evaluate_run
+        from .evaluate import evaluate_run
 
         print(json.dumps(evaluate_run(args.run_dir, args.data, args.split), indent=2))
     elif args.command == "robustness":

@@ -1,8 +1,10 @@
 """Evaluation: predictions over a loader, per-class epoch statistics, test metrics with
-bootstrap intervals, and the evaluation of a finished run's best checkpoint (finalize)."""
+patient-bootstrap intervals, the evaluation of a finished run's best checkpoint (finalize),
+and its metrics on any split (evaluate_run)."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -276,3 +278,23 @@ def finalize(
 
         robustness_report(run_dir, data=data, device=device, progress=progress)
     return metrics
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike, data_dir: str | None = None, split: str = "test"
+) -> dict:
+    """Metrics of a run's best checkpoint on one split. `loss` and `acc_at_0_5` are at
+    threshold 0.5; every other metric is at the run's threshold, chosen on validation."""
+    model, cfg, device = load_trained_model(run_dir)
+    data = load_run_data(cfg, data_dir)
+    loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
+    logits, labels = predict_logits(
+        model, loader, device, autocast_dtype(device, cfg.amp), cfg.channels_last
+    )
+    stats = epoch_stats(logits, labels, split)
+    return dict(
+        split=split,
+        loss=stats[f"{split}_loss"],
+        acc_at_0_5=stats[f"{split}_acc"],
+        **binary_metrics(labels, pneumonia_probability(logits), runs.run_threshold(run_dir)),
+    )

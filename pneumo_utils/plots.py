@@ -440,6 +440,9 @@ def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
                 errorbar=None, ax=occlusion_ax, legend=False)  # fmt: skip
     occlusion_ax.axhline(0.5, color="grey", linewidth=0.8)
     occlusion_ax.set(title="occlusion (AUC)", xlabel="", ylabel="")
+    occlusion_ax.set_xticks(occlusion_ax.get_xticks(), [
+        label.get_text().replace(" ", "\n") for label in occlusion_ax.get_xticklabels()
+    ])  # fmt: skip
     occlusion_ax.tick_params(labelsize="x-small")
     for ax in axes.flat[len(families) + 1 :]:
         ax.set_visible(False)

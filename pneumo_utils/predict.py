@@ -18,36 +18,15 @@ from tqdm.auto import tqdm
 
 from . import runs
 from .cache import IMAGE_SUFFIXES, BadImageError, decode_xray, scale_to_8bit, to_square
-from .dataset import CLASS_NAMES, OS_JUNK, load_run_data
+from .dataset import CLASS_NAMES, OS_JUNK
 from .device import autocast, autocast_dtype
 from .errors import UserError
-from .evaluate import binary_metrics, epoch_stats, pneumonia_probability, predict_logits
-from .loaders import make_loader, to_model_input
+from .loaders import to_model_input
 from .models import load_trained_model
 from .transforms import evaluation_transform
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 PREDICTION_COLUMNS = ("path", "p_pneumonia", "label", "threshold", "error")
-
-
-def evaluate_run(
-    run_dir: str | os.PathLike, data_dir: str | None = None, split: str = "test"
-) -> dict:
-    """Metrics of a run's best checkpoint on one split. `loss` and `acc_at_0_5` are at
-    threshold 0.5; every other metric is at the run's threshold, chosen on validation."""
-    model, cfg, device = load_trained_model(run_dir)
-    data = load_run_data(cfg, data_dir)
-    loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
-    logits, labels = predict_logits(
-        model, loader, device, autocast_dtype(device, cfg.amp), cfg.channels_last
-    )
-    stats = epoch_stats(logits, labels, split)
-    return dict(
-        split=split,
-        loss=stats[f"{split}_loss"],
-        acc_at_0_5=stats[f"{split}_acc"],
-        **binary_metrics(labels, pneumonia_probability(logits), runs.run_threshold(run_dir)),
-    )
 
 
 # ----------------------------------------------------------------------------- files

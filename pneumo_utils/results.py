@@ -114,6 +114,8 @@ VAL_METRICS = {
 FIGURE_CAPTIONS = {
     "robustness": "Test specificity and AUC against perturbation strength, old and new headline",
     "frame_screening": "Frame-stressed validation loss per epoch: each framing lever",
+    "failures": "The headline recipe's misclassified test images, worst first, with Grad-CAM",
+    "reliability": "Reliability of the headline recipe's P(pneumonia), test and validation",
     "shortcut_screening": "Stressed validation loss per epoch: each lever against the base",
     "gradcam_shortcut": "Grad-CAM: improved recipe (top), shortcut-breaking recipe (bottom)",
     "gradcam_frame": "Grad-CAM: shortcut-breaking recipe (top), frame-robust headline (bottom)",
@@ -470,7 +472,9 @@ def screening_table(table: pd.DataFrame) -> pd.DataFrame:
     ranked = ablation_table(
         screening, SCREENING, order=("stressed_val_loss", "late_stressed_val_loss")
     )
-    return ranked.drop(columns=["val loss, last quarter"])
+    # The shortcut screening came before the frame-stressed set: its columns are left out.
+    frame_columns = [VAL_METRICS[k] for k in VAL_METRICS if k.startswith("frame_")]
+    return ranked.drop(columns=["val loss, last quarter", *frame_columns])
 
 
 def frame_screening_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -572,7 +576,7 @@ Against the frame issue's bar and aim:
 
 {markdown_table(robustness_distance(found))}"""
             )
-    sections.append(figure("robustness"))
+    sections.append(figure("robustness") + figure("reliability") + figure("failures"))
     frame = frame_screening_table(table)
     if not frame.empty:
         sections.append(
@@ -630,6 +634,17 @@ def robustness_reports(table: pd.DataFrame, recipe: str) -> list[dict]:
 
     chosen = table[table["recipe"] == recipe].sort_values("seed")
     return [read_report(run) for run in chosen["run"] if (Path(run) / JSON).exists()]
+
+
+def failure_examples(run: Path) -> tuple[list[np.ndarray], list[dict]]:
+    """The misclassified test images of a run's robustness report, worst first, decoded as the
+    run saw them, and their rows (label, P(pneumonia))."""
+    from .robustness import read_report
+
+    saved, failures = runs.open_run(run), read_report(run)["failures"]
+    root, config = Path(saved.data["root"]), saved.config
+    images = [decode_xray(root / f["relpath"], config.image_size, config.resize) for f in failures]
+    return images, failures
 
 
 def robustness_table(reports: list[dict]) -> pd.DataFrame:

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from pneumo_utils import plots, predict, results  # noqa: E402
@@ -29,6 +30,8 @@ def test_every_report_figure_renders(finished_run, tmp_path):
     for name, fig in figures.items():
         assert plots.save_figure(fig, name, tmp_path).stat().st_size > 10_000
     assert figures["fig1_loss"].axes[0].get_ylabel() == "cross-entropy loss"
+    legend = [t.get_text() for t in figures["fig1_loss"].axes[-1].get_legend().get_texts()]
+    assert "train (running mean, training mode)" in legend  # not read as a pass over train
     images, labels = results.gradcam_examples(finished_run, per_class=1)
     assert labels == [0, 1]
     heat, probs = predict.gradcam(finished_run, images)
@@ -61,6 +64,20 @@ def test_stand_in_weights_are_never_labelled_a_result(finished_run, tmp_path):
     (run / "config.json").write_text(json.dumps(saved))
     assert "stand-in weights" in plots.run_label(run)
     assert not open_run(run).is_result and open_run(finished_run).is_result
+
+
+def test_robustness_figures_render(finished_run, tmp_path):
+    from pneumo_utils import robustness
+
+    report = robustness.read_report(finished_run)
+    fig = plots.plot_robustness({"old": [report], "new": [report, report]})
+    assert plots.save_figure(fig, "robustness", tmp_path).stat().st_size > 10_000
+    fig = plots.plot_reliability(report)
+    assert plots.save_figure(fig, "reliability", tmp_path).stat().st_size > 10_000
+    images = [np.zeros((32, 32), np.uint8)] * 2
+    fig = plots.plot_failures(images, np.zeros((2, 32, 32)), report["failures"][:2] or
+                              [dict(label=0, p_pneumonia=0.9)] * 2, 0.5)  # fmt: skip
+    assert plots.save_figure(fig, "failures", tmp_path).stat().st_size > 5_000
 
 
 def test_settings_profiles(monkeypatch, tmp_path):

@@ -64,9 +64,10 @@ def test_seed_summary_is_mean_and_sample_sd(report_dir):
 
 def test_bar_distance_in_points(report_dir):
     distance = results.bar_distance(results.collect_runs(report_dir), "recipe")
-    assert distance.loc["accuracy", "distance (points)"] == pytest.approx(-7.0)
+    expected = 100 * (0.85 - results.BAR["accuracy"])
+    assert distance.loc["accuracy", "distance (points)"] == pytest.approx(expected)
     assert not distance.loc["accuracy", "met"]
-    assert distance.loc["accuracy", "seeds"] == "2 of 3"
+    assert distance.loc["accuracy", "seeds"] == f"2 of {results.BAR_SEEDS}"
 
 
 def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
@@ -81,7 +82,9 @@ def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
         f"| 0 | recipe | val loss | {epoch} | {selected['val_loss']:.3f} | "
         f"{selected['val_acc_NORMAL']:.3f} | {selected['val_auc']:.3f} | "
         f"{selected['stressed_val_loss']:.3f} | {selected['stressed_val_acc_NORMAL']:.3f} | "
-        f"{selected['stressed_val_auc']:.3f} | {late['val_loss'].mean():.3f} | "
+        f"{selected['stressed_val_auc']:.3f} | {selected['frame_val_loss']:.3f} | "
+        f"{selected['frame_val_acc_NORMAL']:.3f} | {selected['frame_val_auc']:.3f} | "
+        f"{late['val_loss'].mean():.3f} | "
         f"{late['stressed_val_loss'].mean():.3f} |"
     )
     assert lines[3].startswith("| 1 | recipe |")
@@ -173,16 +176,19 @@ def test_readme_and_figures_table_come_from_the_committed_runs():
     runs = results.collect_runs(COMMITTED)
     table = _rows_without_pretrained(results.results_markdown(runs))
     readme = (REPO / "README.md").read_text().splitlines()
-    rendered = (REPO / "figures" / "results_table.md").read_text().splitlines()
+    rendered = (REPO / "docs" / "results.md").read_text().splitlines()
     everything = _rows_without_pretrained(
         results.markdown_table(results.ablation_table(runs))
         + results.markdown_table(results.bar_distance(runs, results.HEADLINE))
         + results.markdown_table(results.bar_distance(runs, results.HEADLINE, results.AIM))
     )
-    for line in table:
+    robustness = results.markdown_table(
+        results.robustness_table(results.robustness_reports(runs, results.HEADLINE))
+    ).splitlines()[2:]
+    for line in table + robustness:
         assert line in readme, f"README.md lacks (or has an old copy of) {line!r}"
-    for line in table + everything:
-        assert line in rendered, "figures/results_table.md is stale: run notebooks/04"
+    for line in table + everything + robustness:
+        assert line in rendered, "docs/results.md is stale: run notebooks/04"
 
 
 def test_docs_tables_are_the_generated_ones():
@@ -191,7 +197,7 @@ def test_docs_tables_are_the_generated_ones():
     quoted = [
         line
         for line in (REPO / "docs" / "shortcuts.md").read_text().splitlines()
-        if line.startswith("| 0 | shortcut-")
+        if any(line.startswith(f"| 0 | {recipe} |") for recipe in results.SCREENING)
     ]
     assert len(quoted) == len(results.SCREENING)
     for line in quoted:
