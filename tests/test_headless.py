@@ -21,11 +21,17 @@ def test_missing_dataset_is_one_line_before_any_work(monkeypatch, tmp_path, caps
     assert error.count("\n") == 1 and "--download" in error and "nowhere" in error
 
 
-def test_runs_in_order_echoes_progress_and_names_failures(monkeypatch, tmp_path, tiny_data, capsys):
+@pytest.fixture
+def notebooks(monkeypatch, tmp_path, tiny_data):
+    """An empty notebooks folder, with the tiny dataset and a private runs folder set."""
     monkeypatch.setenv("PNEUMO_DATA", str(tiny_data))
     monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    return folder
+
+
+def test_runs_in_order_echoes_progress_and_names_failures(notebooks, capsys):
     _notebook(notebooks / "01_first.ipynb", "print('epoch 1/2 summary')")
     _notebook(
         notebooks / "02_weights.ipynb",
@@ -38,7 +44,7 @@ def test_runs_in_order_echoes_progress_and_names_failures(monkeypatch, tmp_path,
     out = capsys.readouterr().out
     assert out.index("epoch 1/2 summary") < out.index("still ran")
     assert "02_weights.ipynb stopped: WeightsUnavailable" in out
-    executed = tmp_path / "runs" / "smoke" / "executed"
+    executed = notebooks.parent / "runs" / "smoke" / "executed"
     assert sorted(p.name for p in executed.iterdir()) == [
         "01_first.ipynb",
         "02_weights.ipynb",
@@ -63,12 +69,8 @@ def test_the_notebook_tests_find_the_readme_dataset_without_any_variable(tmp_pat
     assert path is None and "PNEUMO_TEST_DATA" in why
 
 
-def test_kernels_make_no_noise(monkeypatch, tmp_path, tiny_data, capfd):
+def test_kernels_make_no_noise(notebooks, capfd):
     """No warning about unencrypted TCP per notebook, and no kernel left to die with us."""
-    monkeypatch.setenv("PNEUMO_DATA", str(tiny_data))
-    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
     _notebook(notebooks / "01_a.ipynb", "print('a')")
     _notebook(notebooks / "02_b.ipynb", "print('b')")
     run_notebooks(notebooks)
