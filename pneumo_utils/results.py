@@ -55,7 +55,7 @@ TABLE_ROWS = {
     "baseline-224px": "the course report's protocol",
     "improved-128px": "improved recipe",
     PREVIOUS_HEADLINE: "shortcut-breaking recipe",
-    HEADLINE: "frame-robust recipe (headline)",
+    HEADLINE: "counter-framing recipe (headline)",
 }
 IMPROVED = "improved-128px"
 # The validation ablation: each change against the recipe it was made to, at one seed.
@@ -118,7 +118,7 @@ FIGURE_CAPTIONS = {
     "reliability": "Reliability of the headline recipe's P(pneumonia), test and validation",
     "shortcut_screening": "Stressed validation loss per epoch: each lever against the base",
     "gradcam_shortcut": "Grad-CAM: improved recipe (top), shortcut-breaking recipe (bottom)",
-    "gradcam_frame": "Grad-CAM: shortcut-breaking recipe (top), frame-robust headline (bottom)",
+    "gradcam_frame": "Grad-CAM: shortcut-breaking recipe (top), counter-framing headline (bottom)",
     "ablation": "The validation ablation of the improved recipe (clean validation)",
     "val_vs_test": "Validation against test accuracy per epoch, recipes of the table",
     "fig1_loss": "Report Figure 1: loss per epoch, the course report's protocol",
