@@ -494,7 +494,7 @@ def plot_failures(images: list[np.ndarray], heat: np.ndarray, failures: list[dic
         ax.imshow(image, cmap="gray")
         ax.imshow(cam, cmap="jet", alpha=0.35)
         truth = CLASS_NAMES[failure["label"]]
-        ax.set_title(f"{truth}\nP={failure['p_pneumonia']:.2f}", fontsize="x-small")
+        ax.set_title(f"true {truth}\nP={failure['p_pneumonia']:.2f}", fontsize="x-small")
     fig.suptitle(f"Misclassified test images, worst first (threshold {threshold:.3f})",
                  fontsize="small")  # fmt: skip
     fig.tight_layout()

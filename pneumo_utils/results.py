@@ -576,7 +576,7 @@ Against the frame issue's bar and aim:
 
 {markdown_table(robustness_distance(found))}"""
             )
-    sections.append(figure("robustness") + figure("reliability") + figure("failures"))
+    sections.append("\n".join(figure(name) for name in ("robustness", "reliability", "failures")))
     frame = frame_screening_table(table)
     if not frame.empty:
         sections.append(
