@@ -234,11 +234,7 @@ def runs_with_checkpoints(recipes: Iterable[str], results_dir: Path) -> dict:
     """Seed 0 of each recipe, finished and with its best.pt on this machine (checkpoints are
     not committed)."""
     found = {recipe: results_dir / runs.run_name(recipe, 0) for recipe in recipes}
-    return {
-        recipe: run
-        for recipe, run in found.items()
-        if runs.is_finished(run) and (run / runs.BEST).exists()
-    }
+    return with_checkpoints({recipe: run for recipe, run in found.items() if runs.is_finished(run)})
 
 
 def gradcam_examples(run: Path, per_class: int = 3) -> tuple[list[np.ndarray], list[int]]:
@@ -599,8 +595,7 @@ Against the frame issue's bar and aim:
 {figure("val_vs_test")}"""
     )
     if notebook_runs:
-        finished = {role: run for role, run in notebook_runs.items()}
-        intervals = results_table(finished, {}, n_resamples)
+        intervals = results_table(notebook_runs, {}, n_resamples)
         sections.append(
             f"""## The notebook runs (seed 0 of each notebook recipe)
 

@@ -36,7 +36,7 @@ from .evaluate import (
     prediction_patients,
 )
 from .fileio import atomic_write_text
-from .loaders import XrayDataset
+from .loaders import XrayDataset, make_loader
 from .models import load_trained_model
 from .transforms import (
     add_noise,
@@ -263,16 +263,18 @@ def robustness_report(
             )
         )
 
-    splits = []
-    for split in EVALUATED_SPLITS:
-        if split == "test":
-            split_probs, split_labels = clean, labels
-        else:
-            split_labels = split_frame(data, split)["label"].to_numpy()
-            split_probs = probabilities(_split_images(data, split), split_labels)
-        splits.append(dict(split=split, **binary_metrics(split_labels, split_probs, threshold)))
-    val_labels = split_frame(data, "val")["label"].to_numpy()
-    val_probs = probabilities(_split_images(data, "val"), val_labels)
+    # The other splits as training scored them (make_loader knows the stressed copies).
+    split_probs, split_labels = {"test": clean}, {"test": labels}
+    for split in (s for s in EVALUATED_SPLITS if s != "test"):
+        loader = make_loader(data, split, batch, transform=normalize)
+        logits, split_labels[split] = predict_logits(
+            model, loader, device, amp_dtype, cfg.channels_last, cfg.max_batches
+        )
+        split_probs[split] = pneumonia_probability(logits)
+    splits = [
+        dict(split=split, **binary_metrics(split_labels[split], split_probs[split], threshold))
+        for split in EVALUATED_SPLITS
+    ]
     report = dict(
         run=run_dir.name,
         threshold=threshold,
@@ -284,19 +286,16 @@ def robustness_report(
         perturbations=rows,
         subgroups=subgroup_rows(test, clean, threshold),
         splits=splits,
-        calibration=dict(test=calibration(labels, clean), val=calibration(val_labels, val_probs)),
+        calibration=dict(
+            test=calibration(labels, clean),
+            val=calibration(split_labels["val"], split_probs["val"]),
+        ),
         failures=failures(test, clean, threshold),
         seconds=round(time.perf_counter() - started, 1),
     )
     write_report(run_dir, report, pd.DataFrame(rows))
     print(summary_line(report))
     return report
-
-
-def _split_images(data, split: str) -> np.ndarray:
-    if split == "val":
-        return np.asarray(data.images[split_frame(data, "val")["cache_row"].to_numpy()])
-    return getattr(data, split)
 
 
 def perturbation_table(report: dict) -> pd.DataFrame:
