@@ -143,9 +143,8 @@ def resample_weights(
     (a patient id per image), whole patients are drawn with replacement, their images with
     them: images of one patient are not independent, so resampling images alone would give
     intervals that are too narrow."""
-    if groups is None:
-        drawn = rng.integers(0, n, (n_resamples, n))
-        return np.stack([np.bincount(row, minlength=n) for row in drawn])
+    if groups is None:  # every image its own group
+        groups = np.arange(n)
     codes, inverse = np.unique(np.asarray(groups), return_inverse=True)
     drawn = rng.integers(0, len(codes), (n_resamples, len(codes)))
     per_group = np.stack([np.bincount(row, minlength=len(codes)) for row in drawn])
