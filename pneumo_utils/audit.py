@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
 from .dataset import load_data
+from .errors import UserError
 
 # libjpeg's luminance quantisation table at quality 50 (ITU-T T.81, K.1), row by row as PIL
 # reports it; a file's table divided by this one gives the quality scaling it was saved with.
@@ -104,6 +105,11 @@ def image_properties(
 ) -> pd.DataFrame:
     """One row per file: split, class, patient, and every file and pixel property."""
     dataset = load_data(data_dir, image_size, progress=progress, skip_bad_images=True)
+    if dataset.records.attrs.get("source") == "npz":
+        raise UserError(
+            f"{data_dir} is PneumoniaMNIST's npz: the audit reads how each JPEG was saved, and "
+            "its images were re-saved together by MedMNIST; audit the image folders instead"
+        )
     rows = []
     for record in dataset.records.itertuples():
         rows.append(

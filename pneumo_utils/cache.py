@@ -140,8 +140,10 @@ def build_cache(
     workers: int | None = None,
     progress: bool = True,
     resize: str = "squash",
+    decode=None,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Decode every file once into a uint8 array (N, size, size) on disk, or reuse it.
+    `decode(records, size)` replaces decoding the files (PneumoniaMNIST's arrays).
 
     Returns the memory-mapped array (row i belongs to records row i) and the bad files as
     {relpath: reason}. The cache is keyed by the file list, sizes, mtimes and image size, so
@@ -181,7 +183,12 @@ def build_cache(
     workers = workers or min(4, os.cpu_count() or 1)
     bar = tqdm(total=len(jobs), desc=f"decoding images to {image_size}px", disable=not progress)
     with bar, ProcessPoolExecutor(max_workers=workers) as pool:
-        for i, (pixels, reason) in enumerate(pool.map(_decode_or_reason, jobs, chunksize=16)):
+        decoded = (
+            decode(records, image_size)
+            if decode
+            else pool.map(_decode_or_reason, jobs, chunksize=16)
+        )
+        for i, (pixels, reason) in enumerate(decoded):
             if reason is None:
                 images[i] = pixels
             else:

@@ -12,6 +12,7 @@ import sys
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
+from .distributed import OtherRankFailed
 from .errors import UserError
 
 DEFAULTS_NOTE = (
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         _run(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OtherRankFailed:  # under torchrun: rank 0 has printed the error
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

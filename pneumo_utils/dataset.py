@@ -3,6 +3,7 @@ patient-grouped splits, the stressed validation copies, and the tables notebook 
 
 `load_data` is the one entry point: scan the files, decode them through the cache
 (cache.py), leave out or refuse bad files, and carve validation out of train by patient.
+PneumoniaMNIST's npz file is the other source (pneumoniamnist.py): its own split, kept.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from .cache import build_cache, file_list_fingerprint
 from .config import TrainConfig, validation_folds
 from .errors import UserError
+from .pneumoniamnist import NPZ_NAME, decode_npz, is_npz, scan_npz
 from .transforms import frame_stressed_copy, stressed_copy
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
@@ -64,8 +66,11 @@ def _is_dataset(folder: Path) -> bool:
 
 def find_dataset_root(path: str | os.PathLike) -> Path:
     """The folder holding train/ and test/: `path` itself, or the one dataset one or two
-    levels below it. Two datasets at the same level are an error that lists them."""
+    levels below it; or PneumoniaMNIST's npz file (`path`, or pneumoniamnist.npz in it). Two
+    datasets at the same level are an error that lists them."""
     path = Path(path).expanduser()
+    if is_npz(path) and path.is_file():
+        return path
     if not path.is_dir():
         raise UserError(
             f"data folder {path} does not exist: get the dataset (see data/README.md or run "
@@ -81,6 +86,8 @@ def find_dataset_root(path: str | os.PathLike) -> Path:
             and not any(part.startswith((".", "__MACOSX")) for part in p.parts)
             and _is_dataset(p)
         )
+        if pattern == "*" and (path / NPZ_NAME).is_file():
+            found.insert(0, path / NPZ_NAME)
         if len(found) == 1:
             return found[0]
         if found:
@@ -93,6 +100,12 @@ def find_dataset_root(path: str | os.PathLike) -> Path:
         f"{path} is not a chest X-ray dataset (found: {found}): expected train/ and test/ "
         "folders with NORMAL/ and PNEUMONIA/ inside, as in the Kaggle or Mendeley download"
     )
+
+
+def dataset_label(root: str | os.PathLike) -> str:
+    """The name a dataset's runs are kept under: its folder's name, or the npz file's stem."""
+    root = Path(root)
+    return root.stem if is_npz(root) else root.name
 
 
 def _class_dir(split_dir: Path, class_name: str) -> Path:
@@ -113,6 +126,8 @@ def scan_dataset(root: str | os.PathLike) -> pd.DataFrame:
     as a bad file rather than silently dropped.
     """
     root = find_dataset_root(root)
+    if is_npz(root):
+        return scan_npz(root, SPLITS, CLASS_NAMES)
     rows = []
     for split in SPLITS:
         split_dir = root / split
@@ -200,7 +215,11 @@ def load_data(
     class (smoke runs: both classes stay, in their proportions).
     """
     records = scan_dataset(data_dir)
-    images, bad_files = build_cache(records, image_size, cache_dir, workers, progress, resize)
+    npz = records.attrs.get("source") == "npz"
+    decode = (lambda r, size: decode_npz(r, size, SPLITS, CLASS_NAMES)) if npz else None
+    images, bad_files = build_cache(
+        records, image_size, cache_dir, workers, progress, resize, decode=decode
+    )
     records = records.assign(cache_row=np.arange(len(records)))
     if bad_files:
         listing = "; ".join(f"{path}: {reason}" for path, reason in sorted(bad_files.items()))
@@ -211,7 +230,8 @@ def load_data(
             )
         warnings.warn(f"leaving out {len(bad_files)} bad file(s): {listing}", stacklevel=2)
         records = records[~records["relpath"].isin(bad_files)]
-    splits = make_splits(records, val_fraction, seed, keep_official_val)
+    # PneumoniaMNIST's split is part of its benchmark: kept as given.
+    splits = make_splits(records, val_fraction, seed, keep_official_val or npz)
     if subset:
         for split in ("val", "test"):
             splits[split] = stratified_subset(splits[split], subset, seed)

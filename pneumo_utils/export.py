@@ -60,18 +60,7 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
     Every number comes from this run's metrics.json, predictions and robustness report."""
     metrics = runs.read_metrics(run_dir)
     test = metrics["test"]
-    predictions = runs.read_predictions(run_dir)
-    intervals = bootstrap_intervals(
-        predictions["label"].to_numpy(),
-        predictions["p_pneumonia"].to_numpy(),
-        test["threshold"],
-        groups=prediction_patients(predictions),
-    )
     config = saved.config
-    rows = "\n".join(
-        f"| {name} | {test[name]:.3f} | [{row.low:.3f}, {row.high:.3f}] |"
-        for name, row in intervals.iterrows()
-    )
     warning = f"\n**Not a result: {saved.not_a_result}.**\n" if saved.not_a_result else ""
     norm = config.intensity_norm
     normalisation = f"per-image intensity normalisation `{norm}`, " if norm != "none" else ""
@@ -80,7 +69,7 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
         f"{saved.hardware}, torch {saved.environment['torch']}, commit "
         f"{str(saved.environment['git_commit'])[:8]}"
     )
-    dataset = Path(saved.data["root"]).name
+    dataset = saved.dataset
     return f"""# ResNet-18 pneumonia classifier ({run_dir.name})
 {warning}
 ## Model
@@ -113,7 +102,7 @@ resamples of the test patients, each with all of their images):
 
 | metric | value | 95% interval |
 |---|---|---|
-{rows}
+{_interval_rows(run_dir, test)}
 
 {_robustness_section(run_dir)}
 ## The shortcut audit
@@ -124,6 +113,21 @@ Research and teaching only. **Not for clinical use**: not validated prospectivel
 hospitals, scanners, adults or other projections. One centre, paediatric patients only;
 NORMAL is the harder class (specificity is the weak number). Trained on {origin}.
 """
+
+
+def _interval_rows(run_dir: Path, test: dict) -> str:
+    """The test metrics as table rows, each with its patient-bootstrap interval."""
+    predictions = runs.read_predictions(run_dir)
+    intervals = bootstrap_intervals(
+        predictions["label"].to_numpy(),
+        predictions["p_pneumonia"].to_numpy(),
+        test["threshold"],
+        groups=prediction_patients(predictions),
+    )
+    return "\n".join(
+        f"| {name} | {test[name]:.3f} | [{row.low:.3f}, {row.high:.3f}] |"
+        for name, row in intervals.iterrows()
+    )
 
 
 def _shortcut_section(config, dataset: str) -> str:

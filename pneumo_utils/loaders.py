@@ -7,10 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, WeightedRandomSampler
 from torchvision.transforms import v2
 
-from .dataset import CLASS_NAMES, FRAME_VAL, STRESSED_VAL, XrayData, split_frame
+from .config import TrainConfig
+from .dataset import (
+    CLASS_NAMES,
+    EVALUATED_SPLITS,
+    FRAME_VAL,
+    STRESSED_VAL,
+    XrayData,
+    split_frame,
+)
+from .device import default_workers
+from .distributed import SINGLE, World
+from .errors import UserError
+from .transforms import evaluation_transform, training_transform
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,12 +74,17 @@ def make_loader(
     workers: int = 0,
     generator: torch.Generator | None = None,
     pin_memory: bool = False,
+    world: World = SINGLE,
+    seed: int = 0,
 ) -> DataLoader:
     """A loader over one split (or a stressed copy of val), each image through `transform`:
     shuffled (or class-balanced with `weighted_sampling`) for training, in file order otherwise.
 
     Shuffling, sampling and worker seeds all come from `generator`, so reseeding it at the
-    start of an epoch makes that epoch reproducible.
+    start of an epoch makes that epoch reproducible. Under torchrun (`world`), a shuffled
+    loader is this rank's DistributedSampler shard (its order from `seed` and set_epoch), and
+    an ordered one this rank's unpadded share (images rank, rank + size, ...): every image is
+    scored once over the ranks.
     """
     frame = split_frame(data, split)
     if split in (STRESSED_VAL, FRAME_VAL):
@@ -76,6 +93,15 @@ def make_loader(
         images, rows = data.images, frame["cache_row"].to_numpy()
     dataset = XrayDataset(images, rows, frame["label"].to_numpy(), transform)
     sampler = None
+    if world.distributed and weighted_sampling:
+        raise UserError(
+            "--weighted-sampling is not available under torchrun: use --class-weighting, "
+            "or train in one process"
+        )
+    if world.distributed and shuffle:
+        sampler = DistributedSampler(dataset, world.size, world.rank, shuffle=True, seed=seed)
+    elif world.distributed:
+        dataset = Subset(dataset, range(world.rank, len(dataset), world.size))
     if weighted_sampling:
         class_counts = np.bincount(dataset.labels, minlength=len(CLASS_NAMES))
         weights = torch.as_tensor(1.0 / class_counts[dataset.labels], dtype=torch.double)
@@ -108,3 +134,45 @@ def class_weights(labels: np.ndarray) -> torch.Tensor:
     counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
     weights = len(labels) / (len(CLASS_NAMES) * counts)
     return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def training_loaders(
+    cfg: TrainConfig,
+    data: XrayData,
+    device: torch.device,
+    generator: torch.Generator,
+    world: World = SINGLE,
+) -> dict:
+    """Train (shuffled by `generator`, transformed as configured) and the evaluated splits
+    (in order, 2x batch, normalised only); under torchrun, this rank's share of each, the
+    global batch split evenly over the ranks."""
+    workers = cfg.workers if cfg.workers is not None else default_workers(device)
+    pin_memory = cfg.pin_memory and device.type == "cuda"
+    batch_size = world.batch_per_process(cfg.batch_size)
+    loaders = dict(
+        train=make_loader(
+            data,
+            "train",
+            batch_size,
+            transform=training_transform(cfg),
+            shuffle=True,
+            weighted_sampling=cfg.weighted_sampling,
+            workers=workers,
+            generator=generator,
+            pin_memory=pin_memory,
+            world=world,
+            seed=cfg.seed,
+        )
+    )
+    for split in EVALUATED_SPLITS:
+        loaders[split] = make_loader(
+            data,
+            split,
+            2 * batch_size,
+            transform=evaluation_transform(cfg),
+            workers=workers,
+            generator=generator,
+            pin_memory=pin_memory,
+            world=world,
+        )
+    return loaders

@@ -1,6 +1,7 @@
-"""The figures: the data and its shortcuts, training curves, per-class curves, confusion
-matrices, ROC, Grad-CAM maps, and the recipe comparisons. Drawing only: inputs are run
-folders' files or arrays computed elsewhere.
+"""The figures of training and comparison: training curves, per-class curves, confusion
+matrices, ROC, Grad-CAM maps, and the recipe comparisons; the shared style. The data's figures
+are in data_plots.py, the robustness report's in robustness_plots.py. Drawing only: inputs
+are run folders' files or arrays computed elsewhere.
 
 Every figure is sized for a printed report (7 in wide for two panels), uses seaborn's
 colour-blind palette, and names what it shows. Runs trained on stand-in weights or in the
@@ -36,11 +37,6 @@ SPLIT_LABELS = {
 PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 5), strict=True))
 
 
-# The groups of the shortcut audit's figure: the confound shows as train NORMAL apart from
-# train PNEUMONIA, and test NORMAL sitting with train PNEUMONIA.
-AUDIT_GROUPS = ("train NORMAL", "train PNEUMONIA", "test NORMAL", "test PNEUMONIA")
-
-
 def use_figure_style() -> None:
     """Sizes and palette for figures in a printed report."""
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1)
@@ -58,109 +54,6 @@ def save_figure(fig: plt.Figure, name: str, figures_dir: str | os.PathLike) -> P
     path = figures_dir / f"{name}.png"
     fig.savefig(path)
     return path
-
-
-def plot_class_counts(records: pd.DataFrame) -> plt.Figure:
-    """Images per official split and class."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.0))
-    sns.countplot(
-        records,
-        x="split",
-        hue="class_name",
-        hue_order=CLASS_NAMES,
-        order=[s for s in SPLIT_ORDER if s in set(records["split"])],
-        ax=ax,
-    )
-    for container in ax.containers:
-        ax.bar_label(container, fontsize="small")
-    ax.set(title="Images per split and class", xlabel="official split", ylabel="images")
-    ax.legend(title=None)
-    fig.tight_layout()
-    return fig
-
-
-def plot_audit(properties: pd.DataFrame, columns: list[str]) -> plt.Figure:
-    """Distributions of properties that are not anatomy, for each official split and class.
-
-    Properties with one value in the whole dataset (JPEG quality of a re-saved copy, say) are
-    named in the title instead of drawn."""
-    constant = [c for c in columns if properties[c].nunique() <= 1]
-    columns = [c for c in columns if c not in constant]
-    frame = properties.assign(
-        group=properties["split"].replace({"val": "train"}) + " " + properties["class_name"]
-    )
-    order = [g for g in AUDIT_GROUPS if g in set(frame["group"])]
-    palette = dict(
-        zip(AUDIT_GROUPS, sns.color_palette("colorblind", len(AUDIT_GROUPS)), strict=True)
-    )
-    n_cols = min(3, len(columns))
-    n_rows = -(-len(columns) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 2.6 * n_rows), squeeze=False)
-    for ax, column in zip(axes.flat, columns, strict=False):
-        sns.histplot(
-            frame, x=column, hue="group", hue_order=order, palette=palette, stat="density",
-            common_norm=False, element="step", fill=False, bins=30, ax=ax,
-            legend=ax is axes.flat[0],
-        )  # fmt: skip
-        ax.set(title=column.replace("_", " "), xlabel=None)
-    for ax in axes.flat[len(columns) :]:
-        ax.set_visible(False)
-    title = "Properties that are not anatomy: train (incl. official val) and test, per class"
-    if constant:
-        title += (
-            f"\n(the same for every file here: {', '.join(c.replace('_', ' ') for c in constant)})"
-        )
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_sample_grid(
-    records: pd.DataFrame, images: np.ndarray, per_class: int = 4, seed: int = 0
-) -> plt.Figure:
-    """A few random training images of each class, as the models see them (grayscale)."""
-    fig, axes = plt.subplots(len(CLASS_NAMES), per_class, figsize=(1.8 * per_class, 4.0))
-    for row, class_name in enumerate(CLASS_NAMES):
-        pool = records[(records["class_name"] == class_name) & (records["split"] == "train")]
-        chosen = pool.sample(min(per_class, len(pool)), random_state=seed)
-        for col, record in enumerate(chosen.itertuples()):
-            axes[row, col].imshow(images[record.cache_row], cmap="gray")
-            axes[row, col].set_title(record.patient, fontsize="x-small")
-            axes[row, col].axis("off")
-        axes[row, 0].text(
-            -0.1,
-            0.5,
-            class_name,
-            transform=axes[row, 0].transAxes,
-            rotation=90,
-            va="center",
-            ha="right",
-        )
-    fig.suptitle("Sample training images")
-    fig.tight_layout()
-    return fig
-
-
-def plot_stressed_examples(
-    val: pd.DataFrame, clean: np.ndarray, copies: dict[str, np.ndarray], per_class: int = 2
-) -> plt.Figure:
-    """Validation images (rows of `val`, pixels in `clean`) above their stressed copies, one
-    row per copy (name -> pixels in the same order)."""
-    chosen = [i for label in (0, 1) for i in np.flatnonzero(val["label"].to_numpy() == label)[
-        :per_class]]  # fmt: skip
-    rows = [("validation", clean), *copies.items()]
-    fig, axes = plt.subplots(len(rows), len(chosen), figsize=(1.8 * len(chosen), 2.0 * len(rows)
-                                                              + 0.3), squeeze=False)  # fmt: skip
-    for col, i in enumerate(chosen):
-        for row, (name, images) in enumerate(rows):
-            axes[row, col].imshow(images[i], cmap="gray", vmin=0, vmax=255)
-            axes[row, col].set_xticks([])
-            axes[row, col].set_yticks([])
-            axes[row, 0].set_ylabel(name)
-        axes[0, col].set_title(val["class_name"].iat[i], fontsize="small")
-    fig.suptitle("The stressed validation sets: each class given the other's look and frame")
-    fig.tight_layout()
-    return fig
 
 
 def _y_limits(metric: str, values: pd.Series) -> tuple[float, float]:
@@ -396,106 +289,5 @@ def plot_ablation_curves(
         ax.set_ylabel(f"{metric.replace('_', ' ')} (log)")
     fig.supxlabel("epoch")
     fig.suptitle(f"{title}, seed {seed} (dot: the epoch each run selected)")
-    fig.tight_layout()
-    return fig
-
-
-# ----------------------------------------------------------------------------- robustness
-
-
-def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
-    """Specificity (solid) and AUC (dashed) against the strength of each natural perturbation
-    family, mean over each recipe's seeds; strength 0 is the unperturbed test set. The last
-    panel holds the occlusion pair's AUCs."""
-    frames = []
-    for recipe, recipe_reports in reports.items():
-        for report in recipe_reports:
-            frames.append(pd.DataFrame(report["perturbations"]).assign(recipe=recipe))
-    table = pd.concat(frames, ignore_index=True)
-    clean = table[table["kind"] == "clean"]
-    natural = table[table["kind"] == "natural"]
-    families = list(dict.fromkeys(natural["family"]))
-    n_cols = 4
-    n_rows = -(-(len(families) + 1) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(7.2, 1.9 * n_rows + 0.6), sharey=True,
-                             squeeze=False)  # fmt: skip
-    colours = dict(zip(reports, sns.color_palette("colorblind", len(reports)), strict=True))
-    for ax, family in zip(axes.flat, families, strict=False):
-        rows = natural[natural["family"] == family]
-        strengths = list(rows["strength"].drop_duplicates())  # the suite's order: mild first
-        for recipe in reports:
-            for metric, style in (("specificity", "-"), ("roc_auc", "--")):
-                values = [clean[clean["recipe"] == recipe][metric].mean()] + [
-                    rows[(rows["recipe"] == recipe) & (rows["strength"] == s)][metric].mean()
-                    for s in strengths
-                ]
-                ax.plot(range(len(values)), values, style, marker="o", markersize=3,
-                        color=colours[recipe])  # fmt: skip
-        ax.set_xticks(range(len(strengths) + 1), ["0", *(f"{s:g}" for s in strengths)])
-        ax.set_title(family, fontsize="small")
-        ax.tick_params(labelsize="x-small")
-    occlusion_ax = axes.flat[len(families)]
-    occlusion = table[table["kind"] == "occlusion"]
-    sns.barplot(occlusion, x="family", y="roc_auc", hue="recipe", palette=colours,
-                errorbar=None, ax=occlusion_ax, legend=False)  # fmt: skip
-    occlusion_ax.axhline(0.5, color="grey", linewidth=0.8)
-    occlusion_ax.set(title="occlusion (AUC)", xlabel="", ylabel="")
-    occlusion_ax.set_xticks(occlusion_ax.get_xticks(), [
-        label.get_text().replace(" ", "\n") for label in occlusion_ax.get_xticklabels()
-    ])  # fmt: skip
-    occlusion_ax.tick_params(labelsize="x-small")
-    for ax in axes.flat[len(families) + 1 :]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("specificity / AUC", fontsize="small")
-    handles = [plt.Line2D([], [], color=c, label=r) for r, c in colours.items()] + [
-        plt.Line2D([], [], color="black", linestyle="-", label="specificity"),
-        plt.Line2D([], [], color="black", linestyle="--", label="AUC"),
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize="small",
-               bbox_to_anchor=(0.5, -0.02))  # fmt: skip
-    fig.suptitle("Test specificity and AUC against perturbation strength (0: as they are)")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
-
-
-def plot_reliability(report: dict) -> plt.Figure:
-    """Reliability diagrams of P(pneumonia) on test and validation, with ECE and Brier."""
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3), sharey=True)
-    for ax, split in zip(axes, ("test", "val"), strict=True):
-        calibration = report["calibration"][split]
-        bins = pd.DataFrame(calibration["bins"])
-        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
-        ax.scatter(bins["mean_probability"], bins["share_pneumonia"], s=8 + bins["n"] / 4,
-                   color=PALETTE[split])  # fmt: skip
-        ax.plot(bins["mean_probability"], bins["share_pneumonia"], color=PALETTE[split])
-        ax.set(
-            xlim=(0, 1),
-            ylim=(0, 1),
-            xlabel="mean P(pneumonia) in bin",
-            title=f"{split}: ECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}",
-        )
-    axes[0].set_ylabel("share PNEUMONIA")
-    fig.suptitle(f"Reliability of {report['run']} (15 bins; dot size: images)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_failures(images: list[np.ndarray], heat: np.ndarray, failures: list[dict],
-                  threshold: float) -> plt.Figure:  # fmt: skip
-    """The misclassified test images, most confidently wrong first, over their Grad-CAM maps."""
-    n_cols = min(6, len(images))
-    n_rows = -(-len(images) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.2 * n_cols + 0.2, 1.5 * n_rows + 0.5),
-                             squeeze=False)  # fmt: skip
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, cam, failure in zip(axes.flat, images, heat, failures, strict=False):
-        ax.imshow(image, cmap="gray")
-        ax.imshow(cam, cmap="jet", alpha=0.35)
-        truth = CLASS_NAMES[failure["label"]]
-        ax.set_title(f"true {truth}\nP={failure['p_pneumonia']:.2f}", fontsize="x-small")
-    fig.suptitle(f"Misclassified test images, worst first (threshold {threshold:.3f})",
-                 fontsize="small")  # fmt: skip
     fig.tight_layout()
     return fig

@@ -23,6 +23,7 @@ from .device import autocast, autocast_dtype
 from .errors import UserError
 from .loaders import to_model_input
 from .models import load_trained_model
+from .robustness import read_report
 from .transforms import evaluation_transform
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
@@ -213,3 +214,25 @@ def gradcam(run_dir: str | os.PathLike, images: list[np.ndarray]) -> tuple[np.nd
         heat = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(1)] * len(images))
         probs = torch.softmax(model(inputs), dim=1)[:, 1].detach().numpy()
     return heat, probs
+
+
+def gradcam_examples(run: Path, per_class: int = 3) -> tuple[list[np.ndarray], list[int]]:
+    """The first `per_class` test images of each class, decoded as the run saw them."""
+    saved = runs.open_run(run)
+    root, config = Path(saved.data["root"]), saved.config
+    predictions = runs.read_predictions(run)
+    images, labels = [], []
+    for label in range(len(CLASS_NAMES)):
+        for relpath in predictions[predictions["label"] == label]["relpath"][:per_class]:
+            images.append(decode_xray(root / relpath, config.image_size, config.resize))
+            labels.append(label)
+    return images, labels
+
+
+def failure_examples(run: Path) -> tuple[list[np.ndarray], list[dict]]:
+    """The misclassified test images of a run's robustness report, worst first, decoded as the
+    run saw them, and their rows (label, P(pneumonia))."""
+    saved, failures = runs.open_run(run), read_report(run)["failures"]
+    root, config = Path(saved.data["root"]), saved.config
+    images = [decode_xray(root / f["relpath"], config.image_size, config.resize) for f in failures]
+    return images, failures

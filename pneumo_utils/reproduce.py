@@ -15,8 +15,10 @@ import torch
 
 from . import runs
 from .config import RECIPES
+from .dataset import find_dataset_root
 from .errors import UserError
-from .results import REPORTED_RUNS
+from .pneumoniamnist import is_npz
+from .results import reported_runs
 from .settings import default_data, default_runs, repo_root, run_folder
 
 
@@ -37,15 +39,16 @@ class PlannedRun:
 
 def plan(data: str | os.PathLike, only: list[str] | None = None) -> list[PlannedRun]:
     """The runs of the results table on `data`, in table order."""
-    unknown = sorted(set(only or ()) - set(REPORTED_RUNS))
+    reported = reported_runs(data)
+    unknown = sorted(set(only or ()) - set(reported))
     if unknown:
         raise UserError(
             f"--only {', '.join(unknown)}: not a recipe of the results table; choose from "
-            f"{', '.join(REPORTED_RUNS)}"
+            f"{', '.join(reported)}"
         )
     return [
         PlannedRun(recipe, seed, run_folder(default_runs(), data, recipe, seed))
-        for recipe, seeds in REPORTED_RUNS.items()
+        for recipe, seeds in reported.items()
         if not only or recipe in only
         for seed in seeds
     ]
@@ -111,7 +114,9 @@ def reproduce(
             f"{len(failed)} run(s) failed: {', '.join(run.folder.name for run in failed)}; see "
             f"{failed[0].log}, fix the cause and run the same command again (runs resume)"
         )
-    if render:
+    if render and is_npz(find_dataset_root(data)):
+        print("PneumoniaMNIST runs done: notebook 04 renders them beside the chest_xray_224 runs")
+    elif render:
         from .headless import run_notebooks
 
         os.environ["PNEUMO_DATA"] = str(data)

@@ -1,30 +1,28 @@
-"""The results table: which runs it reports, and the tables and summaries made from them.
+"""The runs behind the results: which are reported, and the tables made from them.
 
-Two sources. The notebooks' runs (seed 0 of the scratch and pretrained recipes) give the
-per-model table with bootstrap intervals (figures/results.md). The recipe × seed runs under
-runs/results/<dataset>/<recipe>-seed<N> (REPORTED_RUNS) give the README's table: mean ± sd
-over seeds beside published results, the validation ablation, and the distance from the bar.
-Test numbers are only read here; every choice was made on validation.
+Two sources. The notebooks' runs (seed 0 of each notebook recipe) give the per-model table
+with bootstrap intervals. The recipe × seed runs under runs/results/<dataset>/<recipe>-seed<N>
+(REPORTED_RUNS) give the README's table: mean ± sd over seeds beside published results, the
+validation ablation, the screenings and the distance from the bar. The page that shows them
+is results_page.py. Test numbers are only read here; every choice was made on validation.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import runs
-from .cache import decode_xray
 from .config import HEADLINE, PREVIOUS_HEADLINE, recipe_changes
-from .dataset import CLASS_NAMES
+from .dataset import find_dataset_root
 from .errors import UserError
 from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patients
-from .fileio import atomic_write_text
-from .settings import NOTEBOOK_RECIPES, PRETRAINED_RECIPES, Settings
+from .pneumoniamnist import is_npz
+from .settings import with_checkpoints
 
 # The shortcut screening: each lever against the improved recipe chosen on stressed validation.
 SCREENING = ("improved-stressed-val", "shortcut-geometry", "shortcut-intensity",
@@ -48,6 +46,15 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     PREVIOUS_HEADLINE: (0, 1, 2),
     **{recipe: (0,) for recipe in FRAME_SCREENING},
     HEADLINE: (0, 1, 2, 3, 4),
+}
+# PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and the headline's levers.
+MEDMNIST_RUNS: dict[str, tuple[int, ...]] = {
+    "medmnist-protocol": (0, 1, 2),
+    "medmnist-headline": (0, 1, 2),
+}
+MEDMNIST_ROWS = {
+    "medmnist-protocol": "MedMNIST's protocol, 28 px",
+    "medmnist-headline": "the headline's levers, 28 px",
 }
 # The recipes of the README's results table, in order, with the name each row shows.
 TABLE_ROWS = {
@@ -110,79 +117,26 @@ VAL_METRICS = {
     "frame_val_acc_NORMAL": "frame val NORMAL accuracy",
     "frame_val_auc": "frame val AUC",
 }
-# The figures of docs/results.md, with their captions.
-FIGURE_CAPTIONS = {
-    "robustness": "Test specificity and AUC against perturbation strength, old and new headline",
-    "frame_screening": "Frame-stressed validation loss per epoch: each framing lever",
-    "failures": "The headline recipe's misclassified test images, worst first, with Grad-CAM",
-    "reliability": "Reliability of the headline recipe's P(pneumonia), test and validation",
-    "shortcut_screening": "Stressed validation loss per epoch: each lever against the base",
-    "gradcam_shortcut": "Grad-CAM: improved recipe (top), shortcut-breaking recipe (bottom)",
-    "gradcam_frame": "Grad-CAM: shortcut-breaking recipe (top), counter-framing headline (bottom)",
-    "ablation": "The validation ablation of the improved recipe (clean validation)",
-    "val_vs_test": "Validation against test accuracy per epoch, recipes of the table",
-    "fig1_loss": "Report Figure 1: loss per epoch, the course report's protocol",
-    "fig2_accuracy": "Report Figure 2: accuracy per epoch (threshold 0.5)",
-    "fig3_loss_per_class": "Report Figure 3: loss per epoch and class",
-    "fig4_accuracy_per_class": "Report Figure 4: accuracy per epoch and class",
-    "confusion_matrices": "Confusion matrices on the test set (threshold chosen on validation)",
-    "roc_curves": "ROC on the test set",
-    "gradcam": "Grad-CAM of the notebook models",
-    "data_shortcut_audit": "Properties that are not anatomy, per split and class",
-    "data_stressed_validation": "Validation images and their stressed and frame-stressed copies",
-    "data_class_counts": "Images per split and class",
-}
-# The validation set a run's checkpoint was chosen on, by the prefix of its select_metric.
-SELECTION_NAMES = {
-    "val": "validation",
-    "stressed_val": "stressed validation",
-    "frame_val": "frame-stressed validation",
-}
-NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A table as GitHub Markdown, the index as its first column: the one writer of tables."""
-    header = [frame.index.name or "", *map(str, frame.columns)]
-    rows = [
-        [str(name), *map(str, row)] for name, row in zip(frame.index, frame.to_numpy(), strict=True)
-    ]
-    lines = [header, ["---"] * len(header), *rows]
-    return "".join("| " + " | ".join(cells) + " |\n" for cells in lines)
+def medmnist_runs(results_root: Path, include_smoke: bool = False) -> pd.DataFrame | None:
+    """The finished PneumoniaMNIST runs beside the other datasets' (results_root is
+    runs/results), or None."""
+    folder = Path(results_root) / "pneumoniamnist"
+    finished = any(runs.is_finished(run) for run in folder.glob("*-seed*"))
+    return collect_runs(folder, include_smoke) if finished else None
 
 
-def published() -> pd.DataFrame:
-    """Published results on the same 624 official test images (published.csv)."""
-    with resources.files("pneumo_utils").joinpath("published.csv").open() as handle:
-        return pd.read_csv(handle, dtype=str, keep_default_na=False)
+def reported_runs(data: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """The runs the results report on `data`: PneumoniaMNIST's, or the Kermany table's."""
+    try:
+        root = find_dataset_root(data)
+    except UserError:  # not there (yet): its name says which
+        root = Path(data)
+    return MEDMNIST_RUNS if is_npz(root) else REPORTED_RUNS
 
 
 # ----------------------------------------------------------------------------- notebook runs
-
-
-def finished_runs(settings: Settings) -> tuple[dict[str, Path], dict[str, str]]:
-    """The finished run of each notebook role (protocol, headline, pretrained protocol,
-    pretrained), and for each missing one what it needs."""
-    finished, missing = {}, {}
-    for role, recipe in NOTEBOOK_RECIPES.items():
-        run = settings.run_dir(recipe)
-        if runs.is_finished(run):
-            finished[role] = run
-        elif recipe in PRETRAINED_RECIPES:
-            missing[role] = NEEDS_WEIGHTS
-        else:
-            missing[role] = f"no finished run at {run}: run notebooks/02"
-    if not finished:
-        raise UserError(
-            f"no finished runs for {settings.data} in {settings.runs}: run notebooks 02 and 03 "
-            "first"
-        )
-    return finished, missing
-
-
-def with_checkpoints(finished: dict[str, Path]) -> dict[str, Path]:
-    """The runs whose best.pt is on this machine (checkpoints are not committed)."""
-    return {role: run for role, run in finished.items() if (run / runs.BEST).exists()}
 
 
 def metrics_table(run: Path) -> pd.DataFrame:
@@ -196,16 +150,6 @@ def metrics_table(run: Path) -> pd.DataFrame:
     return pd.DataFrame(
         {"at the chosen threshold": metrics["test"], "at 0.5": metrics["test_at_0_5"]}
     ).loc[shown]
-
-
-def show(markdown: str):
-    """Markdown (a table) rendered in a notebook, or printed elsewhere."""
-    try:
-        from IPython.display import Markdown, display
-    except ImportError:
-        print(markdown)
-        return
-    display(Markdown(markdown))
 
 
 def results_table(
@@ -237,19 +181,6 @@ def runs_with_checkpoints(recipes: Iterable[str], results_dir: Path) -> dict:
     return with_checkpoints({recipe: run for recipe, run in found.items() if runs.is_finished(run)})
 
 
-def gradcam_examples(run: Path, per_class: int = 3) -> tuple[list[np.ndarray], list[int]]:
-    """The first `per_class` test images of each class, decoded as the run saw them."""
-    saved = runs.open_run(run)
-    root, config = Path(saved.data["root"]), saved.config
-    predictions = runs.read_predictions(run)
-    images, labels = [], []
-    for label in range(len(CLASS_NAMES)):
-        for relpath in predictions[predictions["label"] == label]["relpath"][:per_class]:
-            images.append(decode_xray(root / relpath, config.image_size, config.resize))
-            labels.append(label)
-    return images, labels
-
-
 # ----------------------------------------------------------------------------- recipe × seed runs
 
 
@@ -272,7 +203,7 @@ def collect_runs(results_dir: str | Path, include_smoke: bool = False) -> pd.Dat
         saved, metrics = runs.open_run(run), runs.read_metrics(run)
         if saved.weights or (saved.config.max_batches and not include_smoke):
             continue
-        dataset = Path(saved.data["root"]).name
+        dataset = saved.dataset
         if dataset != results_dir.name:
             raise UserError(
                 f"{run} was trained on {dataset}, not {results_dir.name}: a results page shows "
@@ -295,6 +226,7 @@ def collect_runs(results_dir: str | Path, include_smoke: bool = False) -> pd.Dat
                 "test_images": metrics["test"]["n"],
                 "hardware": saved.hardware,
                 **{key: metrics["test"][key] for key in TEST_METRICS},
+                "accuracy_at_0_5": metrics["test_at_0_5"]["accuracy"],
                 **{key: float(selected.get(key, np.nan)) for key in VAL_METRICS},
                 "late_val_loss": float(late["val_loss"].mean()),
                 # Runs from before the stressed validation set have no such column.
@@ -333,7 +265,7 @@ def histories(table: pd.DataFrame, recipes: Iterable[str] | None = None) -> pd.D
     return pd.concat(frames, ignore_index=True)
 
 
-def _mean_sd(values: pd.Series, digits: int = 3) -> str:
+def mean_sd(values: pd.Series, digits: int = 3) -> str:
     if len(values) == 1:
         return f"{values.iloc[0]:.{digits}f} (1 seed)"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
@@ -347,7 +279,7 @@ def seed_summary(table: pd.DataFrame, metrics: dict[str, str] = TEST_METRICS) ->
         changes=("changes", "first"),
     )
     for key, label in metrics.items():
-        summary[label] = grouped[key].apply(_mean_sd)
+        summary[label] = grouped[key].apply(mean_sd)
     return summary
 
 
@@ -368,68 +300,6 @@ def bar_distance(table: pd.DataFrame, recipe: str, targets: dict[str, float] = B
             }
         )
     return pd.DataFrame(rows).set_index("metric")
-
-
-def _pretrained_row(run: Path | None) -> list[str]:
-    """Our pretrained model, only from a run that started from the official ImageNet weights."""
-    if run is None:
-        return ["**ours**: pretrained", "ResNet-18 ImageNet", NEEDS_WEIGHTS, "", "", "", ""]
-    saved, test = runs.open_run(run), runs.read_metrics(run)["test"]
-    config = saved.config
-    return [
-        "**ours**: pretrained",
-        f"ResNet-18 ImageNet, frozen below {config.freeze}, {config.image_size} px",
-        *(f"{test[key]:.3f} (1 seed)" for key in TEST_METRICS),
-        f"seed {config.seed}; {recipe_changes(config)}; model and threshold chosen on "
-        f"validation; {saved.hardware}",
-    ]
-
-
-def results_markdown(
-    table: pd.DataFrame, pretrained_run: Path | None = None, rows: dict[str, str] = TABLE_ROWS
-) -> str:
-    """The README's results table: our recipes (named in `rows`) beside the published results.
-
-    `pretrained_run` is a finished run from the official ImageNet weights, or None.
-    """
-    summary = seed_summary(table)
-    cells = []
-    for recipe, title in rows.items():
-        if recipe not in summary.index:
-            continue
-        row = summary.loc[recipe]
-        recipe_runs = table[table["recipe"] == recipe]
-        chosen = recipe_runs.iloc[0]
-        # Each seed carves its own validation patients, so the training set size varies a little.
-        train_sizes = "–".join(str(n) for n in sorted(set(recipe_runs["train_images"])))
-        selection = SELECTION_NAMES[chosen["selected_on"].rsplit("_", 1)[0]]
-        seeds = "seeds" if len(recipe_runs) > 1 else "seed"
-        flag = f" ({chosen['not_a_result']}: not a result)" if chosen["not_a_result"] else ""
-        cells.append(
-            [
-                f"**ours**: {title}{flag}",
-                f"ResNet-18 from scratch, {chosen['image_size']} px",
-                *(row[label] for label in TEST_METRICS.values()),
-                f"`{recipe}`, {seeds} {row['seeds']}; model and threshold chosen on {selection}; "
-                f"trained on `{chosen['dataset']}`, {train_sizes} training images; "
-                f"{chosen['hardware']}",
-            ]
-        )
-    cells.append(_pretrained_row(pretrained_run))
-    cells.append(
-        ["our bar (scratch)", "ResNet-18 from scratch", f"≥ {BAR['accuracy']}", "",
-         f"≥ {BAR['specificity']}", f"≥ {BAR['roc_auc']}",
-         f"mean of {BAR_SEEDS} seeds, chosen on validation only"]
-    )  # fmt: skip
-    cells.extend(published().to_numpy().tolist())
-    header = ["source", "model", "accuracy", "sensitivity", "specificity", "AUC", "protocol"]
-    return markdown_table(pd.DataFrame(cells, columns=header).set_index("source"))
-
-
-def official_pretrained(finished: dict[str, Path]) -> Path | None:
-    """Notebook 03's run if it started from the official ImageNet weights (never a stand-in)."""
-    run = finished.get("pretrained")
-    return run if run is not None and runs.open_run(run).is_result else None
 
 
 def _number(value: float) -> str:
@@ -504,228 +374,3 @@ def frame_screening_table(table: pd.DataFrame) -> pd.DataFrame:
         ["score: lowest frame val loss", f"frame val loss, last {FRAME_LATE}"]
     )
     return ranked.set_index("recipe")
-
-
-def write_results_page(
-    table: pd.DataFrame,
-    figures: Path,
-    path: Path,
-    notebook_runs: dict[str, Path] | None = None,
-    n_resamples: int = 1000,
-) -> Path:
-    """docs/results.md, the one results page: every table and figure of the results, for a
-    reader on GitHub, written by notebook 04 (`reproduce` refreshes it). Figures are linked
-    from `figures`; a table or figure whose runs are not there is left out."""
-    link = Path(os.path.relpath(figures, path.parent)).as_posix()
-    dataset = dataset_of(table)
-
-    def figure(name: str) -> str:
-        caption = FIGURE_CAPTIONS[name]
-        if not (figures / f"{name}.png").exists():
-            return ""
-        return f"![{caption}]({link}/{name}.png)\n\n*{caption}*\n"
-
-    notebook_runs = notebook_runs or {}
-    pretrained_run = official_pretrained(notebook_runs)
-    sections = [
-        f"""# Results
-
-Generated by `notebooks/04_compare.ipynb` from the runs in `runs/results/{dataset}/` (every
-table and figure below: that dataset only); `python -m pneumo_utils reproduce` refreshes it.
-Do not edit by hand. Every number was computed on the official 624-image test set *after* the
-model, its epoch and its threshold were chosen on validation; the test set chose nothing.
-Intervals are 95% bootstrap intervals over test *patients* (all images of one patient together).
-
-## Our runs beside published results
-
-Mean ± sd over seeds (sd with ddof=1).
-
-{results_markdown(table, pretrained_run)}"""
-    ]
-    headline = table[table["recipe"] == HEADLINE]
-    if not headline.empty:
-        sections.append(
-            f"""### Distance of the headline recipe from the bar (points; mean of its seeds)
-
-{markdown_table(bar_distance(table, HEADLINE))}
-### From the aim
-
-{markdown_table(bar_distance(table, HEADLINE, AIM))}
-### From Kermany et al. 2018
-
-{markdown_table(bar_distance(table, HEADLINE, KERMANY))}"""
-        )
-    reports = {r: robustness_reports(table, r) for r in (PREVIOUS_HEADLINE, HEADLINE)}
-    for recipe, found in reports.items():
-        if found:
-            sections.append(
-                f"""## Robustness of `{recipe}` ({len(found)} seeds' robustness.json)
-
-Each perturbation family of the test images at its middle strength, at each run's own
-threshold, mean over the seeds (`docs/frame.md` lists the strengths).
-
-{markdown_table(robustness_table(found))}
-Subgroups and calibration:
-
-{markdown_table(subgroup_table(found))}
-Against the frame issue's bar and aim:
-
-{markdown_table(robustness_distance(found))}"""
-            )
-    sections.append("\n".join(figure(name) for name in ("robustness", "reliability", "failures")))
-    frame = frame_screening_table(table)
-    if not frame.empty:
-        sections.append(
-            f"""## The frame screening (seed 0, chosen on the frame-stressed validation set)
-
-{markdown_table(frame)}
-{figure("frame_screening")}"""
-        )
-    sections.append(
-        f"""## The shortcut screening (seed 0, chosen on the stressed validation set)
-
-{markdown_table(screening_table(table))}
-{figure("shortcut_screening")}
-{figure("gradcam_shortcut")}
-{figure("gradcam_frame")}
-## Validation at the selected epoch, every run
-
-{markdown_table(ablation_table(table))}
-{figure("ablation")}
-{figure("val_vs_test")}"""
-    )
-    if notebook_runs:
-        intervals = results_table(notebook_runs, {}, n_resamples)
-        sections.append(
-            f"""## The notebook runs (seed 0 of each notebook recipe)
-
-{markdown_table(intervals)}
-{figure("fig1_loss")}
-{figure("fig2_accuracy")}
-{figure("fig3_loss_per_class")}
-{figure("fig4_accuracy_per_class")}
-{figure("confusion_matrices")}
-{figure("roc_curves")}
-{figure("gradcam")}"""
-        )
-    sections.append(
-        f"""## The data and its shortcuts (notebook 01)
-
-{figure("data_shortcut_audit")}
-{figure("data_stressed_validation")}
-{figure("data_class_counts")}"""
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(sections))
-    return path
-
-
-# ----------------------------------------------------------------------------- robustness
-
-
-def robustness_reports(table: pd.DataFrame, recipe: str) -> list[dict]:
-    """The robustness report of each seed of `recipe` that has one."""
-    from .robustness import JSON, read_report
-
-    chosen = table[table["recipe"] == recipe].sort_values("seed")
-    return [read_report(run) for run in chosen["run"] if (Path(run) / JSON).exists()]
-
-
-def failure_examples(run: Path) -> tuple[list[np.ndarray], list[dict]]:
-    """The misclassified test images of a run's robustness report, worst first, decoded as the
-    run saw them, and their rows (label, P(pneumonia))."""
-    from .robustness import read_report
-
-    saved, failures = runs.open_run(run), read_report(run)["failures"]
-    root, config = Path(saved.data["root"]), saved.config
-    images = [decode_xray(root / f["relpath"], config.image_size, config.resize) for f in failures]
-    return images, failures
-
-
-def robustness_table(reports: list[dict]) -> pd.DataFrame:
-    """Each perturbation family at its middle strength (and the anatomy and occlusion tests),
-    mean over the seeds' reports: sensitivity, specificity and AUC, and their changes from the
-    unperturbed test set in points."""
-    frames = [pd.DataFrame(report["perturbations"]) for report in reports]
-    every = pd.concat([f.assign(seed=i) for i, f in enumerate(frames)], ignore_index=True)
-    shown = every[every["middle"] | (every["kind"] != "natural")]
-    grouped = shown.groupby(["family", "kind"], sort=False)
-    rows = []
-    for (family, kind), group in grouped:
-        row = {"change": family, "kind": kind,
-               "strength": "" if kind == "clean" else f"{group['strength'].iloc[0]:g}"}  # fmt: skip
-        for metric, label in (("sensitivity", "sensitivity"), ("specificity", "specificity"),
-                              ("roc_auc", "AUC")):  # fmt: skip
-            row[label] = _mean_sd(group[metric])
-            if kind != "clean":
-                row[f"Δ {label} (points)"] = f"{100 * group[f'delta_{metric}'].mean():+.1f}"
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("change").fillna("")
-
-
-def subgroup_table(reports: list[dict]) -> pd.DataFrame:
-    """Specificity of each NORMAL file family and sensitivity of bacterial and viral
-    pneumonia, mean ± sd over the seeds' reports; ECE and Brier on test and validation."""
-    rows = pd.DataFrame([g for report in reports for g in report["subgroups"]])
-    table = rows.groupby(["subgroup", "class_name", "metric", "n"], sort=True)["value"].apply(
-        _mean_sd
-    )
-    calibration = []
-    for split in ("test", "val"):
-        for key in ("ece", "brier"):
-            values = pd.Series([r["calibration"][split][key] for r in reports])
-            calibration.append(dict(subgroup=f"all {split}", class_name="both",
-                                    metric=key.upper() if key == "ece" else "Brier",
-                                    n=reports[0]["calibration"][split]["n"],
-                                    value=_mean_sd(values)))  # fmt: skip
-    return pd.concat([table.reset_index(), pd.DataFrame(calibration)]).set_index("subgroup")
-
-
-# The frame issue's bar and aim on the perturbed test set (mean of the seeds' reports).
-ROBUSTNESS_BAR = dict(points=5.0, auc_points=1.0, subgroup_specificity=0.90, ece=0.05)
-ROBUSTNESS_AIM = dict(points=3.0, auc_points=1.0, lungs_covered_auc=0.65)
-
-
-def robustness_distance(reports: list[dict]) -> pd.DataFrame:
-    """For every natural family at middle strength, the worst of the seeds' mean changes, and
-    whether the bar (sensitivity and specificity within 5 points, AUC within 1) and the aim
-    (within 3 points) hold; then the subgroups, the ECE and the lungs-covered AUC."""
-    frames = pd.concat([pd.DataFrame(r["perturbations"]) for r in reports], ignore_index=True)
-    natural = frames[(frames["kind"] == "natural") & frames["middle"]]
-    means = (
-        natural.groupby("family", sort=False)[
-            ["delta_sensitivity", "delta_specificity", "delta_roc_auc"]
-        ].mean()
-        * 100
-    )
-    rows = []
-    for family, change in means.iterrows():
-        worst_rate = max(abs(change["delta_sensitivity"]), abs(change["delta_specificity"]))
-        auc = abs(change["delta_roc_auc"])
-        rows.append(
-            {
-                "check": f"{family}: worst Δ sensitivity or specificity; Δ AUC",
-                "value": f"{worst_rate:.1f}, {auc:.1f} points",
-                "bar": bool(
-                    worst_rate <= ROBUSTNESS_BAR["points"] and auc <= ROBUSTNESS_BAR["auc_points"]
-                ),  # fmt: skip
-                "aim": bool(
-                    worst_rate <= ROBUSTNESS_AIM["points"] and auc <= ROBUSTNESS_AIM["auc_points"]
-                ),  # fmt: skip
-            }
-        )
-    groups = pd.DataFrame([g for r in reports for g in r["subgroups"]])
-    for name, group in groups[groups["class_name"] == "NORMAL"].groupby("subgroup"):
-        value = group["value"].mean()
-        rows.append(dict(check=f"specificity of the {name} NORMAL files", value=f"{value:.3f}",
-                         bar=bool(value >= ROBUSTNESS_BAR["subgroup_specificity"]),
-                         aim=""))  # fmt: skip
-    ece = np.mean([r["calibration"]["test"]["ece"] for r in reports])
-    rows.append(dict(check="ECE on test", value=f"{ece:.3f}",
-                     bar=bool(ece <= ROBUSTNESS_BAR["ece"]), aim=""))  # fmt: skip
-    lungs = frames[frames["family"] == "lungs covered"]["roc_auc"].mean()
-    rows.append(dict(check="AUC with the lungs covered", value=f"{lungs:.3f}", bar="",
-                     aim=bool(lungs < ROBUSTNESS_AIM["lungs_covered_auc"])))  # fmt: skip
-    table = pd.DataFrame(rows).set_index("check")
-    table["seeds"] = len(reports)
-    return table

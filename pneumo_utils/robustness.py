@@ -25,6 +25,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from . import runs
+from .config import TrainConfig
 from .dataset import CLASS_NAMES, EVALUATED_SPLITS, load_run_data, split_frame
 from .device import autocast_dtype
 from .errors import UserError
@@ -206,6 +207,37 @@ def failures(frame: pd.DataFrame, probs: np.ndarray, threshold: float, n: int = 
 # ----------------------------------------------------------------------------- the report
 
 
+@dataclass
+class _Scorer:
+    """A run's best checkpoint as the run scores images: its normalisation, batch and precision."""
+
+    model: torch.nn.Module
+    cfg: TrainConfig
+    device: torch.device
+
+    def __post_init__(self):
+        self.amp_dtype = autocast_dtype(self.device, self.cfg.amp)
+        self.normalize = evaluation_transform(self.cfg)
+        self.batch = 2 * self.cfg.batch_size
+
+    def _predict(self, loader) -> tuple[np.ndarray, np.ndarray]:
+        logits, labels = predict_logits(
+            self.model, loader, self.device, self.amp_dtype, self.cfg.channels_last,
+            self.cfg.max_batches,
+        )  # fmt: skip
+        return pneumonia_probability(logits), labels
+
+    def images(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """P(pneumonia) of decoded images."""
+        dataset = XrayDataset(images, np.arange(len(images)), labels, self.normalize)
+        return self._predict(torch.utils.data.DataLoader(dataset, batch_size=self.batch))[0]
+
+    def split(self, data, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """P(pneumonia) and labels of a split as training scored it (make_loader knows the
+        stressed copies)."""
+        return self._predict(make_loader(data, split, self.batch, transform=self.normalize))
+
+
 def robustness_report(
     run_dir: str | os.PathLike,
     data_dir: str | None = None,
@@ -223,33 +255,52 @@ def robustness_report(
         )
     model, cfg, device = load_trained_model(run_dir, device)
     data = data or load_run_data(cfg, data_dir, progress=progress)
+    scorer = _Scorer(model, cfg, device)
     metrics = runs.read_metrics(run_dir)
     threshold = metrics["test"]["threshold"]
-    amp_dtype = autocast_dtype(device, cfg.amp)
-    normalize = evaluation_transform(cfg)
-    batch = 2 * cfg.batch_size
-
-    def probabilities(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        dataset = XrayDataset(images, np.arange(len(images)), labels, normalize)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch)
-        logits, _ = predict_logits(model, loader, device, amp_dtype, cfg.channels_last,
-                                   cfg.max_batches)  # fmt: skip
-        return pneumonia_probability(logits)
-
     test = split_frame(data, "test")
     if cfg.max_batches:  # smoke runs score what they were evaluated on
-        test = test.iloc[: cfg.max_batches * batch]
+        test = test.iloc[: cfg.max_batches * scorer.batch]
     labels = test["label"].to_numpy()
-    patients = prediction_patients(test)
     clean_images = np.asarray(data.images[test["cache_row"].to_numpy()])
-    clean = probabilities(clean_images, labels)
-    reference = _metric_row(labels, clean, threshold, patients, n_resamples)
+    clean = scorer.images(clean_images, labels)
+    rows = _perturbation_rows(scorer, clean_images, clean, test, threshold, n_resamples, progress)
+    scored = {"test": (clean, labels)}
+    scored.update({s: scorer.split(data, s) for s in EVALUATED_SPLITS if s != "test"})
+    report = dict(
+        run=run_dir.name,
+        threshold=threshold,
+        threshold_chosen_on=metrics["threshold_chosen_on"],
+        best_epoch=metrics["best_epoch"],
+        image_size=cfg.image_size,
+        n_test=int(len(labels)),
+        bootstrap=f"{n_resamples} resamples of the test patients (all images of each)",
+        perturbations=rows,
+        subgroups=subgroup_rows(test, clean, threshold),
+        splits=[
+            dict(split=split, **binary_metrics(scored[split][1], scored[split][0], threshold))
+            for split in EVALUATED_SPLITS
+        ],
+        calibration=dict(
+            test=calibration(labels, clean), val=calibration(scored["val"][1], scored["val"][0])
+        ),
+        failures=failures(test, clean, threshold),
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    write_report(run_dir, report, pd.DataFrame(rows))
+    print(summary_line(report))
+    return report
 
-    variants = [(p, s) for p in SUITE for s in p.strengths]
+
+def _perturbation_rows(scorer, clean_images, clean, test, threshold, n_resamples, progress):
+    """The unperturbed test set, then every family at every strength, with its change."""
+    labels, patients = test["label"].to_numpy(), prediction_patients(test)
+    reference = _metric_row(labels, clean, threshold, patients, n_resamples)
     rows = [dict(family="none", kind="clean", strength=None, middle=True, what="as they are",
                  **reference)]  # fmt: skip
+    variants = [(p, s) for p in SUITE for s in p.strengths]
     for perturbation, strength in tqdm(variants, desc="robustness", disable=not progress):
-        probs = probabilities(perturbed_copy(clean_images, perturbation, strength), labels)
+        probs = scorer.images(perturbed_copy(clean_images, perturbation, strength), labels)
         row = _metric_row(labels, probs, threshold, patients, n_resamples)
         rows.append(
             dict(
@@ -262,40 +313,7 @@ def robustness_report(
                 **{f"delta_{m}": row[m] - reference[m] for m in REPORTED},
             )
         )
-
-    # The other splits as training scored them (make_loader knows the stressed copies).
-    split_probs, split_labels = {"test": clean}, {"test": labels}
-    for split in (s for s in EVALUATED_SPLITS if s != "test"):
-        loader = make_loader(data, split, batch, transform=normalize)
-        logits, split_labels[split] = predict_logits(
-            model, loader, device, amp_dtype, cfg.channels_last, cfg.max_batches
-        )
-        split_probs[split] = pneumonia_probability(logits)
-    splits = [
-        dict(split=split, **binary_metrics(split_labels[split], split_probs[split], threshold))
-        for split in EVALUATED_SPLITS
-    ]
-    report = dict(
-        run=run_dir.name,
-        threshold=threshold,
-        threshold_chosen_on=metrics["threshold_chosen_on"],
-        best_epoch=metrics["best_epoch"],
-        image_size=cfg.image_size,
-        n_test=int(len(labels)),
-        bootstrap=f"{n_resamples} resamples of the test patients (all images of each)",
-        perturbations=rows,
-        subgroups=subgroup_rows(test, clean, threshold),
-        splits=splits,
-        calibration=dict(
-            test=calibration(labels, clean),
-            val=calibration(split_labels["val"], split_probs["val"]),
-        ),
-        failures=failures(test, clean, threshold),
-        seconds=round(time.perf_counter() - started, 1),
-    )
-    write_report(run_dir, report, pd.DataFrame(rows))
-    print(summary_line(report))
-    return report
+    return rows
 
 
 def perturbation_table(report: dict) -> pd.DataFrame:

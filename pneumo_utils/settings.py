@@ -18,6 +18,7 @@ import pandas as pd
 
 import pneumo_utils
 
+from . import runs
 from .config import HEADLINE, RECIPE_SETTINGS, RECIPES, TrainConfig, recipe_config
 from .errors import UserError
 from .runs import run_name
@@ -32,6 +33,7 @@ NOTEBOOK_RECIPES = {
     "pretrained": "pretrained",
 }
 PRETRAINED_RECIPES = ("pretrained-protocol", "pretrained")
+NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
 
 
 def repo_root() -> Path:
@@ -53,12 +55,12 @@ def default_runs() -> Path:
 
 def dataset_name(data: str | os.PathLike) -> str:
     """The name runs on a dataset are kept under: the folder name of its root."""
-    from .dataset import find_dataset_root
+    from .dataset import dataset_label, find_dataset_root
 
     try:
-        return find_dataset_root(data).name
+        return dataset_label(find_dataset_root(data))
     except UserError:  # not there (yet): its folder name still keeps its runs apart
-        return Path(data).name
+        return dataset_label(data)
 
 
 def results_dir(runs: Path, data: str | os.PathLike, profile: str = "full") -> Path:
@@ -151,3 +153,37 @@ def hyperparameter_table(config: TrainConfig) -> pd.DataFrame:
         },
         index=pd.Index(shown, name="setting"),
     )
+
+
+# ----------------------------------------------------------------------------- notebook runs
+
+
+def finished_runs(settings: Settings) -> tuple[dict[str, Path], dict[str, str]]:
+    """The finished run of each notebook role (protocol, headline, pretrained protocol,
+    pretrained), and for each missing one what it needs."""
+    finished, missing = {}, {}
+    for role, recipe in NOTEBOOK_RECIPES.items():
+        run = settings.run_dir(recipe)
+        if runs.is_finished(run):
+            finished[role] = run
+        elif recipe in PRETRAINED_RECIPES:
+            missing[role] = NEEDS_WEIGHTS
+        else:
+            missing[role] = f"no finished run at {run}: run notebooks/02"
+    if not finished:
+        raise UserError(
+            f"no finished runs for {settings.data} in {settings.runs}: run notebooks 02 and 03 "
+            "first"
+        )
+    return finished, missing
+
+
+def with_checkpoints(finished: dict[str, Path]) -> dict[str, Path]:
+    """The runs whose best.pt is on this machine (checkpoints are not committed)."""
+    return {role: run for role, run in finished.items() if (run / runs.BEST).exists()}
+
+
+def official_pretrained(finished: dict[str, Path]) -> Path | None:
+    """Notebook 03's run if it started from the official ImageNet weights (never a stand-in)."""
+    run = finished.get("pretrained")
+    return run if run is not None and runs.open_run(run).is_result else None

@@ -7,6 +7,7 @@ Running the same command again resumes from last.pt; a finished run is left as i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -15,32 +16,31 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from . import models, runs
+from . import distributed, epoch_log, models, runs
 from .config import TrainConfig
 from .dataset import (
     EVALUATED_SPLITS,
     XrayData,
-    dataset_fingerprint,
     find_dataset_root,
     load_run_data,
+    split_frame,
 )
 from .device import (
     autocast,
     autocast_dtype,
-    default_workers,
     dtype_name,
-    environment_info,
     hardware_summary,
     pick_device,
     seed_everything,
     tune_backends,
 )
+from .distributed import SINGLE, World
 from .errors import UserError
 from .evaluate import epoch_stats, finalize, pneumonia_probability, predict_logits, safe_auc
-from .loaders import class_weights, make_loader, to_model_input
-from .transforms import evaluation_transform, training_transform
+from .loaders import class_weights, to_model_input, training_loaders
 
 
 @dataclass
@@ -92,7 +92,9 @@ def show_progress(progress: bool | None = None) -> bool:
 # ----------------------------------------------------------------------------- the loop
 
 
-def train_one_epoch(model, loader, criterion, optimizer, scaler, device, amp_dtype, cfg, progress):
+def train_one_epoch(
+    model, loader, criterion, optimizer, scaler, device, amp_dtype, cfg, progress, world=SINGLE
+):
     """One pass over the training set; returns the logits and labels it saw."""
     models.train_mode(model)
     all_logits, all_labels = [], []
@@ -106,7 +108,7 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, device, amp_dty
         with autocast(device, amp_dtype):
             logits = model(inputs)
             loss = criterion(logits.float(), labels)
-        if not torch.isfinite(loss):
+        if not world.all_true(torch.isfinite(loss)):  # every rank stops at the same step
             raise NonFiniteLoss(step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -126,13 +128,30 @@ def train(
     fallback_checkpoint: bool = False,
     progress: bool | None = None,
 ) -> Path:
-    """Train (or resume, or do nothing for a finished run) into the run folder `out`."""
+    """Train (or resume, or do nothing for a finished run) into the run folder `out`; under
+    torchrun, one run over every process of the launch (distributed.py)."""
     started = time.perf_counter()
-    progress = show_progress(progress)
     cfg = resolved_paths(cfg)
     cfg.check()
-    find_dataset_root(cfg.data)  # a wrong --data fails here, before the run folder exists
+    world = distributed.join(cfg.device)
+    progress = show_progress(progress) and world.is_main
     run_dir = Path(out).expanduser()
+    try:
+        with contextlib.ExitStack() as held:
+            # Rank 0 checks the folder and takes its lock; the others learn the outcome.
+            if world.from_main(lambda: _claim(cfg, run_dir, new_run, held)) == "finished":
+                return run_dir
+            _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
+    finally:
+        distributed.leave(world)
+    print(f"total wall time: {time.perf_counter() - started:.1f} s")
+    return run_dir
+
+
+def _claim(cfg: TrainConfig, run_dir: Path, new_run: bool, held: contextlib.ExitStack) -> str:
+    """Check `run_dir` against the settings, then hold its lock (in `held`) and return "train",
+    or return "finished" for a finished run of the same settings and data."""
+    find_dataset_root(cfg.data)  # a wrong --data fails here, before the run folder exists
     if (run_dir / runs.CONFIG).exists():
         saved = runs.open_run(run_dir)
         differences = saved.config.differences(cfg)
@@ -147,29 +166,28 @@ def train(
                 print(f"previous run moved to {runs.set_aside(run_dir)}")
         else:
             # Before "already complete": a finished run on other data is no result of this data.
-            _check_same_data(cfg, run_dir, saved)
+            runs.check_same_data(cfg, run_dir, saved)
             if runs.is_finished(run_dir):
                 print(
                     f"reusing the finished run {run_dir}: nothing is trained, its history.csv "
                     "and metrics.json are read (pass --new-run, or new_run=True, to train again)"
                 )
-                return run_dir
+                return "finished"
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create run folder {run_dir} ({error.strerror})") from error
-    try:
-        with runs.RunLock(run_dir):
-            _train_locked(cfg, run_dir, fallback_checkpoint, progress)
-    except BaseException:
-        if created and all(p.name == runs.LOCK for p in run_dir.iterdir()):
+
+    def remove_if_empty(failure, *_):
+        if failure and created and all(p.name == runs.LOCK for p in run_dir.iterdir()):
             # A run that failed before writing anything leaves no folder behind.
             (run_dir / runs.LOCK).unlink(missing_ok=True)
             run_dir.rmdir()
-        raise
-    print(f"total wall time: {time.perf_counter() - started:.1f} s")
-    return run_dir
+
+    held.push(remove_if_empty)  # runs after the lock below is released
+    held.enter_context(runs.RunLock(run_dir))
+    return "train"
 
 
 @dataclass
@@ -188,57 +206,66 @@ class Parts:
     criterion: torch.nn.Module
     loaders: dict
     generator: torch.Generator  # reseeded every epoch: shuffling, sampling, worker seeds
+    world: World  # this process among torchrun's (one process without it)
 
 
-def _train_locked(cfg: TrainConfig, run_dir: Path, fallback_checkpoint: bool, progress: bool):
-    """The epoch loop: train, score every evaluated split, select, save; then finalize."""
-    runs.remove_leftovers(run_dir)
-    parts = _setup(cfg, run_dir, progress)
-    state = _resume(parts, run_dir, fallback_checkpoint)
-    writer = _tensorboard(run_dir, state.epochs_done)
+def _train_locked(cfg: TrainConfig, run_dir: Path, world: World, fallback: bool, progress: bool):
+    """The epoch loop: train, score every evaluated split, select, save; then finalize. Every
+    rank computes the same row from gathered predictions; rank 0 alone writes."""
+    if world.is_main:
+        runs.remove_leftovers(run_dir)
+    parts = _setup(cfg, run_dir, world, progress)
+    state = _resume(parts, run_dir, fallback)
+    writer = epoch_log.tensorboard(run_dir, state.epochs_done) if world.is_main else None
     for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
         if state.stopped:
             break
         started = time.perf_counter()
-        # Each epoch's randomness depends only on (seed, epoch): a resumed run repeats it exactly.
-        torch.manual_seed(cfg.seed * 100_003 + epoch - 1)
-        parts.generator.manual_seed(cfg.seed * 100_003 + epoch - 1)
+        _seed_epoch(parts, epoch)
         if cfg.unfreeze_after is not None and epoch > cfg.unfreeze_after:
-            models.set_frozen(parts.model, "none")
-        logits, labels = _train_epoch(parts, run_dir, state, epoch, progress)
+            _unfreeze(parts)
+        logits, labels = world.gather(*_train_epoch(parts, run_dir, state, epoch, progress))
         train_seconds = time.perf_counter() - started
         row = dict(epoch=epoch, status="ok", lr=parts.optimizer.param_groups[0]["lr"])
         row.update(epoch_stats(logits, labels, "train"))
         row.update(_evaluate_splits(parts))
         _step_scheduler(parts.scheduler, row["val_loss"])
         score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
-        if state.improve(score, epoch):
+        if state.improve(score, epoch) and world.is_main:
             runs.save_best(run_dir, parts.model.state_dict(), epoch)
         state.stopped = cfg.early_stopping is not None and state.stale_epochs >= cfg.early_stopping
         seconds = time.perf_counter() - started
         state.record(row, seconds, images_per_s=len(labels) / train_seconds)
-        _save_epoch(parts, run_dir, state, writer)
-        print(_summary_line(row, cfg, seconds, state.best_epoch == epoch), flush=True)
+        if world.is_main:
+            _save_epoch(parts, run_dir, state, writer)
+        print(epoch_log.summary_line(row, cfg, seconds, state.best_epoch == epoch), flush=True)
         if state.stopped:
             print(f"early stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs")
-    _close_tensorboard(writer, cfg, state)
-    finalize(run_dir, data=parts.data, device=parts.device, progress=progress)
+    if world.is_main:  # the final metrics: rank 0 scores best.pt alone, every image once
+        epoch_log.close_tensorboard(writer, cfg, state)
+        finalize(run_dir, data=parts.data, device=parts.device, progress=progress)
 
 
-def _setup(cfg: TrainConfig, run_dir: Path, progress: bool) -> Parts:
-    """Device and precision (checked against a resumed run), seeds, model, data, config.json,
-    optimiser, schedule, loss and loaders."""
-    device = pick_device(cfg.device)
+def _setup(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Parts:
+    """Device and precision (checked against a resumed run, as is the world size), seeds,
+    model, data, config.json, optimiser, schedule, loss and loaders."""
+    device = world.device(pick_device(cfg.device))
     amp_dtype = autocast_dtype(device, cfg.amp)
-    _check_same_precision(run_dir, amp_dtype)
+    runs.check_same_precision(run_dir, amp_dtype)
+    runs.check_same_world(run_dir, world)
+    if cfg.sync_bn and world.distributed and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     tune_backends(device, cfg.deterministic)
     seed_everything(cfg.seed)
     model, provenance = models.build_model(
         cfg.model, dropout=cfg.dropout, weights_file=cfg.weights, freeze=cfg.freeze
     )
-    data = load_run_data(cfg, progress=progress)
-    _write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype)
+    data = world.main_first(lambda: load_run_data(cfg, progress=progress))  # one cache build
+    if world.is_main:
+        runs.write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype, world)
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
+    if cfg.sync_bn and world.distributed:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_weights = (
         class_weights(data.splits["train"]["label"].to_numpy()) if cfg.class_weighting else None
@@ -250,16 +277,41 @@ def _setup(cfg: TrainConfig, run_dir: Path, progress: bool) -> Parts:
         amp_dtype=amp_dtype,
         data=data,
         model=model,
-        forward_model=torch.compile(model) if cfg.compile else model,
+        forward_model=_forward_model(cfg, world, model, device),
         optimizer=optimizer,
         scheduler=_make_scheduler(cfg, optimizer),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
         criterion=torch.nn.CrossEntropyLoss(
             weight=None if loss_weights is None else loss_weights.to(device)
         ),
-        loaders=_make_loaders(cfg, data, device, generator),
+        loaders=training_loaders(cfg, data, device, generator, world),
         generator=generator,
+        world=world,
     )
+
+
+def _forward_model(cfg: TrainConfig, world: World, model: torch.nn.Module, device):
+    """What the training step calls: the model, under DDP with torchrun, compiled if asked."""
+    wrapped = world.wrap(model, device)
+    return torch.compile(wrapped) if cfg.compile else wrapped
+
+
+def _seed_epoch(parts: Parts, epoch: int) -> None:
+    """Each epoch's randomness depends only on (seed, epoch, rank): a resumed run repeats it."""
+    seed = parts.cfg.seed * 100_003 + epoch - 1 + 1_000_003 * parts.world.rank
+    torch.manual_seed(seed)
+    parts.generator.manual_seed(seed)
+    if isinstance(parts.loaders["train"].sampler, DistributedSampler):
+        parts.loaders["train"].sampler.set_epoch(epoch)
+
+
+def _unfreeze(parts: Parts) -> None:
+    """Train every layer from now on. DDP only averages the gradients of the parameters that
+    were trainable when it wrapped the model, so it wraps the model again."""
+    if all(p.requires_grad for p in parts.model.parameters()):
+        return
+    models.set_frozen(parts.model, "none")
+    parts.forward_model = _forward_model(parts.cfg, parts.world, parts.model, parts.device)
 
 
 def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainState:
@@ -274,11 +326,11 @@ def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainStat
         parts.scaler.load_state_dict(checkpoint["scaler"])
         state = TrainState(**checkpoint["state"])
         print(f"resuming {run_dir} after epoch {state.epochs_done} of {parts.cfg.epochs}")
-    if state.history or (run_dir / runs.HISTORY).exists():
+    if parts.world.is_main and (state.history or (run_dir / runs.HISTORY).exists()):
         runs.write_table(run_dir, runs.HISTORY, state.history)  # drops rows after the checkpoint
     if state.epochs_done == 0:
         splits = ("train", *EVALUATED_SPLITS)
-        sizes = " / ".join(f"{len(parts.loaders[s].dataset)} {s}" for s in splits)
+        sizes = " / ".join(f"{len(split_frame(parts.data, s))} {s}" for s in splits)
         print(
             f"training {parts.cfg.model} on {hardware_summary(parts.device)} ({parts.device}, "
             f"autocast {dtype_name(parts.amp_dtype)}): {sizes} images"
@@ -291,11 +343,12 @@ def _train_epoch(parts: Parts, run_dir: Path, state: TrainState, epoch: int, pro
     try:
         return train_one_epoch(
             parts.forward_model, parts.loaders["train"], parts.criterion, parts.optimizer,
-            parts.scaler, parts.device, parts.amp_dtype, parts.cfg, progress,
+            parts.scaler, parts.device, parts.amp_dtype, parts.cfg, progress, parts.world,
         )  # fmt: skip
     except NonFiniteLoss as failure:
         row = dict(epoch=epoch, status=f"non-finite loss at step {failure.step + 1}")
-        runs.write_table(run_dir, runs.HISTORY, [*state.history, row])
+        if parts.world.is_main:
+            runs.write_table(run_dir, runs.HISTORY, [*state.history, row])
         raise UserError(
             f"training stopped: non-finite loss at epoch {epoch}, step {failure.step + 1} "
             f"(recorded in {run_dir / runs.HISTORY}); the last good checkpoint is intact: "
@@ -304,13 +357,16 @@ def _train_epoch(parts: Parts, run_dir: Path, state: TrainState, epoch: int, pro
 
 
 def _evaluate_splits(parts: Parts) -> dict[str, float]:
-    """Loss, accuracy (overall and per class, at 0.5) and AUC of every evaluated split."""
+    """Loss, accuracy (overall and per class, at 0.5) and AUC of every evaluated split. Under
+    torchrun each rank scores its share with the bare model (DDP would wait for the others at
+    every batch) and the predictions are gathered."""
+    model = parts.model if parts.world.distributed else parts.forward_model
+    parts.world.share_buffers(parts.model)
     row = {}
     for split in EVALUATED_SPLITS:
-        logits, labels = predict_logits(
-            parts.forward_model, parts.loaders[split], parts.device, parts.amp_dtype,
-            parts.cfg.channels_last,
-        )  # fmt: skip
+        logits, labels = parts.world.gather(*predict_logits(
+            model, parts.loaders[split], parts.device, parts.amp_dtype, parts.cfg.channels_last,
+        ))  # fmt: skip
         row.update(epoch_stats(logits, labels, split))
         row[f"{split}_auc"] = safe_auc(labels, pneumonia_probability(logits))
     return row
@@ -331,7 +387,7 @@ def _save_epoch(parts: Parts, run_dir: Path, state: TrainState, writer) -> None:
     )
     runs.write_table(run_dir, runs.HISTORY, state.history)
     runs.write_table(run_dir, runs.TIMING, state.timing)
-    _log_scalars(writer, state.history[-1])
+    epoch_log.log_scalars(writer, state.history[-1])
 
 
 def resolved_paths(cfg: TrainConfig) -> TrainConfig:
@@ -345,89 +401,14 @@ def resolved_paths(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, **absolute)
 
 
-def _check_same_data(cfg: TrainConfig, run_dir: Path, saved: runs.SavedRun) -> None:
-    """A run is only ever shown as a result of the data it was trained on."""
-    if dataset_fingerprint(cfg.data, saved.data.get("skipped")) != saved.data["fingerprint"]:
-        raise UserError(
-            f"the dataset at {cfg.data} differs from the one {run_dir} was trained on "
-            f"({saved.data['root']}, {sum(saved.data['splits'].values())} images in its splits; "
-            "files added, removed or changed): point --data at that dataset, pass another --out, "
-            "or pass --new-run to set the old run aside and train on this data"
-        )
-
-
-def _check_same_precision(run_dir: Path, amp_dtype) -> None:
-    """A run resumes in the precision it started in: a silent switch would change its numbers
-    mid-run (and a CPU or bf16 run has no GradScaler state for an fp16 device to load)."""
-    if not (run_dir / runs.CONFIG).exists():
-        return
-    saved = runs.open_run(run_dir).environment.get("autocast")
-    if saved is not None and saved != dtype_name(amp_dtype):
-        raise UserError(
-            f"{run_dir} was trained with autocast {saved}; {dtype_name(amp_dtype)} here would "
-            "change its numbers mid-run: resume it on the kind of device it started on (its "
-            "config.json names it), pass another --out, or pass --new-run to start again here"
-        )
-
-
-def _write_config_if_new(cfg, run_dir: Path, data: XrayData, provenance, device, amp_dtype) -> None:
-    """A new run records what produced it. A resumed one was checked against its config.json
-    (settings and dataset) by train() before the lock was taken."""
-    if (run_dir / runs.CONFIG).exists():
-        return
-    runs.write_config(
-        run_dir,
-        dict(
-            config=asdict(cfg),
-            data=dict(
-                root=data.records.attrs["root"],
-                fingerprint=data.fingerprint,
-                splits={k: len(v) for k, v in data.splits.items()},
-                skipped=data.skipped,
-            ),
-            weights=provenance,
-            environment=environment_info(device, amp_dtype),
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        ),
-    )
-
-
-def _make_loaders(cfg, data: XrayData, device, generator: torch.Generator) -> dict:
-    """Train (shuffled by `generator`, transformed as configured) and the evaluated splits
-    (in order, 2x batch, normalised only)."""
-    workers = cfg.workers if cfg.workers is not None else default_workers(device)
-    pin_memory = cfg.pin_memory and device.type == "cuda"
-    loaders = dict(
-        train=make_loader(
-            data,
-            "train",
-            cfg.batch_size,
-            transform=training_transform(cfg),
-            shuffle=True,
-            weighted_sampling=cfg.weighted_sampling,
-            workers=workers,
-            generator=generator,
-            pin_memory=pin_memory,
-        )
-    )
-    for split in EVALUATED_SPLITS:
-        loaders[split] = make_loader(
-            data,
-            split,
-            2 * cfg.batch_size,
-            transform=evaluation_transform(cfg),
-            workers=workers,
-            generator=generator,
-            pin_memory=pin_memory,
-        )
-    return loaders
-
-
 def _make_scheduler(cfg: TrainConfig, optimizer):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=3)
+    if cfg.scheduler == "step":
+        milestones = [cfg.epochs // 2, cfg.epochs * 3 // 4]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     return None
 
 
@@ -436,44 +417,3 @@ def _step_scheduler(scheduler, val_loss: float) -> None:
         scheduler.step(val_loss)
     elif scheduler is not None:
         scheduler.step()
-
-
-def _tensorboard(run_dir: Path, epochs_done: int):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(run_dir / "tb"), purge_step=epochs_done + 1)
-
-
-def _close_tensorboard(writer, cfg: TrainConfig, state: TrainState) -> None:
-    if state.best_epoch:
-        writer.add_hparams(
-            {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
-            {"hparam/best_score": state.best_score, "hparam/best_epoch": state.best_epoch},
-            run_name=".",
-        )
-    writer.close()
-
-
-def _log_scalars(writer, row: dict) -> None:
-    """TensorBoard tags as metric/split (loss/train beside loss/val), so splits share a chart."""
-    for key, value in row.items():
-        if key in ("epoch", "status"):
-            continue
-        split = next((s for s in ("train", *EVALUATED_SPLITS) if key.startswith(f"{s}_")), None)
-        tag = f"{key[len(split) + 1 :]}/{split}" if split else key
-        writer.add_scalar(tag, value, row["epoch"])
-    writer.flush()
-
-
-def _summary_line(row: dict, cfg: TrainConfig, seconds: float, is_best: bool) -> str:
-    """One line per epoch. Accuracies here are at threshold 0.5; the final line gives the
-    test numbers at the threshold chosen on validation."""
-    return (
-        f"epoch {row['epoch']:>3}/{cfg.epochs}  "
-        f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
-        f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} | "
-        f"stressed val loss {row['stressed_val_loss']:.3f} acc {row['stressed_val_acc']:.3f} | "
-        f"frame val loss {row['frame_val_loss']:.3f} acc {row['frame_val_acc']:.3f} | "
-        f"test loss {row['test_loss']:.3f} acc@0.5 {row['test_acc']:.3f} | "
-        f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}"
-    )

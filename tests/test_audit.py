@@ -12,7 +12,7 @@ from pneumo_utils.audit import (
     pixel_properties,
     shortcut_audit,
 )
-from pneumo_utils.plots import plot_audit
+from pneumo_utils.data_plots import plot_audit
 
 
 @pytest.mark.parametrize("quality", [30, 50, 75, 90, 95])

@@ -10,7 +10,7 @@ from pneumo_utils.evaluate import (
     threshold_warning,
     weighted_metrics,
 )
-from pneumo_utils.results import markdown_table
+from pneumo_utils.results_page import markdown_table
 
 
 def test_binary_metrics_on_a_hand_checked_example():

@@ -7,7 +7,14 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from pneumo_utils import plots, predict, results  # noqa: E402
+from pneumo_utils import (  # noqa: E402
+    plots,
+    predict,
+    results,
+    results_page,
+    robustness_plots,
+    settings,
+)
 from pneumo_utils.config import HEADLINE, TrainConfig, recipe_config  # noqa: E402
 from pneumo_utils.runs import open_run, training_curves  # noqa: E402
 from pneumo_utils.settings import (  # noqa: E402
@@ -32,7 +39,7 @@ def test_every_report_figure_renders(finished_run, tmp_path):
     assert figures["fig1_loss"].axes[0].get_ylabel() == "cross-entropy loss"
     legend = [t.get_text() for t in figures["fig1_loss"].axes[-1].get_legend().get_texts()]
     assert "train (running mean, training mode)" in legend  # not read as a pass over train
-    images, labels = results.gradcam_examples(finished_run, per_class=1)
+    images, labels = predict.gradcam_examples(finished_run, per_class=1)
     assert labels == [0, 1]
     heat, probs = predict.gradcam(finished_run, images)
     assert heat.shape == (2, *images[0].shape) and ((probs >= 0) & (probs <= 1)).all()
@@ -49,11 +56,11 @@ def test_training_curves_long_form(finished_run):
 
 def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path):
     table = results.results_table(
-        {"scratch": finished_run}, {"pretrained": results.NEEDS_WEIGHTS}, n_resamples=50
+        {"scratch": finished_run}, {"pretrained": settings.NEEDS_WEIGHTS}, n_resamples=50
     )
     assert list(table.columns) == ["scratch", "pretrained"]
-    assert table.loc["accuracy", "pretrained"] == results.NEEDS_WEIGHTS
-    assert "| accuracy |" in results.markdown_table(table)
+    assert table.loc["accuracy", "pretrained"] == settings.NEEDS_WEIGHTS
+    assert "| accuracy |" in results_page.markdown_table(table)
 
 
 def test_stand_in_weights_are_never_labelled_a_result(finished_run, tmp_path):
@@ -70,12 +77,12 @@ def test_robustness_figures_render(finished_run, tmp_path):
     from pneumo_utils import robustness
 
     report = robustness.read_report(finished_run)
-    fig = plots.plot_robustness({"old": [report], "new": [report, report]})
+    fig = robustness_plots.plot_robustness({"old": [report], "new": [report, report]})
     assert plots.save_figure(fig, "robustness", tmp_path).stat().st_size > 10_000
-    fig = plots.plot_reliability(report)
+    fig = robustness_plots.plot_reliability(report)
     assert plots.save_figure(fig, "reliability", tmp_path).stat().st_size > 10_000
     images = [np.zeros((32, 32), np.uint8)] * 2
-    fig = plots.plot_failures(images, np.zeros((2, 32, 32)), report["failures"][:2] or
+    fig = robustness_plots.plot_failures(images, np.zeros((2, 32, 32)), report["failures"][:2] or
                               [dict(label=0, p_pneumonia=0.9)] * 2, 0.5)  # fmt: skip
     assert plots.save_figure(fig, "failures", tmp_path).stat().st_size > 5_000
 

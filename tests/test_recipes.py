@@ -59,7 +59,7 @@ def test_reproduce_dry_run_lists_the_committed_runs_as_done(capsys, monkeypatch)
 
 
 def test_reproduce_splits_the_threads_and_reports_failures(monkeypatch, tmp_path):
-    monkeypatch.setattr(reproduce_module, "REPORTED_RUNS", {"smoke": (0, 1)})
+    monkeypatch.setattr(reproduce_module, "reported_runs", lambda data: {"smoke": (0, 1)})
     monkeypatch.setattr(reproduce_module, "repo_root", lambda: tmp_path)
     monkeypatch.setattr(reproduce_module.os, "cpu_count", lambda: 8)
     seen = []

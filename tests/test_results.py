@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from pneumo_utils import plots, results  # noqa: E402
+from pneumo_utils import plots, results, results_page, robustness_tables, settings  # noqa: E402
 from pneumo_utils.errors import UserError  # noqa: E402
 from pneumo_utils.runs import read_history  # noqa: E402
 
@@ -72,7 +72,7 @@ def test_bar_distance_in_points(report_dir):
 
 def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
     runs = results.collect_runs(report_dir)
-    lines = results.markdown_table(results.ablation_table(runs)).splitlines()
+    lines = results_page.markdown_table(results.ablation_table(runs)).splitlines()
     assert lines[0].startswith("| seed | recipe | selected on | selected epoch | val loss |")
     history = read_history(report_dir / "recipe-seed0").set_index("epoch")
     epoch = runs["best_epoch"].iloc[0]
@@ -92,16 +92,16 @@ def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
 
 def test_results_table_keeps_pretrained_row_empty_without_official_weights(report_dir):
     runs = results.collect_runs(report_dir)
-    text = results.results_markdown(runs, rows={"recipe": "our recipe"})
+    text = results_page.results_markdown(runs, rows={"recipe": "our recipe"})
     assert "| **ours**: our recipe | ResNet-18 from scratch, 32 px | 0.850 ± 0.071 |" in text
-    assert results.NEEDS_WEIGHTS in text
+    assert settings.NEEDS_WEIGHTS in text
     assert "Kermany" in text and "0.928" in text
     stand_in = report_dir / "recipe-seed0"
     saved = json.loads((stand_in / "config.json").read_text())
     saved["weights"] = {"official": False, "sha256": "0" * 64}
     (stand_in / "config.json").write_text(json.dumps(saved))
-    assert results.official_pretrained({"pretrained": stand_in}) is None
-    assert results.official_pretrained({"scratch": stand_in}) is None
+    assert settings.official_pretrained({"pretrained": stand_in}) is None
+    assert settings.official_pretrained({"scratch": stand_in}) is None
 
 
 def test_histories_mark_the_selected_epoch(report_dir):
@@ -137,7 +137,7 @@ def test_a_run_of_another_dataset_is_refused_not_shown(report_dir, finished_run)
 
 def test_each_dataset_shows_its_own_runs(report_dir, finished_run, monkeypatch, tmp_path):
     """Notebook 04 and reproduce read runs/results/<the dataset in use>, and nothing else."""
-    from pneumo_utils import reproduce, settings
+    from pneumo_utils import reproduce
 
     runs_root = report_dir.parent.parent
     other_data = tmp_path / "data" / "other_xrays"
@@ -152,7 +152,7 @@ def test_each_dataset_shows_its_own_runs(report_dir, finished_run, monkeypatch, 
         found = results.collect_runs(settings.notebook_settings().results_dir)
         assert sorted(found["accuracy"]) == expected
         assert set(found["dataset"]) == {Path(data).name}
-        assert Path(data).name in results.results_markdown(found, rows={"recipe": "ours"})
+        assert Path(data).name in results_page.results_markdown(found, rows={"recipe": "ours"})
     planned = reproduce.plan(other_data)
     assert {run.folder.parent for run in planned} == {runs_root / "results" / "other_xrays"}
 
@@ -174,16 +174,18 @@ def _rows_without_pretrained(text: str) -> list[str]:
 def test_readme_and_figures_table_come_from_the_committed_runs():
     """The README's numbers are the ones the committed runs give (no hand edits)."""
     runs = results.collect_runs(COMMITTED)
-    table = _rows_without_pretrained(results.results_markdown(runs))
+    table = _rows_without_pretrained(results_page.results_markdown(runs))
     readme = (REPO / "README.md").read_text().splitlines()
     rendered = (REPO / "docs" / "results.md").read_text().splitlines()
     everything = _rows_without_pretrained(
-        results.markdown_table(results.ablation_table(runs))
-        + results.markdown_table(results.bar_distance(runs, results.HEADLINE))
-        + results.markdown_table(results.bar_distance(runs, results.HEADLINE, results.AIM))
+        results_page.markdown_table(results.ablation_table(runs))
+        + results_page.markdown_table(results.bar_distance(runs, results.HEADLINE))
+        + results_page.markdown_table(results.bar_distance(runs, results.HEADLINE, results.AIM))
     )
-    robustness = results.markdown_table(
-        results.robustness_table(results.robustness_reports(runs, results.HEADLINE))
+    robustness = results_page.markdown_table(
+        robustness_tables.robustness_table(
+            robustness_tables.robustness_reports(runs, results.HEADLINE)
+        )
     ).splitlines()[2:]
     for line in table + robustness:
         assert line in readme, f"README.md lacks (or has an old copy of) {line!r}"

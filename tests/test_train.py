@@ -251,7 +251,7 @@ def test_pretrained_run_records_weight_provenance(tiny_config, tmp_path):
 def test_bad_settings_fail_before_any_work(tiny_config, tmp_path):
     for change, message in [
         (dict(lr=-1), "--lr -1 is out of range"),
-        (dict(scheduler="step"), "unknown --scheduler"),
+        (dict(scheduler="linear"), "unknown --scheduler"),
         (dict(weights="x.pth"), "need --model pretrained"),
     ]:
         with pytest.raises(UserError, match=message):

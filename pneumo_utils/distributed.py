@@ -1,0 +1,153 @@
+"""One run on several processes under torchrun (DistributedDataParallel): the process group,
+what each rank does, and the collectives the training loop needs.
+
+    torchrun --nproc_per_node=N -m pneumo_utils train --recipe NAME ...
+
+Without torchrun (no WORLD_SIZE in the environment) the world is one process and every method
+here is a no-op, so a plain run computes exactly what it did before. Under torchrun:
+- `--batch-size` stays the global batch (the course report's 32), split evenly across the
+  processes, so the learning rate means what it says;
+- every rank trains on its DistributedSampler shard and scores its own unpadded share of each
+  evaluated split; predictions are gathered, so every image counts once and every rank
+  computes the same history row, selection and early stopping;
+- rank 0 alone builds the decoded-image cache (the others wait, then read it), takes the run
+  lock, writes the run folder, prints and shows progress; the other ranks print only errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .errors import UserError
+
+
+class OtherRankFailed(Exception):
+    """Rank 0 stopped with an error before training began; it has said why."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes of one run."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def record(self, batch_size: int) -> dict:
+        """What config.json keeps: a run resumes only with the world size it started with."""
+        backend = dist.get_backend() if self.distributed else None
+        return dict(world_size=self.size, backend=backend,
+                    batch_size_per_process=self.batch_per_process(batch_size))  # fmt: skip
+
+    def batch_per_process(self, batch_size: int) -> int:
+        if batch_size % self.size:
+            raise UserError(
+                f"--batch-size {batch_size} is the global batch and does not split evenly over "
+                f"{self.size} processes: pass a multiple of {self.size}"
+            )
+        return batch_size // self.size
+
+    def device(self, device: torch.device) -> torch.device:
+        """One GPU per process (torchrun's LOCAL_RANK); CPU processes share the CPU."""
+        if self.distributed and device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        return device
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The model as DDP sees it (gradients averaged over the ranks at each step)."""
+        if not self.distributed:
+            return model
+        device_ids = [device.index] if device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    def share_buffers(self, model: torch.nn.Module) -> None:
+        """Rank 0's BatchNorm running statistics on every rank. DDP sends them at each forward,
+        but every rank then updates its own from its share: after the last step they differ,
+        and evaluation would score each share with another model than the one saved."""
+        if self.distributed:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def main_first(self, work):
+        """`work()` on rank 0, then on the others (a cache that rank 0 built, they read)."""
+        if self.is_main:
+            result = work()
+            self.barrier()
+            return result
+        self.barrier()
+        return work()
+
+    def from_main(self, work):
+        """`work()` on rank 0 only, its result (or its failure) given to every rank."""
+        if not self.distributed:
+            return work()
+        outcome = [None]
+        if self.is_main:
+            try:
+                outcome[0] = ("ok", work())
+            except BaseException:
+                dist.broadcast_object_list([("failed", None)], src=0)
+                raise
+        dist.broadcast_object_list(outcome, src=0)
+        status, result = outcome[0]
+        if status == "failed":
+            raise OtherRankFailed
+        return result
+
+    def all_true(self, flag: torch.Tensor) -> bool:
+        """Whether a condition (a loss is finite, say) holds on every rank."""
+        if not self.distributed:
+            return bool(flag)
+        agreed = flag.detach().to(torch.int32).reshape(1)
+        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+        return bool(agreed.item())
+
+    def gather(self, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every rank's predictions on every rank (the metrics do not depend on their order)."""
+        if not self.distributed:
+            return logits, labels
+        parts = [None] * self.size
+        dist.all_gather_object(parts, (logits, labels))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+SINGLE = World()
+
+
+def join(device_name: str) -> World:
+    """The world of this process: torchrun's process group (nccl on CUDA, gloo on CPU) when
+    torchrun launched it, otherwise one process."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return SINGLE
+    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available() and not device_name.startswith(("cpu", "mps"))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if not world.is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    return world
+
+
+def leave(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,54 @@
+"""What each epoch reports: one console line, and TensorBoard scalars (and hparams at the end)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import TrainConfig
+from .dataset import EVALUATED_SPLITS
+
+if TYPE_CHECKING:
+    from .train import TrainState
+
+
+def tensorboard(run_dir: Path, epochs_done: int):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir / "tb"), purge_step=epochs_done + 1)
+
+
+def close_tensorboard(writer, cfg: TrainConfig, state: TrainState) -> None:
+    if state.best_epoch:
+        writer.add_hparams(
+            {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
+            {"hparam/best_score": state.best_score, "hparam/best_epoch": state.best_epoch},
+            run_name=".",
+        )
+    writer.close()
+
+
+def log_scalars(writer, row: dict) -> None:
+    """TensorBoard tags as metric/split (loss/train beside loss/val), so splits share a chart."""
+    for key, value in row.items():
+        if key in ("epoch", "status"):
+            continue
+        split = next((s for s in ("train", *EVALUATED_SPLITS) if key.startswith(f"{s}_")), None)
+        tag = f"{key[len(split) + 1 :]}/{split}" if split else key
+        writer.add_scalar(tag, value, row["epoch"])
+    writer.flush()
+
+
+def summary_line(row: dict, cfg: TrainConfig, seconds: float, is_best: bool) -> str:
+    """One line per epoch. Accuracies here are at threshold 0.5; the final line gives the
+    test numbers at the threshold chosen on validation."""
+    return (
+        f"epoch {row['epoch']:>3}/{cfg.epochs}  "
+        f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
+        f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} | "
+        f"stressed val loss {row['stressed_val_loss']:.3f} acc {row['stressed_val_acc']:.3f} | "
+        f"frame val loss {row['frame_val_loss']:.3f} acc {row['frame_val_acc']:.3f} | "
+        f"test loss {row['test_loss']:.3f} acc@0.5 {row['test_acc']:.3f} | "
+        f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}"
+    )

@@ -1,0 +1,110 @@
+"""The figures of the robustness report: metrics against perturbation strength, reliability
+diagrams, and the misclassified images with their Grad-CAM maps."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .dataset import CLASS_NAMES
+from .plots import PALETTE
+
+
+def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
+    """Specificity (solid) and AUC (dashed) against the strength of each natural perturbation
+    family, mean over each recipe's seeds; strength 0 is the unperturbed test set. The last
+    panel holds the occlusion pair's AUCs."""
+    frames = []
+    for recipe, recipe_reports in reports.items():
+        for report in recipe_reports:
+            frames.append(pd.DataFrame(report["perturbations"]).assign(recipe=recipe))
+    table = pd.concat(frames, ignore_index=True)
+    clean = table[table["kind"] == "clean"]
+    natural = table[table["kind"] == "natural"]
+    families = list(dict.fromkeys(natural["family"]))
+    n_cols = 4
+    n_rows = -(-(len(families) + 1) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(7.2, 1.9 * n_rows + 0.6), sharey=True,
+                             squeeze=False)  # fmt: skip
+    colours = dict(zip(reports, sns.color_palette("colorblind", len(reports)), strict=True))
+    for ax, family in zip(axes.flat, families, strict=False):
+        rows = natural[natural["family"] == family]
+        strengths = list(rows["strength"].drop_duplicates())  # the suite's order: mild first
+        for recipe in reports:
+            for metric, style in (("specificity", "-"), ("roc_auc", "--")):
+                values = [clean[clean["recipe"] == recipe][metric].mean()] + [
+                    rows[(rows["recipe"] == recipe) & (rows["strength"] == s)][metric].mean()
+                    for s in strengths
+                ]
+                ax.plot(range(len(values)), values, style, marker="o", markersize=3,
+                        color=colours[recipe])  # fmt: skip
+        ax.set_xticks(range(len(strengths) + 1), ["0", *(f"{s:g}" for s in strengths)])
+        ax.set_title(family, fontsize="small")
+        ax.tick_params(labelsize="x-small")
+    occlusion_ax = axes.flat[len(families)]
+    occlusion = table[table["kind"] == "occlusion"]
+    sns.barplot(occlusion, x="family", y="roc_auc", hue="recipe", palette=colours,
+                errorbar=None, ax=occlusion_ax, legend=False)  # fmt: skip
+    occlusion_ax.axhline(0.5, color="grey", linewidth=0.8)
+    occlusion_ax.set(title="occlusion (AUC)", xlabel="", ylabel="")
+    occlusion_ax.set_xticks(occlusion_ax.get_xticks(), [
+        label.get_text().replace(" ", "\n") for label in occlusion_ax.get_xticklabels()
+    ])  # fmt: skip
+    occlusion_ax.tick_params(labelsize="x-small")
+    for ax in axes.flat[len(families) + 1 :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("specificity / AUC", fontsize="small")
+    handles = [plt.Line2D([], [], color=c, label=r) for r, c in colours.items()] + [
+        plt.Line2D([], [], color="black", linestyle="-", label="specificity"),
+        plt.Line2D([], [], color="black", linestyle="--", label="AUC"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize="small",
+               bbox_to_anchor=(0.5, -0.02))  # fmt: skip
+    fig.suptitle("Test specificity and AUC against perturbation strength (0: as they are)")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def plot_reliability(report: dict) -> plt.Figure:
+    """Reliability diagrams of P(pneumonia) on test and validation, with ECE and Brier."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3), sharey=True)
+    for ax, split in zip(axes, ("test", "val"), strict=True):
+        calibration = report["calibration"][split]
+        bins = pd.DataFrame(calibration["bins"])
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+        ax.scatter(bins["mean_probability"], bins["share_pneumonia"], s=8 + bins["n"] / 4,
+                   color=PALETTE[split])  # fmt: skip
+        ax.plot(bins["mean_probability"], bins["share_pneumonia"], color=PALETTE[split])
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="mean P(pneumonia) in bin",
+            title=f"{split}: ECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}",
+        )
+    axes[0].set_ylabel("share PNEUMONIA")
+    fig.suptitle(f"Reliability of {report['run']} (15 bins; dot size: images)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_failures(images: list[np.ndarray], heat: np.ndarray, failures: list[dict],
+                  threshold: float) -> plt.Figure:  # fmt: skip
+    """The misclassified test images, most confidently wrong first, over their Grad-CAM maps."""
+    n_cols = min(6, len(images))
+    n_rows = -(-len(images) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.2 * n_cols + 0.2, 1.5 * n_rows + 0.5),
+                             squeeze=False)  # fmt: skip
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, cam, failure in zip(axes.flat, images, heat, failures, strict=False):
+        ax.imshow(image, cmap="gray")
+        ax.imshow(cam, cmap="jet", alpha=0.35)
+        truth = CLASS_NAMES[failure["label"]]
+        ax.set_title(f"true {truth}\nP={failure['p_pneumonia']:.2f}", fontsize="x-small")
+    fig.suptitle(f"Misclassified test images, worst first (threshold {threshold:.3f})",
+                 fontsize="small")  # fmt: skip
+    fig.tight_layout()
+    return fig
