@@ -7,6 +7,7 @@ mtimes and image size, so any change to the data rebuilds it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -182,7 +183,8 @@ def build_cache(
     jobs = [(path, image_size, resize) for path in records["path"]]
     workers = workers or min(4, os.cpu_count() or 1)
     bar = tqdm(total=len(jobs), desc=f"decoding images to {image_size}px", disable=not progress)
-    with bar, ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = contextlib.nullcontext() if decode else ProcessPoolExecutor(max_workers=workers)
+    with bar, pool:
         decoded = (
             decode(records, image_size)
             if decode

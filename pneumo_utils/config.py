@@ -334,14 +334,14 @@ RECIPES: dict[str, dict] = {
     "frame-counter": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER),
     "frame-jitter": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_FRAME_JITTER),
     "frame-all": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, **_FRAME_JITTER, **_SENSOR),
-    # Notebook 03: the course report's protocol from ImageNet (FC replaced, nothing frozen, no
-    # dropout), and the headline recipe's settings, frozen below layer3.
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch
     # (Adam lr 0.001, batch 128, 100 epochs, x0.1 at epochs 50 and 75, no augmentation,
     # checkpoint on val AUC), at 28 px and upsampled to 224; the headline's levers at 28 px.
     "medmnist-protocol": _MEDMNIST,
     "medmnist-protocol-224px": dict(_MEDMNIST, image_size=224),
     "medmnist-headline": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, image_size=28),
+    # Notebook 03: the course report's protocol from ImageNet (FC replaced, nothing frozen, no
+    # dropout), and the headline recipe's settings, frozen below layer3.
     "pretrained-protocol": dict(model="pretrained", dropout=0.0),
     "pretrained": dict(
         _SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, model="pretrained", freeze="layer3", dropout=0.0

@@ -67,9 +67,15 @@ def _is_dataset(folder: Path) -> bool:
 def find_dataset_root(path: str | os.PathLike) -> Path:
     """The folder holding train/ and test/: `path` itself, or the one dataset one or two
     levels below it; or PneumoniaMNIST's npz file (`path`, or pneumoniamnist.npz in it). Two
-    datasets at the same level are an error that lists them."""
+    datasets at the same level, or the npz beside a dataset at any level, are an error that
+    lists them."""
     path = Path(path).expanduser()
-    if is_npz(path) and path.is_file():
+    if is_npz(path):
+        if not path.is_file():
+            raise UserError(
+                f"{path} does not exist: pass the path of PneumoniaMNIST's pneumoniamnist.npz "
+                "(docs/medmnist.md), or a dataset folder"
+            )
         return path
     if not path.is_dir():
         raise UserError(
@@ -78,16 +84,17 @@ def find_dataset_root(path: str | os.PathLike) -> Path:
         )
     if _is_dataset(path):
         return path
+    npz = [path / NPZ_NAME] if (path / NPZ_NAME).is_file() else []
     for pattern in ("*", "*/*"):
-        found = sorted(
+        found = npz + sorted(
             p
             for p in path.glob(pattern)
             if p.is_dir()
             and not any(part.startswith((".", "__MACOSX")) for part in p.parts)
             and _is_dataset(p)
         )
-        if pattern == "*" and (path / NPZ_NAME).is_file():
-            found.insert(0, path / NPZ_NAME)
+        if found == npz and pattern == "*":
+            continue  # a dataset one level further down makes the npz ambiguous too
         if len(found) == 1:
             return found[0]
         if found:
@@ -216,6 +223,11 @@ def load_data(
     """
     records = scan_dataset(data_dir)
     npz = records.attrs.get("source") == "npz"
+    if npz and resize != "squash":
+        raise UserError(
+            f"--resize {resize} does nothing for {records.attrs['root']}: PneumoniaMNIST's images "
+            "are square already; drop --resize"
+        )
     decode = (lambda r, size: decode_npz(r, size, SPLITS, CLASS_NAMES)) if npz else None
     images, bad_files = build_cache(
         records, image_size, cache_dir, workers, progress, resize, decode=decode

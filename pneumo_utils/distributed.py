@@ -10,8 +10,13 @@ here is a no-op, so a plain run computes exactly what it did before. Under torch
 - every rank trains on its DistributedSampler shard and scores its own unpadded share of each
   evaluated split; predictions are gathered, so every image counts once and every rank
   computes the same history row, selection and early stopping;
-- rank 0 alone builds the decoded-image cache (the others wait, then read it), takes the run
-  lock, writes the run folder, prints and shows progress; the other ranks print only errors.
+- rank 0 alone builds the decoded-image cache and fetches the weights (the others wait, then
+  read them), takes the run lock, writes the run folder, prints and shows progress; the other
+  ranks print only errors and warnings;
+- the training loss is the criterion's mean over the global batch (class weights included),
+  so the averaged gradient is the one of a single process on the same batch. The training
+  columns of history.csv include the few images DistributedSampler repeats to even out the
+  shards; every evaluated split counts each image once.
 """
 
 from __future__ import annotations
@@ -88,13 +93,13 @@ class World:
             dist.barrier()
 
     def main_first(self, work):
-        """`work()` on rank 0, then on the others (a cache that rank 0 built, they read)."""
-        if self.is_main:
-            result = work()
-            self.barrier()
-            return result
-        self.barrier()
-        return work()
+        """`work()` on rank 0, then on the others (a cache that rank 0 built, they read); a
+        failure on rank 0 stops the others too."""
+        if not self.distributed:
+            return work()
+        kept = []  # rank 0's result stays on rank 0: only its success is broadcast
+        self.from_main(lambda: kept.append(work()))
+        return kept[0] if self.is_main else work()
 
     def from_main(self, work):
         """`work()` on rank 0 only, its result (or its failure) given to every rank."""
@@ -112,6 +117,18 @@ class World:
         if status == "failed":
             raise OtherRankFailed
         return result
+
+    def batch_loss(self, criterion, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """`criterion` (a cross-entropy, maybe class-weighted) as its mean over the global
+        batch, scaled so that DDP's average of the ranks' gradients is that mean's gradient."""
+        if not self.distributed:
+            return criterion(logits, labels)
+        weight = criterion.weight
+        summed = torch.nn.functional.cross_entropy(logits, labels, weight=weight, reduction="sum")
+        local = weight[labels].sum() if weight is not None else torch.tensor(float(len(labels)))
+        total = local.detach().to(logits.device, torch.float64).reshape(1)  # a copy: all_reduce
+        dist.all_reduce(total)  # writes into it
+        return summed * self.size / total.to(summed.dtype)
 
     def all_true(self, flag: torch.Tensor) -> bool:
         """Whether a condition (a loss is finite, say) holds on every rank."""
@@ -141,8 +158,13 @@ def join(device_name: str) -> World:
         return SINGLE
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        cuda = torch.cuda.is_available() and not device_name.startswith(("cpu", "mps"))
-        dist.init_process_group("nccl" if cuda else "gloo")
+        if torch.cuda.is_available() and not device_name.startswith(("cpu", "mps")):
+            # Each rank's GPU first: NCCL's collectives run on the current device.
+            gpu = torch.device("cuda", world.local_rank)
+            torch.cuda.set_device(gpu)
+            dist.init_process_group("nccl", device_id=gpu)
+        else:
+            dist.init_process_group("gloo")
     if not world.is_main:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     return world

@@ -128,7 +128,8 @@ def train_mode(model: nn.Module) -> None:
     """model.train(), but frozen parts keep their BatchNorm statistics fixed (eval mode)."""
     model.train()
     for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d) and not module.weight.requires_grad:
+        # _BatchNorm: BatchNorm2d, and SyncBatchNorm under --sync-bn, which does not subclass it.
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.weight.requires_grad:
             module.eval()
 
 

@@ -36,6 +36,8 @@ def read_npz(path: Path, splits: tuple[str, ...], class_names: tuple[str, ...]) 
     """{split: (images (N, H, W) uint8, labels (N,))}, or one clear error for a file that is
     not PneumoniaMNIST, is truncated, or holds arrays of the wrong shape."""
     needed = [f"{split}_{kind}" for split in splits for kind in ("images", "labels")]
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not an npz file (an npz is a zip archive): {_REFETCH}")
     try:
         with np.load(path) as npz:
             if missing := [name for name in needed if name not in npz.files]:
@@ -44,7 +46,7 @@ def read_npz(path: Path, splits: tuple[str, ...], class_names: tuple[str, ...]) 
                     f"array): pass pneumoniamnist.npz, or {_REFETCH}"
                 )
             arrays = {s: (npz[f"{s}_images"], npz[f"{s}_labels"].reshape(-1)) for s in splits}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise UserError(
             f"cannot read {path} ({error}): it is truncated or not an npz; {_REFETCH}"
         ) from None
@@ -61,8 +63,8 @@ def read_npz(path: Path, splits: tuple[str, ...], class_names: tuple[str, ...]) 
 
 def scan_npz(path: Path, splits: tuple[str, ...], class_names: tuple[str, ...]) -> pd.DataFrame:
     """One row per image, as scan_dataset gives one per file: relpath `split/index`, each image
-    its own patient, and a checksum of its pixels in `bytes` (so the fingerprint of a run and
-    the cache key change when the images do)."""
+    its own patient, and a checksum of its pixels and label in `bytes` (so the fingerprint of
+    a run and the cache key change when either does)."""
     mtime_ns = path.stat().st_mtime_ns
     rows = []
     for split, (images, labels) in read_npz(path, splits, class_names).items():
@@ -75,7 +77,7 @@ def scan_npz(path: Path, splits: tuple[str, ...], class_names: tuple[str, ...]) 
                     label=int(label),
                     class_name=class_names[int(label)],
                     patient=f"{split}-{index:05d}",
-                    bytes=zlib.crc32(image.tobytes()),
+                    bytes=zlib.crc32(image.tobytes() + bytes([int(label)])),
                     mtime_ns=mtime_ns,
                 )
             )

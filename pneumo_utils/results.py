@@ -21,7 +21,7 @@ from .config import HEADLINE, PREVIOUS_HEADLINE, recipe_changes
 from .dataset import find_dataset_root
 from .errors import UserError
 from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patients
-from .pneumoniamnist import is_npz
+from .pneumoniamnist import NPZ_NAME, is_npz
 from .settings import with_checkpoints
 
 # The shortcut screening: each lever against the improved recipe chosen on stressed validation.
@@ -122,7 +122,7 @@ VAL_METRICS = {
 def medmnist_runs(results_root: Path, include_smoke: bool = False) -> pd.DataFrame | None:
     """The finished PneumoniaMNIST runs beside the other datasets' (results_root is
     runs/results), or None."""
-    folder = Path(results_root) / "pneumoniamnist"
+    folder = Path(results_root) / Path(NPZ_NAME).stem
     finished = any(runs.is_finished(run) for run in folder.glob("*-seed*"))
     return collect_runs(folder, include_smoke) if finished else None
 

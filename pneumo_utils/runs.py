@@ -1,5 +1,5 @@
 """The run folder: its files, a typed view of config.json, readers, the lock, checkpoints, and
-the checks a resumed run must pass (same data, same precision).
+the checks a resumed run must pass (same data, same precision, same number of processes).
 
     config.json            configuration, data fingerprint, weights provenance, machine
     history.csv            one row per epoch: loss/accuracy overall and per class, every split
@@ -320,7 +320,7 @@ def write_config_if_new(
     cfg, run_dir: Path, data: XrayData, provenance, device, amp_dtype, world: World
 ) -> None:
     """A new run records what produced it. A resumed one was checked against its config.json
-    (settings and dataset) by train() before the lock was taken."""
+    (settings and dataset) before the lock was taken, and on its precision and world size."""
     if (run_dir / CONFIG).exists():
         return
     write_config(

@@ -107,7 +107,7 @@ def train_one_epoch(
         labels = labels.to(device, non_blocking=True)
         with autocast(device, amp_dtype):
             logits = model(inputs)
-            loss = criterion(logits.float(), labels)
+            loss = world.batch_loss(criterion, logits.float(), labels)
         if not world.all_true(torch.isfinite(loss)):  # every rank stops at the same step
             raise NonFiniteLoss(step)
         optimizer.zero_grad(set_to_none=True)
@@ -257,8 +257,10 @@ def _setup(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Par
         raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     tune_backends(device, cfg.deterministic)
     seed_everything(cfg.seed)
-    model, provenance = models.build_model(
-        cfg.model, dropout=cfg.dropout, weights_file=cfg.weights, freeze=cfg.freeze
+    model, provenance = world.main_first(  # rank 0 fetches ImageNet weights, the others read them
+        lambda: models.build_model(
+            cfg.model, dropout=cfg.dropout, weights_file=cfg.weights, freeze=cfg.freeze
+        )
     )
     data = world.main_first(lambda: load_run_data(cfg, progress=progress))  # one cache build
     if world.is_main:
@@ -311,7 +313,8 @@ def _unfreeze(parts: Parts) -> None:
     if all(p.requires_grad for p in parts.model.parameters()):
         return
     models.set_frozen(parts.model, "none")
-    parts.forward_model = _forward_model(parts.cfg, parts.world, parts.model, parts.device)
+    if parts.world.distributed:
+        parts.forward_model = _forward_model(parts.cfg, parts.world, parts.model, parts.device)
 
 
 def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainState:

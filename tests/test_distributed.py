@@ -94,8 +94,8 @@ def test_two_processes_write_one_run_exactly_and_resume_after_a_kill(tiny_copy, 
     assert metrics["test"]["roc_auc"] == pytest.approx(scored["roc_auc"], abs=1e-12)
 
 
-# Each rank: the first step of the real loop under DDP on its DistributedSampler share; saves
-# the gradients (averaged over the ranks by DDP) and the images it trained on.
+# Each rank: the first step of the real loop under DDP on its DistributedSampler share, with a
+# class-weighted loss; saves the gradients (averaged over the ranks by DDP) and its images.
 FIRST_STEP = textwrap.dedent(
     """
     import sys, torch
@@ -103,9 +103,10 @@ FIRST_STEP = textwrap.dedent(
     from pneumo_utils.config import TrainConfig
     from pneumo_utils.dataset import load_run_data
     from pneumo_utils.loaders import training_loaders
-    from pneumo_utils.train import train, train_one_epoch
+    from pneumo_utils.train import train_one_epoch
 
     data_dir, cache, out = sys.argv[1:4]
+    WEIGHTS = torch.tensor([2.0, 0.5])  # class-weighted, as the headline recipes train
     cfg = TrainConfig(data=data_dir, cache_dir=cache, batch_size=16, image_size=32,
                       dropout=0.0, max_batches=1)
     world = distributed.join("cpu")
@@ -121,8 +122,8 @@ FIRST_STEP = textwrap.dedent(
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     train_one_epoch(world.wrap(model, torch.device("cpu")), [(images, labels)],
-                    torch.nn.CrossEntropyLoss(), optimizer, scaler, torch.device("cpu"), None,
-                    cfg, False, world)
+                    torch.nn.CrossEntropyLoss(weight=WEIGHTS), optimizer, scaler,
+                    torch.device("cpu"), None, cfg, False, world)
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     torch.save(dict(grads=grads, images=images, labels=labels), f"{out}/rank{world.rank}.pt")
     distributed.leave(world)
@@ -154,7 +155,8 @@ def test_the_first_step_averages_to_one_process_on_the_same_global_batch(tiny_da
     cfg = TrainConfig(batch_size=16, image_size=32, dropout=0.0, max_batches=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    train_one_epoch(model, [batch], torch.nn.CrossEntropyLoss(), optimizer, scaler,
+    weighted = torch.nn.CrossEntropyLoss(weight=torch.tensor([2.0, 0.5]))
+    train_one_epoch(model, [batch], weighted, optimizer, scaler,
                     torch.device("cpu"), None, cfg, False)  # fmt: skip
     alone = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert alone.keys() == ranks[0]["grads"].keys() == ranks[1]["grads"].keys()
