@@ -1,9 +1,10 @@
 """Helpers for the pneumonia-detection notebooks: data, models, training, evaluation, plots."""
 
-from .config import RECIPES, TrainConfig, recipe_config
+from .config import TrainConfig
 from .dataset import CLASS_NAMES, load_data
 from .errors import UserError
 from .models import build_model
+from .recipes import RECIPES, recipe_config
 from .runs import open_run, read_history
 from .train import train
 

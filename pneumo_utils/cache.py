@@ -134,6 +134,21 @@ def _check_outside(cache_dir: Path, data_root: Path) -> None:
         )
 
 
+def _read_cache(array_path: Path, fingerprint: str, shape: tuple) -> tuple | None:
+    """The cached array and bad files, if a complete cache of this fingerprint is there."""
+    index_path = array_path.with_suffix(".json")
+    if not (index_path.exists() and array_path.exists()):
+        return None
+    try:
+        index = json.loads(index_path.read_text())
+        images = np.load(array_path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None  # unreadable or cut short: rebuilt
+    if index.get("fingerprint") == fingerprint and images.shape == shape:
+        return images, index["bad_files"]
+    return None
+
+
 def build_cache(
     records: pd.DataFrame,
     image_size: int,
@@ -160,15 +175,8 @@ def build_cache(
     array_path = cache_dir / f"{fingerprint[:20]}-{image_size}px.npy"
     index_path = array_path.with_suffix(".json")
     shape = (len(records), image_size, image_size)
-
-    if index_path.exists() and array_path.exists():
-        try:
-            index = json.loads(index_path.read_text())
-            images = np.load(array_path, mmap_mode="r")
-            if index.get("fingerprint") == fingerprint and images.shape == shape:
-                return images, index["bad_files"]
-        except (OSError, ValueError):
-            pass  # unreadable or cut short: rebuild below
+    if (cached := _read_cache(array_path, fingerprint, shape)) is not None:
+        return cached
 
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_parser(commands) -> None:
-    from .config import HEADLINE, RECIPES
+    from .recipes import HEADLINE, RECIPES
 
     train = commands.add_parser("train", help="train or resume one run", description=DEFAULTS_NOTE)
     start = train.add_mutually_exclusive_group()
@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from .config import TrainConfig, recipe_config
+    from .config import TrainConfig
+    from .recipes import recipe_config
     from .settings import default_data
     from .train import train
 
@@ -254,13 +255,13 @@ def _run(args: argparse.Namespace) -> None:
 
         print(json.dumps(evaluate_run(args.run_dir, args.data, args.split), indent=2))
     elif args.command == "robustness":
+        from .epoch_log import show_progress
         from .robustness import robustness_report
-        from .train import show_progress
 
         robustness_report(args.run_dir, args.data, args.resamples, show_progress(args.progress))
     elif args.command == "predict":
+        from .epoch_log import show_progress
         from .predict import predict_command
-        from .train import show_progress
 
         predict_command(
             args.run_dir, args.inputs, args.out, args.batch_size, show_progress(args.progress)

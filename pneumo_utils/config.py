@@ -1,15 +1,13 @@
-"""The configuration of a run (TrainConfig) and the named recipes the project reports.
+"""The configuration of a run: TrainConfig, every setting with its limits.
 
 Every setting is a TrainConfig field; its metadata (help text, choices, group) is all the
 command line needs, so `python -m pneumo_utils train` has one flag per field, generated.
-A recipe is a name for a set of changes to the defaults, and the defaults are the course
-report's protocol. Run folders of the results table are named `<recipe>-seed<N>`.
+The defaults are the course report's protocol; recipes.py names sets of changes to them.
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 
 from .errors import UserError
 
@@ -281,92 +279,3 @@ class TrainConfig:
 def validation_folds(val_fraction: float) -> int:
     """Validation is one of k patient folds of the training pool: the k nearest 1/fraction."""
     return max(2, round(1 / val_fraction))
-
-
-# The settings a recipe may change; the rest (data, device, workers...) do not define it.
-RECIPE_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.metadata["recipe"])
-
-# ----------------------------------------------------------------------------- recipes
-
-_IMPROVED = dict(
-    image_size=128, augment=True, class_weighting=True, scheduler="cosine", weight_decay=1e-4
-)
-# The shortcut issue's selection rule (docs/shortcuts.md), the same for every lever.
-_SHORTCUT_BASE = dict(
-    _IMPROVED, epochs=20, select_metric="stressed_val_loss", threshold_on="stressed_val"
-)
-_GEOMETRY = dict(aspect_jitter=0.4)
-_INTENSITY = dict(intensity_norm="percentile", intensity_jitter=0.1)
-_ENCODING = dict(jpeg_quality_min=30)
-_SHORTCUT_ALL = dict(_SHORTCUT_BASE, **_GEOMETRY, **_INTENSITY, **_ENCODING)
-# The frame issue's selection rule (docs/frame.md): checkpoint and threshold on the
-# frame-stressed validation set, every lever on top of shortcut-all.
-_FRAME_RULE = dict(select_metric="frame_val_loss", threshold_on="frame_val")
-_COUNTER = dict(counter_framing=0.5)
-_FRAME_JITTER = dict(frame_jitter=0.35)
-_SENSOR = dict(blur_noise=0.3, intensity_jitter=0.2)
-_MEDMNIST = dict(
-    image_size=28, epochs=100, batch_size=128, scheduler="step", dropout=0.0,
-    select_metric="val_auc", threshold_on="val",
-)  # fmt: skip
-
-RECIPES: dict[str, dict] = {
-    # The course report's protocol: the TrainConfig defaults (224 px, 40 epochs).
-    "baseline-224px": {},
-    "baseline-128px": dict(image_size=128),
-    # Augmentation, class-weighted loss, cosine schedule, weight decay, fixed before training.
-    "improved-128px": _IMPROVED,
-    # The per-change validation ablation of the improved recipe.
-    "improved-no-class-weighting": dict(_IMPROVED, class_weighting=False),
-    "improved-no-augment": dict(_IMPROVED, augment=False),
-    "improved-no-scheduler": dict(_IMPROVED, scheduler="none"),
-    "improved-dropout0.2": dict(_IMPROVED, dropout=0.2),
-    # The shortcut screening: the improved recipe chosen on the stressed validation set, then
-    # one lever at a time, then all of them (docs/shortcuts.md).
-    "improved-stressed-val": _SHORTCUT_BASE,
-    "shortcut-geometry": dict(_SHORTCUT_BASE, **_GEOMETRY),
-    "shortcut-intensity": dict(_SHORTCUT_BASE, **_INTENSITY),
-    "shortcut-encoding": dict(_SHORTCUT_BASE, **_ENCODING),
-    "shortcut-all": _SHORTCUT_ALL,
-    # The frame screening: shortcut-all chosen on the frame-stressed validation set with
-    # counter-framing, with framing variety alike for both classes, and with everything
-    # (counter-framing, variety, blur and noise, stronger exposure jitter) (docs/frame.md).
-    "frame-counter": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER),
-    "frame-jitter": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_FRAME_JITTER),
-    "frame-all": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, **_FRAME_JITTER, **_SENSOR),
-    # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch
-    # (Adam lr 0.001, batch 128, 100 epochs, x0.1 at epochs 50 and 75, no augmentation,
-    # checkpoint on val AUC), at 28 px and upsampled to 224; the headline's levers at 28 px.
-    "medmnist-protocol": _MEDMNIST,
-    "medmnist-protocol-224px": dict(_MEDMNIST, image_size=224),
-    "medmnist-headline": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, image_size=28),
-    # Notebook 03: the course report's protocol from ImageNet (FC replaced, nothing frozen, no
-    # dropout), and the headline recipe's settings, frozen below layer3.
-    "pretrained-protocol": dict(model="pretrained", dropout=0.0),
-    "pretrained": dict(
-        _SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, model="pretrained", freeze="layer3", dropout=0.0
-    ),
-    # Seconds instead of hours: applied on top of another recipe by the smoke profile.
-    "smoke": dict(image_size=64, epochs=2, batch_size=16, max_batches=2),
-}
-# The recipe of notebook 02, the main job and the README's headline row: chosen by the frame
-# screening's rule (docs/frame.md); the shortcut screening's choice before it.
-HEADLINE = "frame-counter"
-PREVIOUS_HEADLINE = "shortcut-all"
-
-
-def recipe_config(name: str, **overrides) -> TrainConfig:
-    """The TrainConfig of a named recipe, with `overrides` (data, seed, ...) on top."""
-    if name not in RECIPES:
-        close = difflib.get_close_matches(name, RECIPES, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UserError(f"unknown recipe {name!r}: {hint}choose one of {', '.join(RECIPES)}")
-    return replace(TrainConfig(), **{**RECIPES[name], **overrides})
-
-
-def recipe_changes(config: TrainConfig) -> str:
-    """The recipe settings that differ from the course report's protocol, as one line."""
-    protocol = asdict(TrainConfig(model=config.model))
-    values = asdict(config)
-    changed = [f"{key}={values[key]}" for key in RECIPE_SETTINGS if values[key] != protocol[key]]
-    return ", ".join(changed) or "the report's protocol"

@@ -1,5 +1,5 @@
 """The dataset: discovery of the folder layout, patient ids from file names, the
-patient-grouped splits, the stressed validation copies, and the tables notebook 01 shows.
+patient-grouped splits and the stressed validation copies (exploration.py: its tables).
 
 `load_data` is the one entry point: scan the files, decode them through the cache
 (cache.py), leave out or refuse bad files, and carve validation out of train by patient.
@@ -8,7 +8,6 @@ PneumoniaMNIST's npz file is the other source (pneumoniamnist.py): its own split
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -325,59 +324,6 @@ def dataset_fingerprint(data_dir: str | os.PathLike, skipped: dict | None = None
     records = scan_dataset(data_dir)
     records = records[~records["relpath"].isin(list(skipped or {}))]
     return file_list_fingerprint(records, mtimes=False)
-
-
-def split_summary(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Images per class and patients per split, as a table."""
-    rows = []
-    for name, frame in splits.items():
-        counts = frame["class_name"].value_counts()
-        rows.append(
-            dict(
-                split=name,
-                **{c: int(counts.get(c, 0)) for c in CLASS_NAMES},
-                images=len(frame),
-                patients=frame["patient"].nunique(),
-            )
-        )
-    return pd.DataFrame(rows).set_index("split")
-
-
-def patients_per_split(records: pd.DataFrame) -> pd.DataFrame:
-    """Patients and images per patient, for each official split and class."""
-    per_patient = records.groupby(["split", "class_name", "patient"]).size()
-    table = per_patient.groupby(["split", "class_name"]).agg(
-        patients="size", images_per_patient_mean="mean", images_per_patient_max="max"
-    )
-    return table.round(2)
-
-
-def _content_hash(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def patient_overlap(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """For each pair of splits: patient ids found in both, and images identical by content.
-
-    Patient ids in the official test set reuse the numbering of train (e.g. person1 exists in
-    both) although the publishers state the patients are different; identical image content
-    would be a real leak. Both are reported, nothing is dropped.
-    """
-    hashes = {name: set(map(_content_hash, frame["path"])) for name, frame in splits.items()}
-    names = list(splits)
-    rows = []
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            shared = set(splits[first]["patient"]) & set(splits[second]["patient"])
-            rows.append(
-                dict(
-                    splits=f"{first} / {second}",
-                    shared_patient_ids=len(shared),
-                    identical_images=len(hashes[first] & hashes[second]),
-                    examples=", ".join(sorted(shared)[:3]),
-                )
-            )
-    return pd.DataFrame(rows).set_index("splits")
 
 
 def split_frame(data: XrayData, split: str) -> pd.DataFrame:

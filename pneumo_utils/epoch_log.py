@@ -1,7 +1,10 @@
-"""What each epoch reports: one console line, and TensorBoard scalars (and hparams at the end)."""
+"""What each epoch reports: one console line, TensorBoard scalars (and hparams at the end),
+and whether progress bars are shown."""
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,3 +55,13 @@ def summary_line(row: dict, cfg: TrainConfig, seconds: float, is_best: bool) -> 
         f"test loss {row['test_loss']:.3f} acc@0.5 {row['test_acc']:.3f} | "
         f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}"
     )
+
+
+def show_progress(progress: bool | None = None) -> bool:
+    """Progress bars only where someone watches a terminal (or a notebook), and not when
+    TQDM_DISABLE is set: a log file gets one line per epoch instead."""
+    if progress is not None:
+        return progress
+    if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        return False
+    return sys.stderr.isatty() or "ipykernel" in sys.modules

@@ -10,11 +10,11 @@ import pandas as pd
 from safetensors.torch import save_file
 
 from . import runs
-from .config import recipe_changes
 from .errors import UserError
 from .evaluate import bootstrap_intervals, prediction_patients
 from .fileio import atomic_torch_save, atomic_write_text
 from .loaders import IMAGENET_MEAN, IMAGENET_STD
+from .recipes import recipe_changes
 
 CARD = "MODEL_CARD.md"
 

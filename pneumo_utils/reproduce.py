@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from . import runs
-from .config import RECIPES
 from .dataset import find_dataset_root
 from .errors import UserError
 from .pneumoniamnist import is_npz
+from .recipes import RECIPES
 from .results import reported_runs
 from .settings import default_data, default_runs, repo_root, run_folder
 

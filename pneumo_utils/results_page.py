@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from . import runs
-from .config import HEADLINE, PREVIOUS_HEADLINE, recipe_changes
 from .fileio import atomic_write_text
 from .pneumoniamnist import NO_PATIENT_IDS
+from .recipes import HEADLINE, PREVIOUS_HEADLINE, recipe_changes
 from .results import (
     AIM,
     BAR,
@@ -21,12 +21,9 @@ from .results import (
     MEDMNIST_ROWS,
     TABLE_ROWS,
     TEST_METRICS,
-    ablation_table,
     bar_distance,
     dataset_of,
-    frame_screening_table,
     results_table,
-    screening_table,
     seed_summary,
 )
 from .robustness_tables import (
@@ -35,6 +32,7 @@ from .robustness_tables import (
     robustness_table,
     subgroup_table,
 )
+from .screening import ablation_table, frame_screening_table, screening_table
 from .settings import NEEDS_WEIGHTS, official_pretrained
 
 # The figures of docs/results.md, with their captions.

@@ -20,16 +20,14 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from filelock import FileLock, Timeout
 
 from .config import TrainConfig
-from .dataset import XrayData, dataset_fingerprint, dataset_label
-from .device import dtype_name, environment_info
-from .distributed import World
+from .dataset import dataset_label
 from .errors import UserError
 from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
 
@@ -272,70 +270,3 @@ def remove_leftovers(run_dir: Path) -> None:
     """Temporary files of a write that a kill cut short."""
     for leftover in run_dir.glob(".*.tmp-*"):
         leftover.unlink()
-
-
-# ----------------------------------------------------------------------------- resuming
-
-
-def check_same_data(cfg: TrainConfig, run_dir: Path, saved: SavedRun) -> None:
-    """A run is only ever shown as a result of the data it was trained on."""
-    if dataset_fingerprint(cfg.data, saved.data.get("skipped")) != saved.data["fingerprint"]:
-        raise UserError(
-            f"the dataset at {cfg.data} differs from the one {run_dir} was trained on "
-            f"({saved.data['root']}, {sum(saved.data['splits'].values())} images in its splits; "
-            "files added, removed or changed): point --data at that dataset, pass another --out, "
-            "or pass --new-run to set the old run aside and train on this data"
-        )
-
-
-def check_same_precision(run_dir: Path, amp_dtype) -> None:
-    """A run resumes in the precision it started in: a silent switch would change its numbers
-    mid-run (and a CPU or bf16 run has no GradScaler state for an fp16 device to load)."""
-    if not (run_dir / CONFIG).exists():
-        return
-    saved = open_run(run_dir).environment.get("autocast")
-    if saved is not None and saved != dtype_name(amp_dtype):
-        raise UserError(
-            f"{run_dir} was trained with autocast {saved}; {dtype_name(amp_dtype)} here would "
-            "change its numbers mid-run: resume it on the kind of device it started on (its "
-            "config.json names it), pass another --out, or pass --new-run to start again here"
-        )
-
-
-def check_same_world(run_dir: Path, world: World) -> None:
-    """A run resumes with the number of processes it started with: its sampler shards and
-    per-process batches (so its numbers) depend on it."""
-    if not (run_dir / CONFIG).exists():
-        return
-    saved = json.loads((run_dir / CONFIG).read_text()).get("distributed", {}).get("world_size", 1)
-    if saved != world.size:
-        raise UserError(
-            f"{run_dir} was trained on {saved} process(es) and this launch has {world.size}: "
-            f"resume it with torchrun --nproc_per_node={saved} (1: without torchrun), pass "
-            "another --out, or pass --new-run to start again"
-        )
-
-
-def write_config_if_new(
-    cfg, run_dir: Path, data: XrayData, provenance, device, amp_dtype, world: World
-) -> None:
-    """A new run records what produced it. A resumed one was checked against its config.json
-    (settings and dataset) before the lock was taken, and on its precision and world size."""
-    if (run_dir / CONFIG).exists():
-        return
-    write_config(
-        run_dir,
-        dict(
-            config=asdict(cfg),
-            data=dict(
-                root=data.records.attrs["root"],
-                fingerprint=data.fingerprint,
-                splits={k: len(v) for k, v in data.splits.items()},
-                skipped=data.skipped,
-            ),
-            weights=provenance,
-            environment=environment_info(device, amp_dtype),
-            distributed=world.record(cfg.batch_size),
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        ),
-    )

@@ -19,8 +19,9 @@ import pandas as pd
 import pneumo_utils
 
 from . import runs
-from .config import HEADLINE, RECIPE_SETTINGS, RECIPES, TrainConfig, recipe_config
+from .config import TrainConfig
 from .errors import UserError
+from .recipes import HEADLINE, RECIPE_SETTINGS, RECIPES, recipe_config
 from .runs import run_name
 
 PROFILES = ("full", "smoke")

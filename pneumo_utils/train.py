@@ -10,21 +10,19 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from . import distributed, epoch_log, models, runs
+from . import distributed, epoch_log, models, resume, runs
 from .config import TrainConfig
 from .dataset import (
     EVALUATED_SPLITS,
     XrayData,
-    find_dataset_root,
     load_run_data,
     split_frame,
 )
@@ -79,16 +77,6 @@ class NonFiniteLoss(Exception):
         self.step = step
 
 
-def show_progress(progress: bool | None = None) -> bool:
-    """Progress bars only where someone watches a terminal (or a notebook), and not when
-    TQDM_DISABLE is set: a log file gets one line per epoch instead."""
-    if progress is not None:
-        return progress
-    if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
-        return False
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -131,63 +119,21 @@ def train(
     """Train (or resume, or do nothing for a finished run) into the run folder `out`; under
     torchrun, one run over every process of the launch (distributed.py)."""
     started = time.perf_counter()
-    cfg = resolved_paths(cfg)
+    cfg = resume.resolved_paths(cfg)
     cfg.check()
     world = distributed.join(cfg.device)
-    progress = show_progress(progress) and world.is_main
+    progress = epoch_log.show_progress(progress) and world.is_main
     run_dir = Path(out).expanduser()
     try:
         with contextlib.ExitStack() as held:
             # Rank 0 checks the folder and takes its lock; the others learn the outcome.
-            if world.from_main(lambda: _claim(cfg, run_dir, new_run, held)) == "finished":
+            if world.from_main(lambda: resume.claim(cfg, run_dir, new_run, held)) == "finished":
                 return run_dir
             _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
     finally:
         distributed.leave(world)
     print(f"total wall time: {time.perf_counter() - started:.1f} s")
     return run_dir
-
-
-def _claim(cfg: TrainConfig, run_dir: Path, new_run: bool, held: contextlib.ExitStack) -> str:
-    """Check `run_dir` against the settings, then hold its lock (in `held`) and return "train",
-    or return "finished" for a finished run of the same settings and data."""
-    find_dataset_root(cfg.data)  # a wrong --data fails here, before the run folder exists
-    if (run_dir / runs.CONFIG).exists():
-        saved = runs.open_run(run_dir)
-        differences = saved.config.differences(cfg)
-        if differences and not new_run:
-            raise UserError(
-                f"{run_dir} holds a run with another configuration ({'; '.join(differences)}): "
-                "rerun with its settings to resume, pass another --out, or pass --new-run to set "
-                "the old run aside and start again"
-            )
-        if new_run:
-            with runs.RunLock(run_dir):  # a training still running there keeps its folder
-                print(f"previous run moved to {runs.set_aside(run_dir)}")
-        else:
-            # Before "already complete": a finished run on other data is no result of this data.
-            runs.check_same_data(cfg, run_dir, saved)
-            if runs.is_finished(run_dir):
-                print(
-                    f"reusing the finished run {run_dir}: nothing is trained, its history.csv "
-                    "and metrics.json are read (pass --new-run, or new_run=True, to train again)"
-                )
-                return "finished"
-    created = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create run folder {run_dir} ({error.strerror})") from error
-
-    def remove_if_empty(failure, *_):
-        if failure and created and all(p.name == runs.LOCK for p in run_dir.iterdir()):
-            # A run that failed before writing anything leaves no folder behind.
-            (run_dir / runs.LOCK).unlink(missing_ok=True)
-            run_dir.rmdir()
-
-    held.push(remove_if_empty)  # runs after the lock below is released
-    held.enter_context(runs.RunLock(run_dir))
-    return "train"
 
 
 @dataclass
@@ -251,8 +197,8 @@ def _setup(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Par
     model, data, config.json, optimiser, schedule, loss and loaders."""
     device = world.device(pick_device(cfg.device))
     amp_dtype = autocast_dtype(device, cfg.amp)
-    runs.check_same_precision(run_dir, amp_dtype)
-    runs.check_same_world(run_dir, world)
+    resume.check_same_precision(run_dir, amp_dtype)
+    resume.check_same_world(run_dir, world)
     if cfg.sync_bn and world.distributed and device.type != "cuda":
         raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
     tune_backends(device, cfg.deterministic)
@@ -264,7 +210,7 @@ def _setup(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Par
     )
     data = world.main_first(lambda: load_run_data(cfg, progress=progress))  # one cache build
     if world.is_main:
-        runs.write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype, world)
+        resume.write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype, world)
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
     if cfg.sync_bn and world.distributed:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -391,17 +337,6 @@ def _save_epoch(parts: Parts, run_dir: Path, state: TrainState, writer) -> None:
     runs.write_table(run_dir, runs.HISTORY, state.history)
     runs.write_table(run_dir, runs.TIMING, state.timing)
     epoch_log.log_scalars(writer, state.history[-1])
-
-
-def resolved_paths(cfg: TrainConfig) -> TrainConfig:
-    """The configuration with absolute data, cache and weights paths, so that config.json
-    means the same wherever a later command (finalize, evaluate, Grad-CAM) starts."""
-    absolute = {
-        name: str(Path(value).expanduser().resolve())
-        for name in ("data", "cache_dir", "weights")
-        if (value := getattr(cfg, name))
-    }
-    return replace(cfg, **absolute)
 
 
 def _make_scheduler(cfg: TrainConfig, optimizer):

@@ -178,7 +178,7 @@ def test_no_progress_and_logs_get_one_line_per_epoch(tiny_data, tmp_path):
 
 
 def test_progress_follows_tqdm_disable(monkeypatch):
-    from pneumo_utils.train import show_progress
+    from pneumo_utils.epoch_log import show_progress
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert show_progress() is False

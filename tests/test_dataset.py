@@ -15,9 +15,9 @@ from pneumo_utils.dataset import (
     find_dataset_root,
     load_data,
     patient_id,
-    patient_overlap,
     scan_dataset,
 )
+from pneumo_utils.exploration import patient_overlap
 from pneumo_utils.loaders import class_weights, make_loader, to_model_input
 from pneumo_utils.transforms import classic_augmentation
 

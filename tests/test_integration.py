@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import NO_SAMPLE, SAMPLE_DATA
 from pneumo_utils import load_data
-from pneumo_utils.dataset import patient_overlap
+from pneumo_utils.exploration import patient_overlap
 
 pytestmark = pytest.mark.skipif(not SAMPLE_DATA.is_dir(), reason=NO_SAMPLE)
 

@@ -1,4 +1,5 @@
-"""pyproject.toml and environment.yml must ask for the same packages."""
+"""pyproject.toml and environment.yml must ask for the same packages; the README names every
+module."""
 
 import json
 import re
@@ -51,3 +52,13 @@ def test_console_script_license_and_notebook_dependencies_are_declared():
     assert project["license"] == "MIT" and (REPO / "LICENSE").is_file()
     names = {_name(r) for r in project["dependencies"]}
     assert {"ipywidgets", "nbformat", "filelock", "safetensors"} <= names
+
+
+def test_the_readme_layout_names_every_module():
+    layout = (REPO / "README.md").read_text().split("## Layout", 1)[1].split("```")[1]
+    modules = {p.name for p in (REPO / "pneumo_utils").glob("*.py")} - {
+        "__init__.py",
+        "__main__.py",
+    }
+    missing = sorted(m for m in modules if m not in layout)
+    assert not missing, f"README.md's layout does not name {missing}"

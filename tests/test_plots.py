@@ -15,7 +15,8 @@ from pneumo_utils import (  # noqa: E402
     robustness_plots,
     settings,
 )
-from pneumo_utils.config import HEADLINE, TrainConfig, recipe_config  # noqa: E402
+from pneumo_utils.config import TrainConfig  # noqa: E402
+from pneumo_utils.recipes import HEADLINE, recipe_config  # noqa: E402
 from pneumo_utils.runs import open_run, training_curves  # noqa: E402
 from pneumo_utils.settings import (  # noqa: E402
     Settings,

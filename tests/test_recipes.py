@@ -8,8 +8,9 @@ import pytest
 
 from pneumo_utils import reproduce as reproduce_module
 from pneumo_utils.cli import main
-from pneumo_utils.config import HEADLINE, RECIPES, TrainConfig, recipe_config
+from pneumo_utils.config import TrainConfig
 from pneumo_utils.errors import UserError
+from pneumo_utils.recipes import HEADLINE, RECIPES, recipe_config
 from pneumo_utils.results import REPORTED_RUNS, TABLE_ROWS
 from pneumo_utils.runs import open_run
 

@@ -8,7 +8,14 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from pneumo_utils import plots, results, results_page, robustness_tables, settings  # noqa: E402
+from pneumo_utils import (  # noqa: E402
+    plots,
+    results,
+    results_page,
+    robustness_tables,
+    screening,
+    settings,
+)
 from pneumo_utils.errors import UserError  # noqa: E402
 from pneumo_utils.runs import read_history  # noqa: E402
 
@@ -72,12 +79,12 @@ def test_bar_distance_in_points(report_dir):
 
 def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
     runs = results.collect_runs(report_dir)
-    lines = results_page.markdown_table(results.ablation_table(runs)).splitlines()
+    lines = results_page.markdown_table(screening.ablation_table(runs)).splitlines()
     assert lines[0].startswith("| seed | recipe | selected on | selected epoch | val loss |")
     history = read_history(report_dir / "recipe-seed0").set_index("epoch")
     epoch = runs["best_epoch"].iloc[0]
     selected = history.loc[epoch]
-    late = history.tail(results.late_epochs(len(history)))
+    late = history.tail(screening.late_epochs(len(history)))
     assert lines[2] == (
         f"| 0 | recipe | val loss | {epoch} | {selected['val_loss']:.3f} | "
         f"{selected['val_acc_NORMAL']:.3f} | {selected['val_auc']:.3f} | "
@@ -178,7 +185,7 @@ def test_readme_and_figures_table_come_from_the_committed_runs():
     readme = (REPO / "README.md").read_text().splitlines()
     rendered = (REPO / "docs" / "results.md").read_text().splitlines()
     everything = _rows_without_pretrained(
-        results_page.markdown_table(results.ablation_table(runs))
+        results_page.markdown_table(screening.ablation_table(runs))
         + results_page.markdown_table(results.bar_distance(runs, results.HEADLINE))
         + results_page.markdown_table(results.bar_distance(runs, results.HEADLINE, results.AIM))
     )
@@ -199,8 +206,8 @@ def test_docs_tables_are_the_generated_ones():
     quoted = [
         line
         for line in (REPO / "docs" / "shortcuts.md").read_text().splitlines()
-        if any(line.startswith(f"| 0 | {recipe} |") for recipe in results.SCREENING)
+        if any(line.startswith(f"| 0 | {recipe} |") for recipe in screening.SCREENING)
     ]
-    assert len(quoted) == len(results.SCREENING)
+    assert len(quoted) == len(screening.SCREENING)
     for line in quoted:
         assert line in generated, f"docs/shortcuts.md has a stale row: {line!r}"

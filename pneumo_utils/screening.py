@@ -1,0 +1,136 @@
+"""The validation evidence behind each choice: the shortcut and frame screenings, ranked by
+the rule written down before their runs (docs/shortcuts.md, docs/frame.md), and the validation
+ablation of the improved recipe. Only validation numbers: the test set chose nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import runs
+
+# The shortcut screening: each lever against the improved recipe chosen on stressed validation.
+SCREENING = ("improved-stressed-val", "shortcut-geometry", "shortcut-intensity",
+             "shortcut-encoding", "shortcut-all")  # fmt: skip
+# The frame screening (docs/frame.md): shortcut-all against each framing lever, seed 0.
+FRAME_SCREENING = ("shortcut-all", "frame-counter", "frame-jitter", "frame-all")
+# The frame rule's score: the lowest frame-stressed validation loss over the epochs, and its
+# tie-breaker, the mean over the last FRAME_LATE epochs.
+FRAME_LATE = 5
+IMPROVED = "improved-128px"
+# The validation ablation: each change against the recipe it was made to, at one seed.
+ABLATIONS = {
+    "improved recipe vs protocol": ("baseline-128px", "improved-128px"),
+    "class weighting": (IMPROVED, "improved-no-class-weighting"),
+    "augmentation": (IMPROVED, "improved-no-augment"),
+    "cosine schedule": (IMPROVED, "improved-no-scheduler"),
+    "dropout 0.5 vs 0.2": (IMPROVED, "improved-dropout0.2"),
+    "resolution 128 vs 224 px": ("baseline-128px", "baseline-224px"),
+}
+# The screening as pairs for the ablation figure: each lever against the base.
+SCREENING_PAIRS = {
+    "geometry": ("improved-stressed-val", "shortcut-geometry"),
+    "intensity": ("improved-stressed-val", "shortcut-intensity"),
+    "encoding": ("improved-stressed-val", "shortcut-encoding"),
+    "all three": ("improved-stressed-val", "shortcut-all"),
+}
+# The frame screening as pairs: each framing lever against shortcut-all.
+FRAME_SCREENING_PAIRS = {
+    "counter-framing": ("shortcut-all", "frame-counter"),
+    "framing variety": ("shortcut-all", "frame-jitter"),
+    "everything": ("shortcut-all", "frame-all"),
+}
+ABLATION_SEED = 0
+VAL_METRICS = {
+    "val_loss": "val loss",
+    "val_acc_NORMAL": "val NORMAL accuracy",
+    "val_auc": "val AUC",
+    "stressed_val_loss": "stressed val loss",
+    "stressed_val_acc_NORMAL": "stressed val NORMAL accuracy",
+    "stressed_val_auc": "stressed val AUC",
+    "frame_val_loss": "frame val loss",
+    "frame_val_acc_NORMAL": "frame val NORMAL accuracy",
+    "frame_val_auc": "frame val AUC",
+}
+
+
+def late_epochs(epochs: int) -> int:
+    """The window of the ablation's second reading: the last quarter of a run's epochs."""
+    return max(1, epochs // 4)
+
+
+def _number(value: float) -> str:
+    return "–" if np.isnan(value) else f"{value:.3f}"
+
+
+def ablation_table(
+    table: pd.DataFrame,
+    recipes: Iterable[str] | None = None,
+    order: tuple[str, ...] = ("seed", "recipe"),
+) -> pd.DataFrame:
+    """Validation numbers of every run at the epoch it selected, and late validation losses.
+
+    Rows are grouped by seed: each seed carves its own validation patients, so runs compare
+    within a seed. The selected epoch is the minimum of a noisy curve; the mean over the last
+    quarter of the epochs says whether a recipe ends lower, not just dips lower once. Runs from
+    before the stressed validation set have no stressed numbers (–).
+    """
+    if recipes is not None:
+        table = table[table["recipe"].isin(list(recipes))]
+    table = table.sort_values(list(order), kind="stable")
+    columns = {
+        "recipe": table["recipe"],
+        "selected on": table["selected_on"].str.replace("_", " "),
+        "selected epoch": table["best_epoch"],
+        **{label: table[key].map(_number) for key, label in VAL_METRICS.items()},
+        "val loss, last quarter": table["late_val_loss"].map(_number),
+        "stressed val loss, last quarter": table["late_stressed_val_loss"].map(_number),
+    }
+    return pd.DataFrame(columns).set_index(table["seed"].rename("seed"))
+
+
+def screening_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The shortcut screening at seed 0, best first: the rule's score, then its tie-breaker."""
+    screening = table[table["seed"] == ABLATION_SEED]
+    ranked = ablation_table(
+        screening, SCREENING, order=("stressed_val_loss", "late_stressed_val_loss")
+    )
+    # The shortcut screening came before the frame-stressed set: its columns are left out.
+    frame_columns = [VAL_METRICS[k] for k in VAL_METRICS if k.startswith("frame_")]
+    return ranked.drop(columns=["val loss, last quarter", *frame_columns])
+
+
+def frame_screening_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The frame screening at seed 0, ranked by the rule of docs/frame.md: the lowest
+    frame-stressed validation loss over the epochs, then its mean over the last epochs."""
+    screening = table[(table["seed"] == ABLATION_SEED) & table["recipe"].isin(FRAME_SCREENING)]
+    rows = []
+    for run in screening.itertuples():
+        history = runs.completed_epochs(run.run).set_index("epoch")
+        if "frame_val_loss" not in history:
+            continue
+        epoch = int(history["frame_val_loss"].idxmin())
+        at = history.loc[epoch]
+        rows.append(
+            {
+                "recipe": run.recipe,
+                "score: lowest frame val loss": round(float(at["frame_val_loss"]), 4),
+                "at epoch": epoch,
+                f"frame val loss, last {FRAME_LATE}": round(
+                    float(history["frame_val_loss"].tail(FRAME_LATE).mean()), 4
+                ),
+                "frame val NORMAL accuracy": _number(at["frame_val_acc_NORMAL"]),
+                "frame val AUC": _number(at["frame_val_auc"]),
+                "val loss": _number(at["val_loss"]),
+                "stressed val loss": _number(at["stressed_val_loss"]),
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=["recipe"]).set_index("recipe")
+    ranked = pd.DataFrame(rows).sort_values(
+        ["score: lowest frame val loss", f"frame val loss, last {FRAME_LATE}"]
+    )
+    return ranked.set_index("recipe")
