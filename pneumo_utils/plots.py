@@ -44,8 +44,11 @@ def use_figure_style() -> None:
 
 
 def run_label(run_dir: str | os.PathLike) -> str:
-    """The model's name, on a second line why it is not a result (smoke run, stand-in weights)."""
-    return open_run(run_dir).title.replace(" (", "\n(", 1)
+    """The run's folder name (recipe and seed) and model; on a second line why it is not a
+    result (smoke run, stand-in weights)."""
+    saved = open_run(run_dir)
+    label = f"{Path(run_dir).name} ({saved.config.model})"
+    return f"{label}\n({saved.not_a_result}: not a result)" if saved.not_a_result else label
 
 
 def save_figure(fig: plt.Figure, name: str, figures_dir: str | os.PathLike) -> Path:
