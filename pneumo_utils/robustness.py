@@ -249,6 +249,10 @@ def robustness_report(
     """Score a run's best checkpoint under the suite; write robustness.json and .csv."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    if not (run_dir / runs.CONFIG).exists():
+        raise UserError(
+            f"{run_dir} is not a run folder (no {runs.CONFIG}): pass the --out of a training"
+        )
     if not runs.is_finished(run_dir):
         raise UserError(
             f"{run_dir} has not finished (no {runs.METRICS}): let its training end first"

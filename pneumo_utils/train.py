@@ -126,8 +126,13 @@ def train(
     run_dir = Path(out).expanduser()
     try:
         with contextlib.ExitStack() as held:
-            # Rank 0 checks the folder and takes its lock; the others learn the outcome.
-            if world.from_main(lambda: resume.claim(cfg, run_dir, new_run, held)) == "finished":
+            # Rank 0 checks the batch split and the folder and takes its lock; the others learn
+            # the outcome (and stop without a word when it fails: rank 0 has said why).
+            def claim() -> str:
+                world.batch_per_process(cfg.batch_size)
+                return resume.claim(cfg, run_dir, new_run, held)
+
+            if world.from_main(claim) == "finished":
                 return run_dir
             _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
     finally:
@@ -280,9 +285,16 @@ def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainStat
     if state.epochs_done == 0:
         splits = ("train", *EVALUATED_SPLITS)
         sizes = " / ".join(f"{len(split_frame(parts.data, s))} {s}" for s in splits)
+        world = parts.world
+        processes = (
+            f", {world.size} processes of {world.batch_per_process(parts.cfg.batch_size)} images "
+            "per batch"
+            if world.distributed
+            else ""
+        )
         print(
             f"training {parts.cfg.model} on {hardware_summary(parts.device)} ({parts.device}, "
-            f"autocast {dtype_name(parts.amp_dtype)}): {sizes} images"
+            f"autocast {dtype_name(parts.amp_dtype)}{processes}): {sizes} images"
         )
     return state
 

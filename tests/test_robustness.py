@@ -170,6 +170,8 @@ def test_report_of_a_finished_run(finished_run, tmp_path):
 def test_report_refuses_an_unfinished_run(tmp_path):
     from pneumo_utils.errors import UserError
 
+    with pytest.raises(UserError, match="is not a run folder"):
+        robustness.robustness_report(tmp_path)
     (tmp_path / runs.CONFIG).write_text("{}")
     with pytest.raises(UserError, match="has not finished"):
         robustness.robustness_report(tmp_path)
