@@ -88,10 +88,6 @@ class World:
             for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
 
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
     def main_first(self, work):
         """`work()` on rank 0, then on the others (a cache that rank 0 built, they read); a
         failure on rank 0 stops the others too."""
