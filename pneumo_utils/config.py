@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from .errors import UserError
 
 MODEL_NAMES = ("scratch", "pretrained")
+TASK_NAMES = ("pneumonia", "bacterial-viral", "three-class")  # tasks.py: what each one is
 FREEZE_CHOICES = ("none", "backbone", "layer1", "layer2", "layer3", "layer4")
 SCHEDULERS = ("none", "cosine", "plateau", "step")
 RESIZE_MODES = ("squash", "pad", "crop")
@@ -59,6 +60,14 @@ class TrainConfig:
         "scratch: random init, Dropout(p) + 2-way FC; pretrained: ImageNet weights, new FC",
         "model",
         MODEL_NAMES,
+    )
+    task: str = _setting(
+        "pneumonia",
+        "pneumonia: NORMAL vs PNEUMONIA; bacterial-viral: PNEUMONIA images only, positive class "
+        "VIRAL; three-class: NORMAL vs BACTERIAL vs VIRAL",
+        "data",
+        TASK_NAMES,
+        recipe=True,
     )
     data: str = _setting(
         "data/chest_xray",

@@ -23,6 +23,7 @@ from .cache import build_cache, file_list_fingerprint
 from .config import TrainConfig, validation_folds
 from .errors import UserError
 from .pneumoniamnist import NPZ_NAME, decode_npz, is_npz, scan_npz
+from .tasks import TASKS, Task, get_task, task_records
 from .transforms import frame_stressed_copy, stressed_copy
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
@@ -180,6 +181,11 @@ class XrayData:
     fingerprint: str  # file names and sizes: what a resumed run checks
     skipped: dict[str, str]
     seed: int = field(default=0)  # the carve of validation, and the stress of its copy
+    task: Task = field(default=TASKS["pneumonia"])  # which files, which classes (tasks.py)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.task.class_names
 
     @cached_property
     def stressed_val(self) -> np.ndarray:
@@ -187,7 +193,7 @@ class XrayData:
         val = self.splits["val"]
         return stressed_copy(
             self.images[val["cache_row"].to_numpy()],
-            val["label"].to_numpy(),
+            val["folder_label"].to_numpy(),
             val["relpath"],
             self.seed,
         )
@@ -197,7 +203,7 @@ class XrayData:
         """The stressed validation images with the frame stressed as well (see FRAME_VAL)."""
         val = self.splits["val"]
         return frame_stressed_copy(
-            self.stressed_val, val["label"].to_numpy(), val["relpath"], self.seed
+            self.stressed_val, val["folder_label"].to_numpy(), val["relpath"], self.seed
         )
 
 
@@ -214,13 +220,19 @@ def load_data(
     progress: bool = True,
     resize: str = "squash",
     subset: int | None = None,
+    task: str = "pneumonia",
 ) -> XrayData:
     """Scan, validate and cache a dataset, then split it. Bad files stop here, before training.
+
+    `task` (tasks.py) chooses the files and their labels; the cache holds every file of the
+    dataset whatever the task, so the three tasks share it.
 
     With `subset`, validation and test keep at most that many images each, stratified by
     class (smoke runs: both classes stay, in their proportions).
     """
     records = scan_dataset(data_dir)
+    task = get_task(task)
+    labelled = task_records(records, task)  # a file the task cannot label stops it here
     npz = records.attrs.get("source") == "npz"
     if npz and resize != "squash":
         raise UserError(
@@ -231,7 +243,8 @@ def load_data(
     images, bad_files = build_cache(
         records, image_size, cache_dir, workers, progress, resize, decode=decode
     )
-    records = records.assign(cache_row=np.arange(len(records)))
+    cache_rows = pd.Series(np.arange(len(records)), index=records.index)
+    records = labelled.assign(cache_row=cache_rows.loc[labelled.index])
     if bad_files:
         listing = "; ".join(f"{path}: {reason}" for path, reason in sorted(bad_files.items()))
         if not skip_bad_images:
@@ -253,6 +266,7 @@ def load_data(
         fingerprint=file_list_fingerprint(records, mtimes=False),
         skipped=dict(bad_files),
         seed=seed,
+        task=task,
     )
 
 
@@ -269,6 +283,7 @@ def load_run_data(cfg: TrainConfig, data_dir: str | None = None, progress: bool 
         progress=progress,
         resize=cfg.resize,
         subset=cfg.max_batches and cfg.max_batches * cfg.batch_size * 2,
+        task=cfg.task,
     )
 
 
@@ -318,10 +333,12 @@ def stratified_subset(frame: pd.DataFrame, size: int, seed: int = 0) -> pd.DataF
     return pd.concat(keep).sort_values("relpath")
 
 
-def dataset_fingerprint(data_dir: str | os.PathLike, skipped: dict | None = None) -> str:
-    """The fingerprint a run records (file names and sizes, less its skipped files), from a
-    scan alone: nothing is decoded."""
-    records = scan_dataset(data_dir)
+def dataset_fingerprint(
+    data_dir: str | os.PathLike, skipped: dict | None = None, task: str = "pneumonia"
+) -> str:
+    """The fingerprint a run records (the task's file names and sizes, less its skipped
+    files), from a scan alone: nothing is decoded."""
+    records = task_records(scan_dataset(data_dir), get_task(task))
     records = records[~records["relpath"].isin(list(skipped or {}))]
     return file_list_fingerprint(records, mtimes=False)
 

@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix, f1_score, precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -47,16 +54,23 @@ def predict_logits(
 
 
 def pneumonia_probability(logits: np.ndarray) -> np.ndarray:
-    return torch.softmax(torch.as_tensor(logits), dim=1)[:, 1].numpy()
+    """P(class 1): P(PNEUMONIA), or the positive class of another binary task."""
+    return class_probabilities(logits)[:, 1]
 
 
-def epoch_stats(logits: np.ndarray, labels: np.ndarray, prefix: str) -> dict[str, float]:
+def class_probabilities(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(logits), dim=1).numpy()
+
+
+def epoch_stats(
+    logits: np.ndarray, labels: np.ndarray, prefix: str, class_names=CLASS_NAMES
+) -> dict[str, float]:
     """Mean cross-entropy and accuracy, overall and per class, as {prefix_loss: ..., ...}."""
     losses = F.cross_entropy(torch.as_tensor(logits), torch.as_tensor(labels), reduction="none")
     losses = losses.numpy()
     correct = logits.argmax(axis=1) == labels
     stats = {f"{prefix}_loss": float(losses.mean()), f"{prefix}_acc": float(correct.mean())}
-    for label, name in enumerate(CLASS_NAMES):
+    for label, name in enumerate(class_names):
         mask = labels == label
         stats[f"{prefix}_loss_{name}"] = float(losses[mask].mean()) if mask.any() else float("nan")
         stats[f"{prefix}_acc_{name}"] = float(correct[mask].mean()) if mask.any() else float("nan")
@@ -65,6 +79,17 @@ def epoch_stats(logits: np.ndarray, labels: np.ndarray, prefix: str) -> dict[str
 
 def safe_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def auc_score(labels: np.ndarray, logits: np.ndarray) -> float:
+    """AUC of P(class 1) for two classes; for more, the macro average of one-vs-rest AUCs.
+    NaN when a class is missing from `labels`."""
+    probs = class_probabilities(logits)
+    if probs.shape[1] == 2:
+        return safe_auc(labels, probs[:, 1])
+    if len(np.unique(labels)) < probs.shape[1]:
+        return float("nan")
+    return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
 
 
 def choose_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -95,33 +120,93 @@ def threshold_warning(threshold: float, split: str) -> str | None:
     )
 
 
-def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
-    """Accuracy, per-class accuracy, sensitivity, specificity, precision, F1, AUC, confusion."""
+def binary_metrics(
+    labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5, class_names=CLASS_NAMES
+) -> dict:
+    """Accuracy, per-class accuracy, sensitivity, specificity, precision, F1, AUC, confusion.
+    Class 1 (PNEUMONIA, or the task's positive class) is the positive one."""
+    negative, positive = class_names
     predicted = (probs >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     sensitivity = tp / (tp + fn) if tp + fn else float("nan")
     specificity = tn / (tn + fp) if tn + fp else float("nan")
     undefined = {}
     if not tp + fn:
-        undefined["sensitivity"] = undefined["roc_auc"] = "no PNEUMONIA images"
+        undefined["sensitivity"] = undefined["roc_auc"] = f"no {positive} images"
     if not tn + fp:
-        undefined["specificity"] = undefined["roc_auc"] = "no NORMAL images"
-    return dict(
-        n=int(len(labels)),
-        n_NORMAL=int(tn + fp),
-        n_PNEUMONIA=int(tp + fn),
-        threshold=float(threshold),
+        undefined["specificity"] = undefined["roc_auc"] = f"no {negative} images"
+    return {
+        "n": int(len(labels)),
+        f"n_{negative}": int(tn + fp),
+        f"n_{positive}": int(tp + fn),
+        "threshold": float(threshold),
+        "accuracy": float((predicted == labels).mean()),
+        f"acc_{negative}": float(specificity),
+        f"acc_{positive}": float(sensitivity),
+        "sensitivity": float(sensitivity),
+        "specificity": float(specificity),
+        "precision": float(precision_score(labels, predicted, zero_division=0)),
+        "f1": float(f1_score(labels, predicted, zero_division=0)),
+        "roc_auc": safe_auc(labels, probs),
+        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
+        # metric -> why it cannot be computed (it is NaN, null in JSON)
+        "undefined": undefined,
+    }
+
+
+def multiclass_metrics(labels: np.ndarray, probs: np.ndarray, class_names) -> dict:
+    """Three or more classes, each image called its most probable class: accuracy, macro F1,
+    the macro one-vs-rest AUC, per class recall (acc_), precision, F1 and one-vs-rest AUC, the
+    confusion matrix (rows true, columns predicted), and NORMAL vs any other class as the
+    pneumonia task's sensitivity and specificity."""
+    predicted = probs.argmax(axis=1)
+    classes = list(range(len(class_names)))
+    recall = recall_score(labels, predicted, labels=classes, average=None, zero_division=0)
+    precision = precision_score(labels, predicted, labels=classes, average=None, zero_division=0)
+    f1 = f1_score(labels, predicted, labels=classes, average=None, zero_division=0)
+    present = [c for c in classes if (labels == c).any()]
+    metrics = {"n": int(len(labels))}
+    for c, name in enumerate(class_names):
+        metrics[f"n_{name}"] = int((labels == c).sum())
+    metrics.update(
+        threshold=None,
         accuracy=float((predicted == labels).mean()),
-        acc_NORMAL=float(specificity),
-        acc_PNEUMONIA=float(sensitivity),
-        sensitivity=float(sensitivity),
-        specificity=float(specificity),
-        precision=float(precision_score(labels, predicted, zero_division=0)),
-        f1=float(f1_score(labels, predicted, zero_division=0)),
-        roc_auc=safe_auc(labels, probs),
-        confusion_matrix=[[int(tn), int(fp)], [int(fn), int(tp)]],
-        undefined=undefined,  # metric -> why it cannot be computed (it is NaN, null in JSON)
+        macro_f1=float(f1[present].mean()) if present else float("nan"),
+        roc_auc=(
+            float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+            if len(present) == len(classes)
+            else float("nan")
+        ),
     )
+    for c, name in enumerate(class_names):
+        inside = labels == c
+        metrics[f"acc_{name}"] = float(recall[c]) if inside.any() else float("nan")
+        metrics[f"precision_{name}"] = float(precision[c])
+        metrics[f"f1_{name}"] = float(f1[c])
+        metrics[f"auc_{name}"] = safe_auc(inside.astype(int), probs[:, c])
+    if class_names[0] == "NORMAL":
+        sick, called_sick = labels != 0, predicted != 0
+        metrics["sensitivity"] = float(called_sick[sick].mean()) if sick.any() else float("nan")
+        metrics["specificity"] = (
+            float((~called_sick)[~sick].mean()) if (~sick).any() else float("nan")
+        )
+    metrics["confusion_matrix"] = confusion_matrix(labels, predicted, labels=classes).tolist()
+    missing = [name for c, name in enumerate(class_names) if c not in present]
+    metrics["undefined"] = (
+        {"roc_auc": f"no {', '.join(missing)} images"} if missing else {}
+    )
+    return metrics
+
+
+def task_metrics(
+    labels: np.ndarray, probs: np.ndarray, class_names, threshold: float | None = None
+) -> dict:
+    """binary_metrics at `threshold` on P(class 1) for two classes, multiclass_metrics for
+    more; `probs` holds one column per class."""
+    if len(class_names) == 2:
+        return binary_metrics(labels, probs[:, 1], 0.5 if threshold is None else threshold,
+                              class_names)  # fmt: skip
+    return multiclass_metrics(labels, probs, class_names)
 
 
 BOOTSTRAP_METRICS = (
@@ -229,17 +314,19 @@ def finalize(
     progress: bool = True,
     robustness: bool = True,
 ):
-    """Evaluate a run's best checkpoint: the threshold from cfg.threshold_on, metrics on test,
-    the predictions of every evaluated split, and (`robustness`) the robustness report,
-    written into the run folder."""
+    """Evaluate a run's best checkpoint: the threshold from cfg.threshold_on (two classes;
+    three are called by their most probable class), metrics on test, the predictions of every
+    evaluated split, and (`robustness`) the robustness report, written into the run folder."""
     model, cfg, device = load_trained_model(run_dir, device)
     data = data or load_run_data(cfg, progress=progress)
+    task = data.task
     amp_dtype = autocast_dtype(device, cfg.amp)
     probs, labels = {}, {}
     for split in EVALUATED_SPLITS:
         loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
         logits, labels[split] = predict_logits(model, loader, device, amp_dtype, cfg.channels_last)
-        probs[split] = pneumonia_probability(logits)
+        probs[split] = class_probabilities(logits)
+        scored = probs[split][:, 1:] if task.binary else probs[split]
         runs.write_table(
             run_dir,
             f"{split}_predictions.csv",
@@ -247,53 +334,77 @@ def finalize(
                 relpath=split_frame(data, split)["relpath"].to_numpy(),
                 label=labels[split],
                 # float64 text round-trips exactly: numbers read back from the file equal these
-                p_pneumonia=probs[split].astype(np.float64),
+                **{
+                    column: scored[:, i].astype(np.float64)
+                    for i, column in enumerate(task.probability_columns)
+                },
             ),
         )
-    threshold = choose_threshold(labels[cfg.threshold_on], probs[cfg.threshold_on])
+    threshold = None
+    if task.binary:
+        threshold = choose_threshold(labels[cfg.threshold_on], probs[cfg.threshold_on][:, 1])
     metrics = dict(
         best_epoch=int(runs.load_best(run_dir)["epoch"]),
         selected_on=cfg.select_metric,
-        threshold_chosen_on=f"{cfg.threshold_on} (Youden's J)",
-        test=binary_metrics(labels["test"], probs["test"], threshold),
-        test_at_0_5=binary_metrics(labels["test"], probs["test"], 0.5),
-        class_names=list(CLASS_NAMES),
+        threshold_chosen_on=(
+            f"{cfg.threshold_on} (Youden's J)" if task.binary else "none: the most probable class"
+        ),
+        task=task.name,
+        test=task_metrics(labels["test"], probs["test"], task.class_names, threshold),
+        test_at_0_5=task_metrics(labels["test"], probs["test"], task.class_names),
+        class_names=list(task.class_names),
     )
     runs.write_metrics(run_dir, metrics)
-    test = metrics["test"]
-    warning = threshold_warning(threshold, cfg.threshold_on)
-    if warning:
-        print(warning)
-    print(
-        f"best epoch {metrics['best_epoch']} on {test['n']} test images ({test['n_NORMAL']} "
-        f"NORMAL, {test['n_PNEUMONIA']} PNEUMONIA) at threshold {threshold:.3f} (chosen on "
-        f"{cfg.threshold_on}): accuracy {test['accuracy']:.3f}, sensitivity "
-        f"{test['sensitivity']:.3f}, specificity {test['specificity']:.3f}, "
-        f"AUC {test['roc_auc']:.3f}"
-        + "".join(f"; {k} undefined: {why}" for k, why in test["undefined"].items())
-    )
-    if robustness:
+    print(_final_line(metrics, cfg))
+    if robustness and task.name == "pneumonia":
         from .robustness import robustness_report
 
         robustness_report(run_dir, data=data, device=device, progress=progress)
     return metrics
 
 
+def _final_line(metrics: dict, cfg) -> str:
+    """The line a finished run ends with: its test numbers, and a word on a threshold that
+    means little."""
+    test, names = metrics["test"], metrics["class_names"]
+    counts = ", ".join(f"{test[f'n_{name}']} {name}" for name in names)
+    if test["threshold"] is None:
+        decided = "each image called its most probable class"
+        scores = f"macro F1 {test['macro_f1']:.3f}, one-vs-rest AUC {test['roc_auc']:.3f}"
+    else:
+        decided = f"at threshold {test['threshold']:.3f} (chosen on {cfg.threshold_on})"
+        scores = (
+            f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f}, "
+            f"AUC {test['roc_auc']:.3f}"
+        )
+    warning = test["threshold"] is not None and threshold_warning(
+        test["threshold"], cfg.threshold_on
+    )
+    return (
+        (f"{warning}\n" if warning else "")
+        + f"best epoch {metrics['best_epoch']} on {test['n']} test images ({counts}) {decided}: "
+        + f"accuracy {test['accuracy']:.3f}, {scores}"
+        + "".join(f"; {k} undefined: {why}" for k, why in test["undefined"].items())
+    )
+
+
 def evaluate_run(
     run_dir: str | os.PathLike, data_dir: str | None = None, split: str = "test"
 ) -> dict:
     """Metrics of a run's best checkpoint on one split. `loss` and `acc_at_0_5` are at
-    threshold 0.5; every other metric is at the run's threshold, chosen on validation."""
+    threshold 0.5; every other metric is at the run's threshold, chosen on validation (three
+    classes: each image called its most probable class)."""
     model, cfg, device = load_trained_model(run_dir)
     data = load_run_data(cfg, data_dir)
     loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
     logits, labels = predict_logits(
         model, loader, device, autocast_dtype(device, cfg.amp), cfg.channels_last
     )
-    stats = epoch_stats(logits, labels, split)
+    stats = epoch_stats(logits, labels, split, data.class_names)
+    threshold = runs.run_threshold(run_dir) if data.task.binary else None
     return dict(
         split=split,
         loss=stats[f"{split}_loss"],
         acc_at_0_5=stats[f"{split}_acc"],
-        **binary_metrics(labels, pneumonia_probability(logits), runs.run_threshold(run_dir)),
+        **task_metrics(labels, class_probabilities(logits), data.class_names, threshold),
     )

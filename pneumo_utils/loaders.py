@@ -12,7 +12,6 @@ from torchvision.transforms import v2
 
 from .config import TrainConfig
 from .dataset import (
-    CLASS_NAMES,
     EVALUATED_SPLITS,
     FRAME_VAL,
     STRESSED_VAL,
@@ -29,12 +28,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class XrayDataset(Dataset):
-    """Images (rows of `images`) as (uint8 tensor 1xSxS, label) pairs."""
+    """Images (rows of `images`) as (uint8 tensor 1xSxS, label) pairs. A transform that
+    counter-frames reads `folder_labels` (NORMAL 0 / PNEUMONIA 1, the folder the framing cue
+    follows), which is `labels` for the pneumonia task."""
 
-    def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray, transform=None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        transform=None,
+        folder_labels: np.ndarray | None = None,
+    ):
         self.images = images
         self.rows = rows
         self.labels = labels
+        self.folder_labels = labels if folder_labels is None else folder_labels
         self.transform = transform
 
     def __getstate__(self) -> dict:
@@ -56,8 +65,8 @@ class XrayDataset(Dataset):
     def __getitem__(self, i: int):
         image = torch.from_numpy(np.array(self.images[self.rows[i]]))[None]
         label = int(self.labels[i])
-        if getattr(self.transform, "takes_label", False):  # counter-framing reads the label
-            image = self.transform(image, label)
+        if getattr(self.transform, "takes_label", False):  # counter-framing reads the folder
+            image = self.transform(image, int(self.folder_labels[i]))
         elif self.transform is not None:
             image = self.transform(image)
         return image, label
@@ -91,7 +100,9 @@ def make_loader(
         images, rows = getattr(data, split), np.arange(len(frame))
     else:
         images, rows = data.images, frame["cache_row"].to_numpy()
-    dataset = XrayDataset(images, rows, frame["label"].to_numpy(), transform)
+    dataset = XrayDataset(
+        images, rows, frame["label"].to_numpy(), transform, frame["folder_label"].to_numpy()
+    )
     sampler = None
     if world.distributed and weighted_sampling:
         raise UserError(
@@ -103,7 +114,7 @@ def make_loader(
     elif world.distributed:
         dataset = Subset(dataset, range(world.rank, len(dataset), world.size))
     if weighted_sampling:
-        class_counts = np.bincount(dataset.labels, minlength=len(CLASS_NAMES))
+        class_counts = np.bincount(dataset.labels, minlength=len(data.class_names))
         weights = torch.as_tensor(1.0 / class_counts[dataset.labels], dtype=torch.double)
         sampler = WeightedRandomSampler(weights, len(dataset), generator=generator)
     return DataLoader(
@@ -129,10 +140,10 @@ def to_model_input(
     return batch
 
 
-def class_weights(labels: np.ndarray) -> torch.Tensor:
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     """Inverse-frequency weights, scaled so that they average to 1 over the samples."""
-    counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
-    weights = len(labels) / (len(CLASS_NAMES) * counts)
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = len(labels) / (n_classes * counts)
     return torch.as_tensor(weights, dtype=torch.float32)
 
 

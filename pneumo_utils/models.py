@@ -16,6 +16,7 @@ from . import runs
 from .config import FREEZE_CHOICES, MODEL_NAMES, TrainConfig
 from .errors import UserError, WeightsUnavailable
 from .fileio import load_checkpoint
+from .tasks import get_task
 
 # Stages in forward order; freezing "below layer3" freezes the stem, layer1 and layer2.
 STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
@@ -75,8 +76,10 @@ def build_model(
     dropout: float = 0.5,
     weights_file: str | os.PathLike | None = None,
     freeze: str = "none",
+    num_classes: int = 2,
 ) -> tuple[nn.Module, dict | None]:
-    """ResNet-18 with a Dropout + 2-way linear head; returns (model, weights provenance).
+    """ResNet-18 with a Dropout + linear head (2-way, or one output per class of the task);
+    returns (model, weights provenance).
 
     `scratch` starts from random weights; `pretrained` from ImageNet weights, with the
     1000-way FC replaced and the layers chosen by `freeze` frozen.
@@ -101,7 +104,7 @@ def build_model(
                 f"{provenance['path']} is not a ResNet-18 state_dict: {len(missing)} weights "
                 f"missing, e.g. {missing[0]}"
             )
-    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, 2))
+    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
     set_frozen(model, freeze)
     return model, provenance
 
@@ -147,7 +150,8 @@ def load_trained_model(run_dir: str | os.PathLike, device: torch.device | None =
     checkpoint = runs.load_best(run_dir)
     device = device or pick_device("auto")
     # Both models share one architecture; the checkpoint replaces any starting weights.
-    model, _ = build_model("scratch", dropout=cfg.dropout)
+    classes = len(get_task(cfg.task).class_names)
+    model, _ = build_model("scratch", dropout=cfg.dropout, num_classes=classes)
     model.load_state_dict(checkpoint["model"])
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
     return model.eval(), cfg, device

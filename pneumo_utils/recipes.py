@@ -68,6 +68,10 @@ RECIPES: dict[str, dict] = {
     "medmnist-protocol": _MEDMNIST,
     "medmnist-protocol-224px": dict(_MEDMNIST, image_size=224),
     "medmnist-headline": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, image_size=28),
+    # Kermany et al.'s second result and the three classes at once (docs/tasks.md): the
+    # headline recipe with the task changed, chosen by its rule (frame-stressed validation).
+    "bacterial-viral": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, task="bacterial-viral"),
+    "three-class": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, task="three-class"),
     # Notebook 03: the course report's protocol from ImageNet (FC replaced, nothing frozen, no
     # dropout), and the headline recipe's settings, frozen below layer3.
     "pretrained-protocol": dict(model="pretrained", dropout=0.0),

@@ -76,7 +76,8 @@ def claim(cfg: TrainConfig, run_dir: Path, new_run: bool, held: contextlib.ExitS
 
 def check_same_data(cfg: TrainConfig, run_dir: Path, saved: runs.SavedRun) -> None:
     """A run is only ever shown as a result of the data it was trained on."""
-    if dataset_fingerprint(cfg.data, saved.data.get("skipped")) != saved.data["fingerprint"]:
+    fingerprint = dataset_fingerprint(cfg.data, saved.data.get("skipped"), cfg.task)
+    if fingerprint != saved.data["fingerprint"]:
         raise UserError(
             f"the dataset at {cfg.data} differs from the one {run_dir} was trained on "
             f"({saved.data['root']}, {sum(saved.data['splits'].values())} images in its splits; "

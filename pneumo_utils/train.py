@@ -37,8 +37,9 @@ from .device import (
 )
 from .distributed import SINGLE, World
 from .errors import UserError
-from .evaluate import epoch_stats, finalize, pneumonia_probability, predict_logits, safe_auc
+from .evaluate import auc_score, epoch_stats, finalize, predict_logits
 from .loaders import class_weights, to_model_input, training_loaders
+from .tasks import get_task
 
 
 @dataclass
@@ -178,7 +179,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, world: World, fallback: bool,
         logits, labels = world.gather(*_train_epoch(parts, run_dir, state, epoch, progress))
         train_seconds = time.perf_counter() - started
         row = dict(epoch=epoch, status="ok", lr=parts.optimizer.param_groups[0]["lr"])
-        row.update(epoch_stats(logits, labels, "train"))
+        row.update(epoch_stats(logits, labels, "train", parts.data.class_names))
         row.update(_evaluate_splits(parts))
         _step_scheduler(parts.scheduler, row["val_loss"])
         score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
@@ -210,7 +211,11 @@ def _setup(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Par
     seed_everything(cfg.seed)
     model, provenance = world.main_first(  # rank 0 fetches ImageNet weights, the others read them
         lambda: models.build_model(
-            cfg.model, dropout=cfg.dropout, weights_file=cfg.weights, freeze=cfg.freeze
+            cfg.model,
+            dropout=cfg.dropout,
+            weights_file=cfg.weights,
+            freeze=cfg.freeze,
+            num_classes=len(get_task(cfg.task).class_names),
         )
     )
     data = world.main_first(lambda: load_run_data(cfg, progress=progress))  # one cache build
@@ -221,7 +226,9 @@ def _setup(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Par
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_weights = (
-        class_weights(data.splits["train"]["label"].to_numpy()) if cfg.class_weighting else None
+        class_weights(data.splits["train"]["label"].to_numpy(), len(data.class_names))
+        if cfg.class_weighting
+        else None
     )
     generator = torch.Generator()
     return Parts(
@@ -328,8 +335,8 @@ def _evaluate_splits(parts: Parts) -> dict[str, float]:
         logits, labels = parts.world.gather(*predict_logits(
             model, parts.loaders[split], parts.device, parts.amp_dtype, parts.cfg.channels_last,
         ))  # fmt: skip
-        row.update(epoch_stats(logits, labels, split))
-        row[f"{split}_auc"] = safe_auc(labels, pneumonia_probability(logits))
+        row.update(epoch_stats(logits, labels, split, parts.data.class_names))
+        row[f"{split}_auc"] = auc_score(labels, logits)
     return row
 
 

@@ -13,11 +13,16 @@ import pytest
 from PIL import Image
 
 
-def _xray_like(rng: np.random.Generator, label: int, size: tuple[int, int]) -> np.ndarray:
-    """Dark lungs for NORMAL, bright patches (consolidation) for PNEUMONIA: learnable at 32 px."""
+def _xray_like(
+    rng: np.random.Generator, label: int, size: tuple[int, int], viral: bool = False
+) -> np.ndarray:
+    """Dark lungs for NORMAL, bright patches (consolidation) for bacterial PNEUMONIA, a haze
+    over the lower half for viral: learnable at 32 px."""
     width, height = size
     pixels = rng.normal(70, 12, (height, width))
-    if label == 1:
+    if viral:
+        pixels[height // 2 :] += 90
+    elif label == 1:
         for _ in range(3):
             y, x = rng.integers(0, height - height // 3), rng.integers(0, width - width // 3)
             pixels[y : y + height // 3, x : x + width // 3] += 110
@@ -25,9 +30,14 @@ def _xray_like(rng: np.random.Generator, label: int, size: tuple[int, int]) -> n
 
 
 def make_dataset(
-    root: Path, per_class: dict[str, int], seed: int = 0, with_val: bool = True
+    root: Path,
+    per_class: dict[str, int],
+    seed: int = 0,
+    with_val: bool = True,
+    viral: bool = False,
 ) -> Path:
-    """Kaggle layout with patient-coded names; two images per patient in train."""
+    """Kaggle layout with patient-coded names; two images per patient in train. With
+    `viral`, every other PNEUMONIA patient is a viral one (personNNN_virus_MMM)."""
     rng = np.random.default_rng(seed)
     splits = {"train": per_class["train"], "test": per_class["test"]}
     if with_val:
@@ -38,14 +48,17 @@ def make_dataset(
             folder.mkdir(parents=True, exist_ok=True)
             for patient in range(patients):
                 pid = patient + {"train": 0, "val": 500, "test": 1000}[split]
+                is_viral = viral and label == 1 and patient % 2 == 1
+                kind = "virus" if is_viral else "bacteria"
                 for image in range(2 if split == "train" else 1):
                     name = (
-                        f"person{pid}_bacteria_{image}.jpeg"
+                        f"person{pid}_{kind}_{image}.jpeg"
                         if label
                         else f"IM-{pid:04d}-{image + 1:04d}.jpeg"
                     )
                     size = (int(rng.integers(40, 64)), int(rng.integers(40, 64)))
-                    Image.fromarray(_xray_like(rng, label, size)).save(folder / name, quality=95)
+                    pixels = _xray_like(rng, label, size, is_viral)
+                    Image.fromarray(pixels).save(folder / name, quality=95)
     return root
 
 
@@ -54,6 +67,17 @@ def tiny_data(tmp_path_factory) -> Path:
     """24 train patients per class (48 images), 2 val and 8 test images per class. Read-only use."""
     return make_dataset(
         tmp_path_factory.mktemp("tiny") / "chest_xray", dict(train=24, val=2, test=8)
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_typed_data(tmp_path_factory) -> Path:
+    """The tiny dataset with bacterial and viral PNEUMONIA patients (12 + 12 in train), for
+    the bacterial-viral and three-class tasks. Read-only use."""
+    return make_dataset(
+        tmp_path_factory.mktemp("tiny_typed") / "chest_xray",
+        dict(train=24, val=2, test=8),
+        viral=True,
     )
 
 
