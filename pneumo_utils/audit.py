@@ -22,6 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
 from .dataset import load_data
 from .errors import UserError
+from .tasks import get_task
 
 # libjpeg's luminance quantisation table at quality 50 (ITU-T T.81, K.1), row by row as PIL
 # reports it; a file's table divided by this one gives the quality scaling it was saved with.
@@ -101,10 +102,14 @@ def pixel_properties(image: np.ndarray) -> dict:
 
 
 def image_properties(
-    data_dir: str | os.PathLike, image_size: int = AUDIT_SIZE, progress: bool = False
+    data_dir: str | os.PathLike,
+    image_size: int = AUDIT_SIZE,
+    progress: bool = False,
+    task: str = "pneumonia",
 ) -> pd.DataFrame:
-    """One row per file: split, class, patient, and every file and pixel property."""
-    dataset = load_data(data_dir, image_size, progress=progress, skip_bad_images=True)
+    """One row per file of the task: split, class, patient, and every file and pixel
+    property."""
+    dataset = load_data(data_dir, image_size, progress=progress, skip_bad_images=True, task=task)
     if dataset.records.attrs.get("source") == "npz":
         raise UserError(
             f"{data_dir} is PneumoniaMNIST's npz: the audit reads how each JPEG was saved, and "
@@ -146,16 +151,27 @@ def _separation(labels: np.ndarray, values: np.ndarray) -> float:
 
 
 def shortcut_audit(
-    data_dir: str | os.PathLike, image_size: int = AUDIT_SIZE, folds: int = 5, seed: int = 0
+    data_dir: str | os.PathLike,
+    image_size: int = AUDIT_SIZE,
+    folds: int = 5,
+    seed: int = 0,
+    task: str = "pneumonia",
 ) -> AuditResult:
-    """Properties of every file, and the AUC a property-only classifier reaches.
+    """Properties of every file, and the AUC a property-only classifier reaches on a
+    two-class task's labels (NORMAL vs PNEUMONIA, or BACTERIAL vs VIRAL).
 
     `cv AUC (train)` is out-of-fold on the training pool (train and the official val),
     folds grouped by patient: what the properties give away inside the training collection.
     `AUC on test` trains on the whole pool and scores the official test set: whether the
     same properties still point the same way there (read after the fact; it chooses nothing).
     """
-    properties = image_properties(data_dir, image_size)
+    class_names = get_task(task).class_names
+    if len(class_names) != 2:
+        raise UserError(
+            f"the shortcut audit tells two classes apart: use --task pneumonia or "
+            f"bacterial-viral, not {task}"
+        )
+    properties = image_properties(data_dir, image_size, task=task)
     pool = properties[properties["split"] != "test"]
     test = properties[properties["split"] == "test"]
     groups = {
@@ -193,9 +209,9 @@ def shortcut_audit(
                 property=column,
                 **{
                     f"median {name}": pool.loc[pool["class_name"] == name, column].median()
-                    for name in ("NORMAL", "PNEUMONIA")
+                    for name in class_names
                 },
-                **{"median test NORMAL": test.loc[test["label"] == 0, column].median()},
+                **{f"median test {class_names[0]}": test.loc[test["label"] == 0, column].median()},
                 separation=_separation(pool["label"].to_numpy(), pool[column].to_numpy()),
             )
             for column in [*FILE_PROPERTIES, *PIXEL_PROPERTIES]

@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-size", type=int, default=128, help="decoded size of the pixel properties"
     )
     audit.add_argument("--csv", metavar="FILE", help="also write every file's properties as CSV")
+    audit.add_argument(
+        "--task",
+        choices=("pneumonia", "bacterial-viral"),
+        default="pneumonia",
+        help="the labels the properties are tested against: NORMAL vs PNEUMONIA, or bacterial "
+        "vs viral among the PNEUMONIA files",
+    )
 
     bench = commands.add_parser("bench", help="images/s of the data pipeline and training step")
     bench.add_argument("--data", help=f"dataset folder; {DATA_DEFAULT}")
@@ -273,7 +280,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "audit":
         from .audit import shortcut_audit
 
-        result = shortcut_audit(args.data or default_data(), args.image_size)
+        result = shortcut_audit(args.data or default_data(), args.image_size, task=args.task)
         print(result.auc.round(3).to_string(), end="\n\n")
         print(result.single.round(3).to_string())
         if args.csv:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .config import TrainConfig
 from .dataset import EVALUATED_SPLITS
+from .tasks import get_task
 
 if TYPE_CHECKING:
     from .train import TrainState
@@ -44,15 +45,17 @@ def log_scalars(writer, row: dict) -> None:
 
 
 def summary_line(row: dict, cfg: TrainConfig, seconds: float, is_best: bool) -> str:
-    """One line per epoch. Accuracies here are at threshold 0.5; the final line gives the
-    test numbers at the threshold chosen on validation."""
+    """One line per epoch. Accuracies here are of the most probable class (threshold 0.5
+    for two classes); the final line gives the test numbers at the threshold chosen on
+    validation."""
+    test_acc = "acc@0.5" if get_task(cfg.task).binary else "acc"
     return (
         f"epoch {row['epoch']:>3}/{cfg.epochs}  "
         f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
         f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} | "
         f"stressed val loss {row['stressed_val_loss']:.3f} acc {row['stressed_val_acc']:.3f} | "
         f"frame val loss {row['frame_val_loss']:.3f} acc {row['frame_val_acc']:.3f} | "
-        f"test loss {row['test_loss']:.3f} acc@0.5 {row['test_acc']:.3f} | "
+        f"test loss {row['test_loss']:.3f} {test_acc} {row['test_acc']:.3f} | "
         f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}"
     )
 

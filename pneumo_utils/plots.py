@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
 from .dataset import CLASS_NAMES
+from .errors import UserError
 from .runs import open_run, read_metrics, read_predictions, training_curves
 
 SPLIT_ORDER = ("train", "val", "stressed_val", "frame_val", "test")
@@ -113,8 +114,11 @@ def plot_per_class(run_dir: Path, metric: str) -> plt.Figure:
     """train/val/test curves of `metric` for each class of one model (Figures 3 to 6)."""
     frame = training_curves(run_dir)
     frame = frame[(frame.metric == metric) & (frame.cls != "overall")]
-    fig, axes = plt.subplots(1, len(CLASS_NAMES), figsize=(7.2, 3.2), sharey=True)
-    for ax, class_name in zip(axes, CLASS_NAMES, strict=True):
+    class_names = open_run(run_dir).task.class_names
+    fig, axes = plt.subplots(
+        1, len(class_names), figsize=(3.6 * len(class_names), 3.2), sharey=True
+    )
+    for ax, class_name in zip(axes, class_names, strict=True):
         _curve_panel(
             ax,
             frame[frame.cls == class_name],
@@ -131,33 +135,39 @@ def plot_per_class(run_dir: Path, metric: str) -> plt.Figure:
 def plot_confusion_matrices(runs: dict[str, Path]) -> plt.Figure:
     fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 3.0), squeeze=False)
     for ax, (_name, run) in zip(axes[0], runs.items(), strict=True):
-        test = read_metrics(run)["test"]
+        metrics = read_metrics(run)
+        test, class_names = metrics["test"], open_run(run).task.class_names
         sns.heatmap(
             np.array(test["confusion_matrix"]),
             annot=True,
             fmt="d",
             cmap="Blues",
             cbar=False,
-            xticklabels=CLASS_NAMES,
-            yticklabels=CLASS_NAMES,
+            xticklabels=class_names,
+            yticklabels=class_names,
             ax=ax,
         )
-        ax.set(
-            title=f"{run_label(run)}\nthreshold {test['threshold']:.2f} "
-            f"(from {read_metrics(run)['threshold_chosen_on'].split()[0]})",
-            xlabel="predicted",
-            ylabel="true",
+        decided = (
+            "most probable class"
+            if test["threshold"] is None
+            else f"threshold {test['threshold']:.2f} "
+            f"(from {metrics['threshold_chosen_on'].split()[0]})"
         )
+        ax.set(title=f"{run_label(run)}\n{decided}", xlabel="predicted", ylabel="true")
     fig.suptitle("Confusion matrices on the test set")
     fig.tight_layout()
     return fig
 
 
 def plot_roc_curves(runs: dict[str, Path]) -> plt.Figure:
+    """ROC of P(class 1) for runs of two-class tasks (a three-class run has no single ROC)."""
     fig, ax = plt.subplots(figsize=(3.8, 3.6))
     for run in runs.values():
+        task = open_run(run).task
+        if not task.binary:
+            raise UserError(f"{run} is a {task.name} run: an ROC needs a two-class task")
         predictions = read_predictions(run)
-        fpr, tpr, _ = roc_curve(predictions["label"], predictions["p_pneumonia"])
+        fpr, tpr, _ = roc_curve(predictions["label"], predictions[task.probability_columns[0]])
         auc = read_metrics(run)["test"]["roc_auc"]
         ax.plot(fpr, tpr, label=f"{run_label(run)} (AUC {auc:.3f})".replace("\n", " "))
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")

@@ -1,5 +1,5 @@
-"""Using a trained run: P(pneumonia) for files, folders and globs (batched, one CSV row per
-file), metrics of its best checkpoint on any split, and its Grad-CAM maps."""
+"""Using a trained run: its class probabilities for files, folders and globs (batched, one
+CSV row per file), metrics of its best checkpoint on any split, and its Grad-CAM maps."""
 
 from __future__ import annotations
 
@@ -18,16 +18,23 @@ from tqdm.auto import tqdm
 
 from . import runs
 from .cache import IMAGE_SUFFIXES, BadImageError, decode_xray, scale_to_8bit, to_square
-from .dataset import CLASS_NAMES, OS_JUNK
+from .dataset import OS_JUNK
 from .device import autocast, autocast_dtype
 from .errors import UserError
 from .loaders import to_model_input
 from .models import load_trained_model
 from .robustness import read_report
+from .tasks import Task, get_task
 from .transforms import evaluation_transform
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 PREDICTION_COLUMNS = ("path", "p_pneumonia", "label", "threshold", "error")
+
+
+def prediction_columns(task: Task) -> tuple[str, ...]:
+    """predict's CSV columns for a run's task: P(PNEUMONIA) for the pneumonia task (as
+    PREDICTION_COLUMNS), P(VIRAL) for bacterial-viral, one probability per class for three."""
+    return ("path", *task.probability_columns, "label", "threshold", "error")
 
 
 # ----------------------------------------------------------------------------- files
@@ -119,13 +126,17 @@ def predict_files(
     batch_size: int = 64,
     progress: bool = False,
 ) -> Iterator[dict]:
-    """One row per file (see PREDICTION_COLUMNS), `batch_size` images in memory at a time.
+    """One row per file (see prediction_columns), `batch_size` images in memory at a time.
+    Two classes: `label` is class 1 when its probability reaches the run's threshold; three:
+    the most probable class (no threshold).
 
     A file that cannot be read gets its row with the reason in `error`; the others go on.
     """
     paths = expand_inputs(inputs)
     model, cfg, device = load_trained_model(run_dir)
-    threshold = runs.run_threshold(run_dir)
+    task = get_task(cfg.task)
+    threshold = runs.run_threshold(run_dir) if task.binary else ""
+    probability_columns = task.probability_columns
     normalize = evaluation_transform(cfg)
     amp_dtype = autocast_dtype(device, cfg.amp)
     bar = tqdm(total=len(paths), desc="predict", unit="image", disable=not progress)
@@ -134,7 +145,8 @@ def predict_files(
             chunk = paths[start : start + batch_size]
             rows, pixels = [], []
             for path in chunk:
-                row = dict(path=str(path), p_pneumonia="", label="", threshold=threshold, error="")
+                row = dict(path=str(path), **dict.fromkeys(probability_columns, ""), label="",
+                           threshold=threshold, error="")  # fmt: skip
                 try:
                     image = torch.from_numpy(decode_input(path, cfg.image_size, cfg.resize).copy())[
                         None
@@ -146,19 +158,25 @@ def predict_files(
             if pixels:
                 with torch.inference_mode(), autocast(device, amp_dtype):
                     logits = model(to_model_input(torch.stack(pixels), device, cfg.channels_last))
-                probabilities = iter(torch.softmax(logits.float(), dim=1)[:, 1].cpu().tolist())
+                probabilities = iter(torch.softmax(logits.float(), dim=1).cpu().numpy())
                 for row in rows:
                     if not row["error"]:
                         p = next(probabilities)
-                        row["p_pneumonia"] = round(p, 6)
-                        row["label"] = CLASS_NAMES[int(p >= threshold)]
+                        shown = p[1:] if task.binary else p
+                        row.update(
+                            zip(probability_columns, np.round(shown, 6).tolist(), strict=True)
+                        )
+                        called = int(p[1] >= threshold) if task.binary else int(p.argmax())
+                        row["label"] = task.class_names[called]
             bar.update(len(chunk))
             yield from rows
 
 
-def write_predictions(rows: Iterable[dict], out: TextIO) -> tuple[int, list[dict]]:
+def write_predictions(
+    rows: Iterable[dict], out: TextIO, columns: tuple[str, ...] = PREDICTION_COLUMNS
+) -> tuple[int, list[dict]]:
     """Stream rows as CSV with a header; returns the number written and the failed rows."""
-    writer = csv.DictWriter(out, fieldnames=PREDICTION_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     count, failed = 0, []
     for row in rows:
@@ -172,19 +190,26 @@ def write_predictions(rows: Iterable[dict], out: TextIO) -> tuple[int, list[dict
 def predict_command(run_dir, inputs, out: str | None, batch_size: int, progress: bool) -> None:
     """`predict`: CSV to stdout or --out (written whole or not at all), a summary on stderr.
     Nothing is written when no file could be read."""
-    threshold = runs.run_threshold(runs.open_run(run_dir).path)
-    print(f"threshold {threshold:.4f} (P(pneumonia) at or above it: PNEUMONIA)", file=sys.stderr)
+    saved = runs.open_run(run_dir)
+    task, columns = saved.task, prediction_columns(saved.task)
+    if task.binary:
+        threshold = runs.run_threshold(saved.path)
+        positive = task.positive
+        print(f"threshold {threshold:.4f} (P({positive}) at or above it: {positive})",
+              file=sys.stderr)  # fmt: skip
+    else:
+        print(f"label: the most probable of {', '.join(task.class_names)}", file=sys.stderr)
     rows = list(predict_files(run_dir, inputs, batch_size, progress))  # rows are small
     failed = [row for row in rows if row["error"]]
     if len(failed) == len(rows):
         raise UserError(f"no image could be read: {failed[0]['path']}: {failed[0]['error']}")
     if out is None:
-        write_predictions(rows, sys.stdout)
+        write_predictions(rows, sys.stdout, columns)
     else:
         target = Path(out)
         temporary = target.with_name(f".{target.name}.partial")
         with open(temporary, "w", newline="") as handle:
-            write_predictions(rows, handle)
+            write_predictions(rows, handle, columns)
         os.replace(temporary, target)
     summary = f"{len(rows) - len(failed)} of {len(rows)} images predicted"
     if failed:
@@ -222,7 +247,7 @@ def gradcam_examples(run: Path, per_class: int = 3) -> tuple[list[np.ndarray], l
     root, config = Path(saved.data["root"]), saved.config
     predictions = runs.read_predictions(run)
     images, labels = [], []
-    for label in range(len(CLASS_NAMES)):
+    for label in range(len(saved.task.class_names)):
         for relpath in predictions[predictions["label"] == label]["relpath"][:per_class]:
             images.append(decode_xray(root / relpath, config.image_size, config.resize))
             labels.append(label)

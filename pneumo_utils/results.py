@@ -23,7 +23,7 @@ from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patient
 from .pneumoniamnist import NPZ_NAME, is_npz
 from .recipes import HEADLINE, PREVIOUS_HEADLINE, recipe_changes
 from .screening import FRAME_SCREENING, SCREENING, VAL_METRICS, late_epochs
-from .settings import with_checkpoints
+from .settings import TASK_RECIPES, with_checkpoints
 
 # Every run the results table reports: recipe -> seeds.
 REPORTED_RUNS: dict[str, tuple[int, ...]] = {
@@ -39,6 +39,7 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     PREVIOUS_HEADLINE: (0, 1, 2),
     **{recipe: (0,) for recipe in FRAME_SCREENING},
     HEADLINE: (0, 1, 2, 3, 4),
+    **{recipe: (0, 1, 2) for recipe in TASK_RECIPES},
 }
 # PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and the headline's levers.
 MEDMNIST_RUNS: dict[str, tuple[int, ...]] = {
@@ -56,6 +57,20 @@ TABLE_ROWS = {
     "improved-128px": "improved recipe",
     PREVIOUS_HEADLINE: "shortcut-breaking recipe",
     HEADLINE: "counter-framing recipe (headline)",
+}
+# The other tasks' rows (docs/tasks.md), beside Kermany et al.'s bacterial vs viral result.
+TASK_ROWS = {
+    "bacterial-viral": "bacterial vs viral (PNEUMONIA images; positive VIRAL)",
+    "three-class": "three classes (sensitivity, specificity: NORMAL vs the rest)",
+}
+KERMANY_TYPES = {"accuracy": 0.907, "sensitivity": 0.886, "specificity": 0.909, "roc_auc": 0.940}
+# The task table: two-class and three-class metrics side by side (– where one does not apply).
+TASK_METRICS = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro F1",
+    "roc_auc": "AUC (three classes: macro one-vs-rest)",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
 }
 # Grad-CAM figures of notebook 04: figure name -> the recipes it compares (seed 0).
 GRADCAM_PAIRS = {
@@ -98,15 +113,35 @@ def reported_runs(data: str | os.PathLike) -> dict[str, tuple[int, ...]]:
 
 
 def metrics_table(run: Path) -> pd.DataFrame:
-    """A run's test metrics at its chosen threshold and at 0.5, from metrics.json."""
+    """A run's test metrics at its chosen threshold and at 0.5, from metrics.json; three
+    classes: each image called its most probable class, per class and macro."""
     metrics = runs.read_metrics(run)
+    test, names = metrics["test"], runs.open_run(run).task.class_names
+    if test["threshold"] is None:
+        print(
+            f"best epoch {metrics['best_epoch']} (on {metrics['selected_on']}), each image called "
+            f"its most probable class: accuracy {test['accuracy']:.3f}; NORMAL vs the rest: "
+            f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f}"
+        )
+        kinds = {"n": "n", "acc": "recall", "precision": "precision", "f1": "F1",
+                 "auc": "AUC (one vs rest)"}  # fmt: skip
+        table = pd.DataFrame(
+            [[test[f"{kind}_{name}"] for kind in kinds] for name in names],
+            index=pd.Index(names, name="class"),
+            columns=list(kinds.values()),
+        )
+        table.loc["macro"] = table.mean(numeric_only=True)
+        table.loc["macro", ["n", "F1", "AUC (one vs rest)"]] = [
+            test["n"], test["macro_f1"], test["roc_auc"]
+        ]
+        return table.astype({"n": int})
     print(
         f"best epoch {metrics['best_epoch']} (on {metrics['selected_on']}), threshold "
-        f"{metrics['test']['threshold']:.3f} (on {metrics['threshold_chosen_on']})"
+        f"{test['threshold']:.3f} (on {metrics['threshold_chosen_on']})"
     )
     shown = ["n", "accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"]
     return pd.DataFrame(
-        {"at the chosen threshold": metrics["test"], "at 0.5": metrics["test_at_0_5"]}
+        {"at the chosen threshold": test, "at 0.5": metrics["test_at_0_5"]}
     ).loc[shown]
 
 
@@ -178,7 +213,9 @@ def collect_runs(results_dir: str | Path, include_smoke: bool = False) -> pd.Dat
                 "train_images": saved.data["splits"]["train"],
                 "test_images": metrics["test"]["n"],
                 "hardware": saved.hardware,
+                "task": saved.config.task,
                 **{key: metrics["test"][key] for key in TEST_METRICS},
+                "macro_f1": metrics["test"].get("macro_f1", np.nan),
                 "accuracy_at_0_5": metrics["test_at_0_5"]["accuracy"],
                 **{key: float(selected.get(key, np.nan)) for key in VAL_METRICS},
                 "late_val_loss": float(late["val_loss"].mean()),
@@ -219,6 +256,8 @@ def histories(table: pd.DataFrame, recipes: Iterable[str] | None = None) -> pd.D
 
 
 def mean_sd(values: pd.Series, digits: int = 3) -> str:
+    if values.isna().all():
+        return "–"
     if len(values) == 1:
         return f"{values.iloc[0]:.{digits}f} (1 seed)"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"

@@ -32,7 +32,7 @@ from .errors import UserError
 from .evaluate import (
     binary_metrics,
     bootstrap_intervals,
-    pneumonia_probability,
+    positive_probability,
     predict_logits,
     prediction_patients,
 )
@@ -160,9 +160,9 @@ def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_B
     return dict(ece=float(ece), brier=brier, bins=table, n=int(len(labels)))
 
 
-def _metric_row(labels, probs, threshold, groups, n_resamples) -> dict:
+def _metric_row(labels, probs, threshold, groups, n_resamples, class_names) -> dict:
     intervals = bootstrap_intervals(labels, probs, threshold, groups=groups,
-                                    n_resamples=n_resamples)  # fmt: skip
+                                    n_resamples=n_resamples, class_names=class_names)  # fmt: skip
     row = dict(n=int(len(labels)))
     for metric in REPORTED:
         value, low, high = intervals.loc[metric, ["value", "low", "high"]]
@@ -179,9 +179,13 @@ def subgroup(relpath: str, label: int) -> str:
     return "virus" if "_virus_" in name else "bacteria" if "_bacteria_" in name else "other"
 
 
-def subgroup_rows(frame: pd.DataFrame, probs: np.ndarray, threshold: float) -> list[dict]:
-    """Specificity of each NORMAL file family, sensitivity of bacterial and viral pneumonia."""
-    groups = np.array([subgroup(r, y) for r, y in zip(frame["relpath"], frame["label"],
+def subgroup_rows(
+    frame: pd.DataFrame, probs: np.ndarray, threshold: float, class_names=CLASS_NAMES
+) -> list[dict]:
+    """Specificity of each NORMAL file family, sensitivity of bacterial and viral pneumonia
+    (bacterial-viral: the share of each called right, specificity for BACTERIAL)."""
+    folders = frame["folder_label"] if "folder_label" in frame else frame["label"]
+    groups = np.array([subgroup(r, y) for r, y in zip(frame["relpath"], folders,
                                                       strict=True)])  # fmt: skip
     rows = []
     for name in sorted(set(groups)):
@@ -189,19 +193,28 @@ def subgroup_rows(frame: pd.DataFrame, probs: np.ndarray, threshold: float) -> l
         label = int(frame["label"].to_numpy()[inside][0])
         metric = "specificity" if label == 0 else "sensitivity"
         correct = (probs[inside] >= threshold) == bool(label)
-        rows.append(dict(subgroup=name, class_name=CLASS_NAMES[label], n=int(inside.sum()),
+        rows.append(dict(subgroup=name, class_name=class_names[label], n=int(inside.sum()),
                          metric=metric, value=float(correct.mean())))  # fmt: skip
     return rows
 
 
-def failures(frame: pd.DataFrame, probs: np.ndarray, threshold: float, n: int = FAILURES):
-    """The misclassified test images, the most confidently wrong first."""
+def failures(
+    frame: pd.DataFrame,
+    probs: np.ndarray,
+    threshold: float,
+    n: int = FAILURES,
+    class_names=CLASS_NAMES,
+    column: str = "p_pneumonia",
+):
+    """The misclassified test images, the most confidently wrong first, with P(class 1) under
+    the name of the predictions' column (p_pneumonia, p_viral)."""
     labels = frame["label"].to_numpy()
     wrong = (probs >= threshold) != labels.astype(bool)
     confidence = np.where(labels == 1, threshold - probs, probs - threshold)
     order = [i for i in np.argsort(-confidence, kind="stable") if wrong[i]][:n]
-    return [dict(relpath=frame["relpath"].iat[i], label=int(labels[i]),
-                 p_pneumonia=float(probs[i])) for i in order]  # fmt: skip
+    return [{"relpath": frame["relpath"].iat[i], "label": int(labels[i]),
+             "class_name": class_names[labels[i]], column: float(probs[i])}
+            for i in order]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the report
@@ -225,7 +238,7 @@ class _Scorer:
             self.model, loader, self.device, self.amp_dtype, self.cfg.channels_last,
             self.cfg.max_batches,
         )  # fmt: skip
-        return pneumonia_probability(logits), labels
+        return positive_probability(logits), labels
 
     def images(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """P(pneumonia) of decoded images."""
@@ -257,6 +270,12 @@ def robustness_report(
         raise UserError(
             f"{run_dir} has not finished (no {runs.METRICS}): let its training end first"
         )
+    task = runs.open_run(run_dir).task
+    if not task.binary:
+        raise UserError(
+            f"{run_dir} is a {task.name} run: the robustness report scores a decision at a "
+            "threshold, which needs a two-class task (pneumonia or bacterial-viral)"
+        )
     model, cfg, device = load_trained_model(run_dir, device)
     data = data or load_run_data(cfg, data_dir, progress=progress)
     scorer = _Scorer(model, cfg, device)
@@ -268,7 +287,9 @@ def robustness_report(
     labels = test["label"].to_numpy()
     clean_images = np.asarray(data.images[test["cache_row"].to_numpy()])
     clean = scorer.images(clean_images, labels)
-    rows = _perturbation_rows(scorer, clean_images, clean, test, threshold, n_resamples, progress)
+    rows = _perturbation_rows(
+        scorer, clean_images, clean, test, threshold, n_resamples, progress, task.class_names
+    )
     scored = {"test": (clean, labels)}
     scored.update({s: scorer.split(data, s) for s in EVALUATED_SPLITS if s != "test"})
     report = dict(
@@ -280,15 +301,24 @@ def robustness_report(
         n_test=int(len(labels)),
         bootstrap=f"{n_resamples} resamples of the test patients (all images of each)",
         perturbations=rows,
-        subgroups=subgroup_rows(test, clean, threshold),
+        subgroups=subgroup_rows(test, clean, threshold, task.class_names),
         splits=[
-            dict(split=split, **binary_metrics(scored[split][1], scored[split][0], threshold))
+            dict(
+                split=split,
+                **binary_metrics(scored[split][1], scored[split][0], threshold, task.class_names),
+            )
             for split in EVALUATED_SPLITS
         ],
         calibration=dict(
             test=calibration(labels, clean), val=calibration(scored["val"][1], scored["val"][0])
         ),
-        failures=failures(test, clean, threshold),
+        failures=failures(
+            test,
+            clean,
+            threshold,
+            class_names=task.class_names,
+            column=task.probability_columns[0],
+        ),  # fmt: skip
         seconds=round(time.perf_counter() - started, 1),
     )
     write_report(run_dir, report, pd.DataFrame(rows))
@@ -296,16 +326,18 @@ def robustness_report(
     return report
 
 
-def _perturbation_rows(scorer, clean_images, clean, test, threshold, n_resamples, progress):
+def _perturbation_rows(
+    scorer, clean_images, clean, test, threshold, n_resamples, progress, class_names
+):
     """The unperturbed test set, then every family at every strength, with its change."""
     labels, patients = test["label"].to_numpy(), prediction_patients(test)
-    reference = _metric_row(labels, clean, threshold, patients, n_resamples)
+    reference = _metric_row(labels, clean, threshold, patients, n_resamples, class_names)
     rows = [dict(family="none", kind="clean", strength=None, middle=True, what="as they are",
                  **reference)]  # fmt: skip
     variants = [(p, s) for p in SUITE for s in p.strengths]
     for perturbation, strength in tqdm(variants, desc="robustness", disable=not progress):
         probs = scorer.images(perturbed_copy(clean_images, perturbation, strength), labels)
-        row = _metric_row(labels, probs, threshold, patients, n_resamples)
+        row = _metric_row(labels, probs, threshold, patients, n_resamples, class_names)
         rows.append(
             dict(
                 family=perturbation.family,

@@ -102,8 +102,9 @@ def plot_failures(images: list[np.ndarray], heat: np.ndarray, failures: list[dic
     for ax, image, cam, failure in zip(axes.flat, images, heat, failures, strict=False):
         ax.imshow(image, cmap="gray")
         ax.imshow(cam, cmap="jet", alpha=0.35)
-        truth = CLASS_NAMES[failure["label"]]
-        ax.set_title(f"true {truth}\nP={failure['p_pneumonia']:.2f}", fontsize="x-small")
+        truth = failure.get("class_name", CLASS_NAMES[failure["label"]])
+        probability = next(v for k, v in failure.items() if k.startswith("p_"))
+        ax.set_title(f"true {truth}\nP={probability:.2f}", fontsize="x-small")
     fig.suptitle(f"Misclassified test images, worst first (threshold {threshold:.3f})",
                  fontsize="small")  # fmt: skip
     fig.tight_layout()

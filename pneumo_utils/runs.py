@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
@@ -30,6 +31,7 @@ from .config import TrainConfig
 from .dataset import dataset_label
 from .errors import UserError
 from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
+from .tasks import Task, get_task
 
 CONFIG, HISTORY, TIMING, METRICS = "config.json", "history.csv", "timing.csv", "metrics.json"
 LAST, PREVIOUS, NEXT, BEST = "last.pt", "last.prev.pt", "last.next.pt", "best.pt"
@@ -79,6 +81,10 @@ class SavedRun:
     def dataset(self) -> str:
         """The name of the dataset it was trained on (its folder, or the npz file's stem)."""
         return dataset_label(self.data["root"])
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.config.task)
 
     @property
     def hardware(self) -> str:
@@ -148,6 +154,13 @@ def json_safe(value):
 
 def read_predictions(run_dir: str | os.PathLike, split: str = "test") -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / f"{split}_predictions.csv")
+
+
+def prediction_probabilities(predictions: pd.DataFrame, task: Task) -> np.ndarray:
+    """(N, classes) probabilities from a *_predictions.csv, which holds P(class 1) alone for
+    a two-class task."""
+    columns = predictions[list(task.probability_columns)].to_numpy(np.float64)
+    return np.hstack([1 - columns, columns]) if task.binary else columns
 
 
 def write_table(run_dir: Path, name: str, rows: list[dict] | dict) -> None:

@@ -34,6 +34,8 @@ NOTEBOOK_RECIPES = {
     "pretrained": "pretrained",
 }
 PRETRAINED_RECIPES = ("pretrained-protocol", "pretrained")
+# Notebook 02's last section: Kermany et al.'s second task, and the three classes at once.
+TASK_RECIPES = ("bacterial-viral", "three-class")
 NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
 
 
@@ -131,9 +133,9 @@ def notebook_settings() -> Settings:
 
 
 def profile_config(role: str, settings: Settings, seed: int = 0) -> TrainConfig:
-    """The configuration a notebook trains for a role of NOTEBOOK_RECIPES: its recipe, on the
-    notebook's data, shrunk to seconds in the smoke profile."""
-    recipe = NOTEBOOK_RECIPES[role]
+    """The configuration a notebook trains for a role of NOTEBOOK_RECIPES (or a recipe of
+    TASK_RECIPES): its recipe, on the notebook's data, shrunk to seconds in the smoke profile."""
+    recipe = NOTEBOOK_RECIPES.get(role, role)
     config = recipe_config(recipe, data=str(settings.data), seed=seed)
     if recipe in PRETRAINED_RECIPES:
         config = replace(config, weights=settings.weights)

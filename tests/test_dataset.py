@@ -274,7 +274,7 @@ def test_weighted_sampling_balances_classes(tiny_copy, cache_dir):
     loader = make_loader(data, "train", 64, weighted_sampling=True, generator=generator)
     drawn = torch.cat([labels for _ in range(20) for _, labels in loader]).float()
     assert abs(drawn.mean().item() - 0.5) < 0.05
-    weights = class_weights(labels)
+    weights = class_weights(labels, 2)
     assert weights[0] > weights[1]
     assert np.isclose((weights.numpy()[labels]).mean(), 1.0)
 
