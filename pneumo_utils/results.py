@@ -131,18 +131,16 @@ def metrics_table(run: Path) -> pd.DataFrame:
             columns=list(kinds.values()),
         )
         table.loc["macro"] = table.mean(numeric_only=True)
-        table.loc["macro", ["n", "F1", "AUC (one vs rest)"]] = [
-            test["n"], test["macro_f1"], test["roc_auc"]
-        ]
+        macro = [test["n"], test["macro_f1"], test["roc_auc"]]
+        table.loc["macro", ["n", "F1", "AUC (one vs rest)"]] = macro
         return table.astype({"n": int})
     print(
         f"best epoch {metrics['best_epoch']} (on {metrics['selected_on']}), threshold "
         f"{test['threshold']:.3f} (on {metrics['threshold_chosen_on']})"
     )
     shown = ["n", "accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"]
-    return pd.DataFrame(
-        {"at the chosen threshold": test, "at 0.5": metrics["test_at_0_5"]}
-    ).loc[shown]
+    table = pd.DataFrame({"at the chosen threshold": test, "at 0.5": metrics["test_at_0_5"]})
+    return table.loc[shown]
 
 
 def results_table(
