@@ -41,7 +41,7 @@ EVALUATED_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, "test")
 OS_JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
 
 _PATIENT_PATTERNS = (
-    re.compile(r"^(person\d+)_(?:bacteria|virus)_"),
+    re.compile(r"^(person\d+)_(?:bacteria|virus)_", re.IGNORECASE),
     re.compile(r"^(NORMAL2-IM-\d+)-\d+"),
     re.compile(r"^(IM-\d+)-\d+"),
 )

@@ -76,12 +76,16 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
         f"{test[f'n_{name}']} {name}" for name in task.class_names
     )
     classes = ", ".join(f"{i} = {name}" for i, name in enumerate(task.class_names))
-    recalls = {name: test[f"acc_{name}"] for name in task.class_names}
-    weakest = min(recalls, key=lambda name: recalls[name])
+    recalls = {
+        name: test[f"acc_{name}"]
+        for name in task.class_names
+        if test[f"acc_{name}"] is not None and test[f"acc_{name}"] == test[f"acc_{name}"]
+    }  # classes absent from test (recall NaN, null in the JSON) say nothing
+    weakest = min(recalls, key=lambda name: recalls[name]) if recalls else None
     weakest = (
         f"{weakest} (recall {recalls[weakest]:.3f}) is the class this run gets wrong most often "
         "on test."
-        if recalls[weakest] < 1
+        if weakest and recalls[weakest] < 1
         else "No test image of any class is called wrong here: too small a test set to tell."
     )
     if task.binary:
@@ -130,7 +134,7 @@ resamples of the test patients, each with all of their images):
 |---|---|---|
 {_interval_rows(run_dir, test, task)}
 
-{_robustness_section(run_dir)}
+{_robustness_section(run_dir, task)}
 ## The shortcut audit
 {_shortcut_section(config, dataset)}
 
@@ -193,10 +197,15 @@ def _shortcut_section(config, dataset: str) -> str:
     return f"{finding}\n{levers}"
 
 
-def _robustness_section(run_dir: Path) -> str:
+def _robustness_section(run_dir: Path, task) -> str:
     """The run's robustness report at the middle strength of each family, or how to make it."""
     from .robustness import JSON, read_report
 
+    if not task.binary:
+        return (
+            "## Robustness\nNo robustness report: the report scores a decision at a threshold, "
+            f"which a {task.name} run does not have.\n"
+        )
     if not (run_dir / JSON).exists():
         return (
             "## Robustness\nNo robustness report in this run folder: `python -m pneumo_utils "

@@ -228,6 +228,12 @@ def gradcam(run_dir: str | os.PathLike, images: list[np.ndarray]) -> tuple[np.nd
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    task = runs.open_run(run_dir).task
+    if not task.binary:
+        raise UserError(
+            f"{run_dir} is a {task.name} run: Grad-CAM here explains the positive output of a "
+            "two-class task"
+        )
     model, cfg, _ = load_trained_model(run_dir, torch.device("cpu"))
     model = model.float().to(memory_format=torch.contiguous_format)
     normalize = evaluation_transform(cfg)

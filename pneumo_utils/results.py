@@ -149,6 +149,8 @@ def results_table(
     """Test metrics with 95% bootstrap intervals, one column per model (missing ones say why)."""
     columns = {}
     for run in finished.values():
+        if runs.open_run(run).task.name != "pneumonia":
+            raise UserError(f"{run} is not a pneumonia-task run: this table is NORMAL vs PNEUMONIA")
         predictions = runs.read_predictions(run)
         table = bootstrap_intervals(
             predictions["label"].to_numpy(),

@@ -68,7 +68,7 @@ FIGURE_CAPTIONS = {
 
 # What the protocol column adds to each task's row.
 TASK_NOTES = {
-    "bacterial-viral": "; scored on the 390 PNEUMONIA test images",
+    "bacterial-viral": "; scored on the {test_images} PNEUMONIA test images",
     "three-class": "; macro F1 {macro_f1}",
 }
 
@@ -138,7 +138,9 @@ def _our_rows(table: pd.DataFrame, rows: dict[str, str], note: str = "") -> list
         seeds = "seeds" if len(recipe_runs) > 1 else "seed"
         flag = f" ({chosen['not_a_result']}: not a result)" if chosen["not_a_result"] else ""
         extra = note.format(
-            accuracy_at_0_5=extras.loc[recipe, "at 0.5"], macro_f1=extras.loc[recipe, "macro F1"]
+            accuracy_at_0_5=extras.loc[recipe, "at 0.5"],
+            macro_f1=extras.loc[recipe, "macro F1"],
+            test_images=chosen["test_images"],
         )
         decided = (
             f"model and threshold chosen on {selection}"
@@ -222,6 +224,7 @@ Kermany et al.'s second result is bacterial vs viral on the 390 PNEUMONIA test i
 sd over seeds; for three classes sensitivity and specificity are NORMAL against the rest:
 
 {markdown_table(seed_summary(tasks, TASK_METRICS))}
+{_task_robustness(tasks)}
 {figure("task_curves")}
 {figure("task_per_class")}
 {figure("task_confusion")}"""
@@ -279,6 +282,17 @@ Mean ± sd over seeds (sd with ddof=1).
 ### From Kermany et al. 2018
 
 {markdown_table(bar_distance(table, HEADLINE, KERMANY))}"""
+
+
+def _task_robustness(tasks: pd.DataFrame) -> str:
+    """The bacterial-viral runs' robustness reports (three classes have none), or nothing."""
+    found = robustness_reports(tasks, "bacterial-viral")
+    if not found:
+        return ""
+    return f"""Robustness of `bacterial-viral` ({len(found)} seeds' robustness.json): each family at
+its middle strength, at each run's own threshold (sensitivity: VIRAL, specificity: BACTERIAL):
+
+{markdown_table(robustness_table(found))}"""
 
 
 def _robustness_sections(table: pd.DataFrame) -> list[str]:

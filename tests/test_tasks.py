@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -98,9 +99,18 @@ def test_multiclass_metrics_equal_scikit_learns():
     assert metrics["sensitivity"] == pytest.approx((predicted[labels != 0] != 0).mean())
     assert np.array(metrics["confusion_matrix"]).sum() == 300
     intervals = bootstrap_intervals(labels, probs, None, n_resamples=50, class_names=names)
-    assert intervals.loc["macro_f1", "value"] == pytest.approx(metrics["macro_f1"])
-    for _, row in intervals.iterrows():
-        assert row.low <= row.value <= row.high
+    assert list(intervals.index[:3]) == ["accuracy", "macro_f1", "roc_auc"]
+    assert (intervals["high"] - intervals["low"] > 0).all()  # resampling moved every metric
+    assert (intervals["high"] - intervals["low"] < 0.3).all()
+
+
+def test_a_class_missing_from_test_is_said_not_guessed():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.5, 0.4]])
+    metrics = multiclass_metrics(labels, probs, ("NORMAL", "BACTERIAL", "VIRAL"))
+    assert np.isnan(metrics["roc_auc"]) and np.isnan(metrics["acc_VIRAL"])
+    assert metrics["undefined"] == {"roc_auc": "no VIRAL images"}
+    assert metrics["macro_f1"] == 1.0  # over the classes that are there
 
 
 @pytest.mark.parametrize("task", ["bacterial-viral", "three-class"])
@@ -142,6 +152,24 @@ def test_a_task_trains_predicts_exports_and_plots_end_to_end(task, tiny_typed_da
     model.load_state_dict(torch.load(out / f"{weights_stem(TASKS[task])}.pth"))
     card = (out / "MODEL_CARD.md").read_text()
     assert f"num_classes={len(names)}" in card and "PNEUMONIA when" not in card
+    decision = "VIRAL when P(VIRAL)" if task == "bacterial-viral" else "the most probable class"
+    assert decision in card
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pneumo_utils", "predict", str(run),
+         str(tiny_typed_data / "test"), "--out", str(tmp_path / "p.csv")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    written = pd.read_csv(tmp_path / "p.csv")
+    assert tuple(written.columns) == prediction_columns(TASKS[task])
+    assert set(written["label"]) == set(names)  # the tiny data's classes are learnt
+
+    from pneumo_utils.evaluate import evaluate_run
+    from pneumo_utils.results import metrics_table
+
+    assert evaluate_run(run, split="val")["n"] == len(read_predictions(run, "val"))
+    assert len(metrics_table(run)) > 0
 
     from pneumo_utils.plots import plot_confusion_matrices, plot_per_class
 
@@ -162,5 +190,25 @@ def test_robustness_of_a_three_class_run_is_one_line(tiny_typed_data, tmp_path):
         text=True,
         timeout=300,
     )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "needs a two-class task" in result.stderr
+
+
+def test_a_finished_task_run_is_kept_and_a_changed_task_is_refused(tiny_typed_data, tmp_path):
+    config = TrainConfig(
+        data=str(tiny_typed_data), task="bacterial-viral", epochs=1, batch_size=16,
+        image_size=32, cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    run = train(config, tmp_path / "types", progress=False)
+    before = (run / "metrics.json").read_text()
+    train(config, run, progress=False)  # the same data and task: finished, left as it is
+    assert (run / "metrics.json").read_text() == before
+    with pytest.raises(UserError, match="task: 'bacterial-viral' -> 'three-class'"):
+        train(replace(config, task="three-class"), run, progress=False)
+
+
+def test_the_audit_takes_two_class_tasks_only(tiny_typed_data):
+    from pneumo_utils.audit import shortcut_audit
+
+    with pytest.raises(UserError, match="two classes"):
+        shortcut_audit(tiny_typed_data, 32, task="three-class")
