@@ -154,6 +154,7 @@ def plot_confusion_matrices(runs: dict[str, Path]) -> plt.Figure:
             f"(from {metrics['threshold_chosen_on'].split()[0]})"
         )
         ax.set(title=f"{run_label(run)}\n{decided}", xlabel="predicted", ylabel="true")
+        ax.tick_params(axis="y", rotation=0)  # class names read across, even three of them
     fig.suptitle("Confusion matrices on the test set")
     fig.tight_layout()
     return fig
