@@ -38,6 +38,7 @@ from .device import (
 from .distributed import SINGLE, World
 from .errors import UserError
 from .evaluate import auc_score, epoch_stats, finalize, predict_logits
+from .interrupt import StopAtNextBatch
 from .loaders import class_weights, to_model_input, training_loaders
 from .tasks import get_task
 
@@ -82,9 +83,11 @@ class NonFiniteLoss(Exception):
 
 
 def train_one_epoch(
-    model, loader, criterion, optimizer, scaler, device, amp_dtype, cfg, progress, world=SINGLE
-):
-    """One pass over the training set; returns the logits and labels it saw."""
+    model, loader, criterion, optimizer, scaler, device, amp_dtype, cfg, progress, world=SINGLE,
+    interrupt=None,
+):  # fmt: skip
+    """One pass over the training set; returns the logits and labels it saw. `interrupt`
+    (interrupt.StopAtNextBatch) raises a recorded Ctrl-C before the next batch."""
     models.train_mode(model)
     all_logits, all_labels = [], []
     total = len(loader) if cfg.max_batches is None else min(len(loader), cfg.max_batches)
@@ -92,6 +95,8 @@ def train_one_epoch(
     for step, (images, labels) in enumerate(batches):
         if step >= total:
             break
+        if interrupt is not None:
+            interrupt.check()
         inputs = to_model_input(images, device, cfg.channels_last)
         labels = labels.to(device, non_blocking=True)
         with autocast(device, amp_dtype):
@@ -169,30 +174,37 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, world: World, fallback: bool,
     parts = _setup(cfg, run_dir, world, progress)
     state = _resume(parts, run_dir, fallback)
     writer = epoch_log.tensorboard(run_dir, state.epochs_done) if world.is_main else None
-    for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
-        if state.stopped:
-            break
-        started = time.perf_counter()
-        _seed_epoch(parts, epoch)
-        if cfg.unfreeze_after is not None and epoch > cfg.unfreeze_after:
-            _unfreeze(parts)
-        logits, labels = world.gather(*_train_epoch(parts, run_dir, state, epoch, progress))
-        train_seconds = time.perf_counter() - started
-        row = dict(epoch=epoch, status="ok", lr=parts.optimizer.param_groups[0]["lr"])
-        row.update(epoch_stats(logits, labels, "train", parts.data.class_names))
-        row.update(_evaluate_splits(parts))
-        _step_scheduler(parts.scheduler, row["val_loss"])
-        score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
-        if state.improve(score, epoch) and world.is_main:
-            runs.save_best(run_dir, parts.model.state_dict(), epoch)
-        state.stopped = cfg.early_stopping is not None and state.stale_epochs >= cfg.early_stopping
-        seconds = time.perf_counter() - started
-        state.record(row, seconds, images_per_s=len(labels) / train_seconds)
-        if world.is_main:
-            _save_epoch(parts, run_dir, state, writer)
-        print(epoch_log.summary_line(row, cfg, seconds, state.best_epoch == epoch), flush=True)
-        if state.stopped:
-            print(f"early stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs")
+    # A Ctrl-C stops at the next batch (interrupt.py); under torchrun, torchrun passes it on.
+    with contextlib.nullcontext() if world.distributed else StopAtNextBatch() as interrupt:
+        for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
+            if state.stopped:
+                break
+            started = time.perf_counter()
+            _seed_epoch(parts, epoch)
+            if cfg.unfreeze_after is not None and epoch > cfg.unfreeze_after:
+                _unfreeze(parts)
+            trained = _train_epoch(parts, run_dir, state, epoch, progress, interrupt)
+            logits, labels = world.gather(*trained)
+            train_seconds = time.perf_counter() - started
+            row = dict(epoch=epoch, status="ok", lr=parts.optimizer.param_groups[0]["lr"])
+            row.update(epoch_stats(logits, labels, "train", parts.data.class_names))
+            row.update(_evaluate_splits(parts))
+            _step_scheduler(parts.scheduler, row["val_loss"])
+            score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
+            if state.improve(score, epoch) and world.is_main:
+                runs.save_best(run_dir, parts.model.state_dict(), epoch)
+            stale = state.stale_epochs
+            state.stopped = cfg.early_stopping is not None and stale >= cfg.early_stopping
+            seconds = time.perf_counter() - started
+            state.record(row, seconds, images_per_s=len(labels) / train_seconds)
+            if world.is_main:
+                _save_epoch(parts, run_dir, state, writer)
+            line = epoch_log.summary_line(row, cfg, seconds, state.best_epoch == epoch)
+            print(line, flush=True)
+            if state.stopped:
+                print(
+                    f"early stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs"
+                )
     if world.is_main:  # the final metrics: rank 0 scores best.pt alone, every image once
         epoch_log.close_tensorboard(writer, cfg, state)
         finalize(run_dir, data=parts.data, device=parts.device, progress=progress)
@@ -306,12 +318,15 @@ def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainStat
     return state
 
 
-def _train_epoch(parts: Parts, run_dir: Path, state: TrainState, epoch: int, progress: bool):
+def _train_epoch(
+    parts: Parts, run_dir: Path, state: TrainState, epoch: int, progress: bool, interrupt=None
+):
     """One pass over the training set; a non-finite loss is recorded and stops the run."""
     try:
         return train_one_epoch(
             parts.forward_model, parts.loaders["train"], parts.criterion, parts.optimizer,
             parts.scaler, parts.device, parts.amp_dtype, parts.cfg, progress, parts.world,
+            interrupt,
         )  # fmt: skip
     except NonFiniteLoss as failure:
         row = dict(epoch=epoch, status=f"non-finite loss at step {failure.step + 1}")

@@ -302,3 +302,18 @@ def test_config_records_absolute_paths(tiny_config, tmp_path, monkeypatch):
     saved = json.loads((out / "config.json").read_text())["config"]
     assert Path(saved["data"]).is_absolute() and Path(saved["cache_dir"]).is_absolute()
     assert Path(saved["data"]) == Path(tiny_config.data).resolve()
+
+
+def test_a_ctrl_c_is_kept_until_the_next_batch_and_a_second_one_stops_at_once():
+    import os
+    import signal
+
+    from pneumo_utils.interrupt import StopAtNextBatch
+
+    with pytest.raises(KeyboardInterrupt), StopAtNextBatch() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)  # recorded, not raised here
+        assert interrupt.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the second one: at once
+        interrupt.check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
