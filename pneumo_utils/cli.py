@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .distributed import OtherRankFailed
 from .errors import UserError
+from .tasks import TASKS
 
 DEFAULTS_NOTE = (
     "Without --recipe or --config the defaults are the course report's protocol: Adam, "
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--csv", metavar="FILE", help="also write every file's properties as CSV")
     audit.add_argument(
         "--task",
-        choices=("pneumonia", "bacterial-viral"),
+        choices=[name for name, task in TASKS.items() if task.binary],
         default="pneumonia",
         help="the labels the properties are tested against: NORMAL vs PNEUMONIA, or bacterial "
         "vs viral among the PNEUMONIA files",

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import UserError
+from .tasks import TASKS
 
 MODEL_NAMES = ("scratch", "pretrained")
-TASK_NAMES = ("pneumonia", "bacterial-viral", "three-class")  # tasks.py: what each one is
 FREEZE_CHOICES = ("none", "backbone", "layer1", "layer2", "layer3", "layer4")
 SCHEDULERS = ("none", "cosine", "plateau", "step")
 RESIZE_MODES = ("squash", "pad", "crop")
@@ -66,7 +66,7 @@ class TrainConfig:
         "pneumonia: NORMAL vs PNEUMONIA; bacterial-viral: PNEUMONIA images only, positive class "
         "VIRAL; three-class: NORMAL vs BACTERIAL vs VIRAL",
         "data",
-        TASK_NAMES,
+        tuple(TASKS),
         recipe=True,
     )
     data: str = _setting(

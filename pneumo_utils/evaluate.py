@@ -82,9 +82,13 @@ def safe_auc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 
 def auc_score(labels: np.ndarray, logits: np.ndarray) -> float:
+    """probability_auc of the logits' class probabilities."""
+    return probability_auc(labels, class_probabilities(logits))
+
+
+def probability_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     """AUC of P(class 1) for two classes; for more, the macro average of one-vs-rest AUCs.
     NaN when a class is missing from `labels`."""
-    probs = class_probabilities(logits)
     if probs.shape[1] == 2:
         return safe_auc(labels, probs[:, 1])
     if len(np.unique(labels)) < probs.shape[1]:
@@ -172,11 +176,7 @@ def multiclass_metrics(labels: np.ndarray, probs: np.ndarray, class_names) -> di
         threshold=None,
         accuracy=float((predicted == labels).mean()),
         macro_f1=float(f1[present].mean()) if present else float("nan"),
-        roc_auc=(
-            float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
-            if len(present) == len(classes)
-            else float("nan")
-        ),
+        roc_auc=probability_auc(labels, probs),
     )
     for c, name in enumerate(class_names):
         inside = labels == c

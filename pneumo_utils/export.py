@@ -77,10 +77,8 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
     )
     classes = ", ".join(f"{i} = {name}" for i, name in enumerate(task.class_names))
     recalls = {
-        name: test[f"acc_{name}"]
-        for name in task.class_names
-        if test[f"acc_{name}"] is not None and test[f"acc_{name}"] == test[f"acc_{name}"]
-    }  # classes absent from test (recall NaN, null in the JSON) say nothing
+        name: test[f"acc_{name}"] for name in task.class_names if test[f"acc_{name}"] is not None
+    }  # classes absent from test (recall NaN, null in metrics.json) say nothing
     weakest = min(recalls, key=lambda name: recalls[name]) if recalls else None
     weakest = (
         f"{weakest} (recall {recalls[weakest]:.3f}) is the class this run gets wrong most often "

@@ -39,6 +39,7 @@ from .evaluate import (
 from .fileio import atomic_write_text
 from .loaders import XrayDataset, make_loader
 from .models import load_trained_model
+from .tasks import pneumonia_type
 from .transforms import (
     add_noise,
     band_mask,
@@ -176,7 +177,7 @@ def subgroup(relpath: str, label: int) -> str:
     name = Path(relpath).name
     if label == 0:
         return "NORMAL2-*" if name.startswith("NORMAL2-") else "IM-*"
-    return "virus" if "_virus_" in name else "bacteria" if "_bacteria_" in name else "other"
+    return {"BACTERIAL": "bacteria", "VIRAL": "virus"}.get(pneumonia_type(name), "other")
 
 
 def subgroup_rows(
