@@ -4,6 +4,7 @@ from .config import TrainConfig
 from .dataset import CLASS_NAMES, load_data
 from .errors import UserError
 from .models import build_model
+from .predict import preprocess
 from .recipes import RECIPES, recipe_config
 from .runs import open_run, read_history
 from .train import train
@@ -16,6 +17,7 @@ __all__ = [
     "build_model",
     "load_data",
     "open_run",
+    "preprocess",
     "read_history",
     "recipe_config",
     "train",

@@ -13,6 +13,7 @@ import json
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from . import body
 from .config import RESIZE_MODES
 from .errors import UserError
 from .fileio import atomic_write_text, fsync_and_replace
@@ -67,11 +69,9 @@ def to_square(gray: Image.Image, size: int, resize: str) -> Image.Image:
     return gray.resize((size, size), Image.Resampling.BILINEAR)
 
 
-def decode_xray(path: str | os.PathLike, size: int, resize: str = "squash") -> np.ndarray:
-    """Decode one file into a `size` x `size` uint8 grayscale array, made square by `resize`:
-    squashed (aspect lost, as in chest_xray_224), padded with black, or centre-cropped."""
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {RESIZE_MODES}, not {resize!r}")
+def decode_grey(path: str | os.PathLike, size: int) -> np.ndarray:
+    """One file as acquired: decoded to 8-bit grey, the full frame, at its own shape (a JPEG
+    decoded at a reduced scale that is still >= `size` on each side, which is much faster)."""
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadImageError(f"not an image file ({path.suffix or 'no extension'})")
@@ -84,10 +84,9 @@ def decode_xray(path: str | os.PathLike, size: int, resize: str = "squash") -> n
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise BadImageError(f"image too large ({width}x{height} px)")
-                # JPEG only: decode at a reduced scale that is still >= size (much faster).
                 image.draft("L", (size, size))
                 image.load()
-                return np.asarray(to_square(_to_grayscale(image), size, resize))
+                return np.asarray(_to_grayscale(image))
     except Image.DecompressionBombError as error:
         raise BadImageError("image too large") from error
     except UnidentifiedImageError as error:
@@ -96,12 +95,38 @@ def decode_xray(path: str | os.PathLike, size: int, resize: str = "squash") -> n
         raise BadImageError(f"cannot decode ({error})") from error
 
 
-def _decode_or_reason(job: tuple[str, int, str]) -> tuple[np.ndarray | None, str | None]:
-    path, size, resize = job
+def frame_input(
+    grey: np.ndarray, size: int, resize: str = "squash", crop_to_body: bool = False
+) -> tuple[np.ndarray, bool]:
+    """The input pipeline's geometry, from an acquired grey image to the model's square: the
+    crop to the body (`crop_to_body`, body.py), then `resize` to a `size` square. Returns the
+    square and whether a body was found (True when not cropping). Training, validation, test,
+    predict, the stressed validation sets and the robustness suite all pass through here."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, not {resize!r}")
+    found = True
+    if crop_to_body:
+        grey, found = body.crop_to_body(grey)
+    return np.asarray(to_square(Image.fromarray(grey), size, resize)), found
+
+
+def decode_xray(
+    path: str | os.PathLike, size: int, resize: str = "squash", crop_to_body: bool = False
+) -> np.ndarray:
+    """Decode one file into a `size` x `size` uint8 grayscale array, cropped to the body if
+    asked, then made square by `resize`: squashed (aspect lost, as in chest_xray_224), padded
+    with black, or centre-cropped."""
+    return frame_input(decode_grey(path, size), size, resize, crop_to_body)[0]
+
+
+def _decode_or_reason(job: tuple[str, int, str, bool]) -> tuple:
+    """(pixels, None, body found) for a file, or (None, why it is bad, True)."""
+    path, size, resize, crop_to_body = job
     try:
-        return decode_xray(path, size, resize), None
+        pixels, found = frame_input(decode_grey(path, size), size, resize, crop_to_body)
     except BadImageError as error:
-        return None, str(error)
+        return None, str(error), True
+    return pixels, None, found
 
 
 def file_list_fingerprint(records: pd.DataFrame, *, mtimes: bool) -> str:
@@ -134,8 +159,19 @@ def _check_outside(cache_dir: Path, data_root: Path) -> None:
         )
 
 
-def _read_cache(array_path: Path, fingerprint: str, shape: tuple) -> tuple | None:
-    """The cached array and bad files, if a complete cache of this fingerprint is there."""
+@dataclass
+class DecodedImages:
+    """A dataset's decoded images: `images` row i belongs to the records' row i; `bad_files`
+    {relpath: reason} could not be decoded; `no_body` lists the files the crop to the body
+    found no body in (used whole; empty without --crop-to-body)."""
+
+    images: np.ndarray
+    bad_files: dict[str, str]
+    no_body: list[str] = field(default_factory=list)
+
+
+def _read_cache(array_path: Path, fingerprint: str, shape: tuple) -> DecodedImages | None:
+    """The cached images, if a complete cache of this fingerprint is there."""
     index_path = array_path.with_suffix(".json")
     if not (index_path.exists() and array_path.exists()):
         return None
@@ -145,7 +181,7 @@ def _read_cache(array_path: Path, fingerprint: str, shape: tuple) -> tuple | Non
     except (OSError, ValueError):
         return None  # unreadable or cut short: rebuilt
     if index.get("fingerprint") == fingerprint and images.shape == shape:
-        return images, index["bad_files"]
+        return DecodedImages(images, index["bad_files"], index.get("no_body", []))
     return None
 
 
@@ -157,20 +193,22 @@ def build_cache(
     progress: bool = True,
     resize: str = "squash",
     decode=None,
-) -> tuple[np.ndarray, dict[str, str]]:
+    crop_to_body: bool = False,
+) -> DecodedImages:
     """Decode every file once into a uint8 array (N, size, size) on disk, or reuse it.
     `decode(records, size)` replaces decoding the files (PneumoniaMNIST's arrays).
 
-    Returns the memory-mapped array (row i belongs to records row i) and the bad files as
-    {relpath: reason}. The cache is keyed by the file list, sizes, mtimes and image size, so
-    any change to the data rebuilds it. The array is written under a temporary name and the
-    JSON index last, so a build cut short is never read.
+    The cache is keyed by the file list, sizes, mtimes, image size and the input pipeline's
+    settings (resize, crop to the body), so any change to the data rebuilds it. The array is
+    written under a temporary name and the JSON index last, so a build cut short is never read.
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     _check_outside(cache_dir, Path(records.attrs["root"]))
     key = f"{file_list_fingerprint(records, mtimes=True)}:{image_size}:{CACHE_FORMAT}"
     if resize != "squash":  # the squash key predates the option: existing caches stay valid
         key += f":{resize}"
+    if crop_to_body:
+        key += ":crop-to-body"
     fingerprint = hashlib.sha256(key.encode()).hexdigest()
     array_path = cache_dir / f"{fingerprint[:20]}-{image_size}px.npy"
     index_path = array_path.with_suffix(".json")
@@ -188,25 +226,31 @@ def build_cache(
     partial_path = array_path.with_name(f"{array_path.name}.partial-{os.getpid()}")
     images = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8, shape=shape)
     bad_files: dict[str, str] = {}
-    jobs = [(path, image_size, resize) for path in records["path"]]
+    no_body: list[str] = []
+    jobs = [(path, image_size, resize, crop_to_body) for path in records["path"]]
     workers = workers or min(4, os.cpu_count() or 1)
     bar = tqdm(total=len(jobs), desc=f"decoding images to {image_size}px", disable=not progress)
     pool = contextlib.nullcontext() if decode else ProcessPoolExecutor(max_workers=workers)
     with bar, pool:
         decoded = (
-            decode(records, image_size)
+            ((pixels, reason, True) for pixels, reason in decode(records, image_size))
             if decode
             else pool.map(_decode_or_reason, jobs, chunksize=16)
         )
-        for i, (pixels, reason) in enumerate(decoded):
+        for i, (pixels, reason, found) in enumerate(decoded):
+            relpath = records["relpath"].iat[i]
             if reason is None:
                 images[i] = pixels
             else:
-                bad_files[records["relpath"].iat[i]] = reason
+                bad_files[relpath] = reason
+            if not found:
+                no_body.append(relpath)
             bar.update()
     images.flush()
     del images
     fsync_and_replace(partial_path, array_path)
-    index = dict(fingerprint=fingerprint, root=records.attrs["root"], bad_files=bad_files)
+    index = dict(
+        fingerprint=fingerprint, root=records.attrs["root"], bad_files=bad_files, no_body=no_body
+    )
     atomic_write_text(index_path, json.dumps(index, indent=1))
-    return np.load(array_path, mmap_mode="r"), bad_files
+    return DecodedImages(np.load(array_path, mmap_mode="r"), bad_files, no_body)

@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", help="a run folder written by train")
     evaluate.add_argument("--data", help="dataset folder (default: the one the run used)")
     evaluate.add_argument(
-        "--split", choices=("train", "val", "stressed_val", "frame_val", "test"), default="test"
+        "--split",
+        choices=("train", "val", "stressed_val", "frame_val", "reframed_val", "test"),
+        default="test",
     )
 
     robustness = commands.add_parser(

@@ -20,7 +20,9 @@ INTENSITY_NORMS = ("none", "percentile", "equalize")
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N"
 # The validation score that picks best.pt (lowest loss or highest AUC), and the split whose
 # predictions pick the decision threshold (Youden's J). stressed_val: see transforms.stress;
-# frame_val: the stressed images with the frame turned against the label too (frame_stress).
+# frame_val: the stressed images with the frame turned against the label too (frame_stress);
+# pooled_val_loss: the mean loss of val, stressed_val and reframed_val (each image reframed
+# tighter, looser and with a changed border, whatever its class; dataset.REFRAMED_VAL).
 SELECT_METRICS = (
     "val_loss",
     "val_auc",
@@ -28,8 +30,10 @@ SELECT_METRICS = (
     "stressed_val_auc",
     "frame_val_loss",
     "frame_val_auc",
+    "pooled_val_loss",
 )
-THRESHOLD_SPLITS = ("val", "stressed_val", "frame_val")
+# pooled_val: val, stressed_val and reframed_val together (dataset.POOLED_VAL).
+THRESHOLD_SPLITS = ("val", "stressed_val", "frame_val", "pooled_val")
 # Settings that change how fast a run goes or where it reads from, not what it computes.
 NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
 # Setting groups that define a recipe; other groups (data, run) hold where and how fast.
@@ -111,6 +115,12 @@ class TrainConfig:
         "how an original becomes a square: squash (aspect lost), pad with black, or centre-crop",
         "shortcuts",
         RESIZE_MODES,
+    )
+    crop_to_body: bool = _setting(
+        False,
+        "every split, predict and export: crop each decoded image to the body's bounding box "
+        "before it is made square (body.py), so the frame's margin never reaches the model",
+        "shortcuts",
     )
     aspect_jitter: float = _setting(
         0.0,

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .cache import build_cache, file_list_fingerprint
+from .cache import build_cache, decode_grey, file_list_fingerprint, frame_input
 from .config import TrainConfig, validation_folds
 from .errors import UserError
 from .pneumoniamnist import NPZ_NAME, decode_npz, is_npz, scan_npz
 from .tasks import TASKS, Task, get_task, task_records
-from .transforms import frame_stressed_copy, stressed_copy
+from .transforms import REFRAMINGS, frame_stressed_copy, reframe_variant, stressed_copy
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 SPLITS = ("train", "val", "test")
@@ -34,8 +34,17 @@ STRESSED_VAL = "stressed_val"
 # The stressed images again, with the frame turned against the label too
 # (transforms.frame_stress): the split that can see the framing shortcut.
 FRAME_VAL = "frame_val"
+# The carved validation images reframed whatever their class: each one tighter, looser and with
+# a changed border than its own frame, then through the run's input pipeline
+# (transforms.REFRAMINGS): the split that sees a frame cue in either direction.
+REFRAMED_VAL = "reframed_val"
 # Every split a run scores after each epoch and at the end, in this order.
-EVALUATED_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, "test")
+EVALUATED_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, REFRAMED_VAL, "test")
+# The validation sets whose mean loss picks the checkpoint of `--select-metric pooled_val_loss`,
+# and whose pooled predictions pick the threshold of `--threshold-on pooled_val` (docs/frame.md).
+POOLED_VAL = ("val", STRESSED_VAL, REFRAMED_VAL)
+# The copies of validation made from its images; each has the files of validation.
+VALIDATION_COPIES = (STRESSED_VAL, FRAME_VAL, REFRAMED_VAL)
 
 # Files that operating systems drop into folders; they are not part of the data.
 OS_JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -182,6 +191,12 @@ class XrayData:
     skipped: dict[str, str]
     seed: int = field(default=0)  # the carve of validation, and the stress of its copy
     task: Task = field(default=TASKS["pneumonia"])  # which files, which classes (tasks.py)
+    # The input pipeline (cache.frame_input): the square's side, how it is made square, and
+    # whether images are cropped to the body; `no_body` lists the files it found none in.
+    image_size: int = 224
+    resize: str = "squash"
+    crop_to_body: bool = False
+    no_body: list[str] = field(default_factory=list)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -197,6 +212,31 @@ class XrayData:
             val["relpath"],
             self.seed,
         )
+
+    def acquired(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        """The images of `frame` as acquired: decoded, full frame, before the input pipeline
+        (PneumoniaMNIST: its squares, which the pipeline leaves as they are)."""
+        if self.records.attrs.get("source") == "npz":
+            return [np.asarray(self.images[row]) for row in frame["cache_row"]]
+        return [decode_grey(path, self.image_size) for path in frame["path"]]
+
+    def input_pipeline(self, grey: np.ndarray) -> tuple[np.ndarray, bool]:
+        """An acquired grey image as this run's model input square (cache.frame_input)."""
+        return frame_input(grey, self.image_size, self.resize, self.crop_to_body)
+
+    @cached_property
+    def reframed_val(self) -> np.ndarray:
+        """The validation images, each reframed every way of transforms.REFRAMINGS (in that
+        order, each a block of the validation images in split order) as acquired, then through
+        the input pipeline (see REFRAMED_VAL)."""
+        val = self.splits["val"]
+        acquired = self.acquired(val)
+        out = np.empty((len(REFRAMINGS) * len(val), self.image_size, self.image_size), np.uint8)
+        for block, reframing in enumerate(REFRAMINGS):
+            for i, (grey, name) in enumerate(zip(acquired, val["relpath"], strict=True)):
+                changed = reframe_variant(grey, reframing, name, self.seed)
+                out[block * len(val) + i] = self.input_pipeline(changed)[0]
+        return out
 
     @cached_property
     def frame_val(self) -> np.ndarray:
@@ -221,6 +261,7 @@ def load_data(
     resize: str = "squash",
     subset: int | None = None,
     task: str = "pneumonia",
+    crop_to_body: bool = False,
 ) -> XrayData:
     """Scan, validate and cache a dataset, then split it. Bad files stop here, before training.
 
@@ -234,15 +275,17 @@ def load_data(
     task = get_task(task)
     labelled = task_records(records, task)  # a file the task cannot label stops it here
     npz = records.attrs.get("source") == "npz"
-    if npz and resize != "squash":
-        raise UserError(
-            f"--resize {resize} does nothing for {records.attrs['root']}: PneumoniaMNIST's images "
-            "are square already; drop --resize"
-        )
+    for name, changed in (("--resize", resize != "squash"), ("--crop-to-body", crop_to_body)):
+        if npz and changed:
+            raise UserError(
+                f"{name} does nothing for {records.attrs['root']}: PneumoniaMNIST's images are "
+                f"28 px squares already; drop {name}"
+            )
     decode = (lambda r, size: decode_npz(r, size, SPLITS, CLASS_NAMES)) if npz else None
-    images, bad_files = build_cache(
-        records, image_size, cache_dir, workers, progress, resize, decode=decode
+    decoded = build_cache(
+        records, image_size, cache_dir, workers, progress, resize, decode, crop_to_body
     )
+    images, bad_files = decoded.images, decoded.bad_files
     cache_rows = pd.Series(np.arange(len(records)), index=records.index)
     records = labelled.assign(cache_row=cache_rows.loc[labelled.index])
     if bad_files:
@@ -267,6 +310,10 @@ def load_data(
         skipped=dict(bad_files),
         seed=seed,
         task=task,
+        image_size=image_size,
+        resize=resize,
+        crop_to_body=crop_to_body,
+        no_body=decoded.no_body,
     )
 
 
@@ -284,6 +331,7 @@ def load_run_data(cfg: TrainConfig, data_dir: str | None = None, progress: bool 
         resize=cfg.resize,
         subset=cfg.max_batches and cfg.max_batches * cfg.batch_size * 2,
         task=cfg.task,
+        crop_to_body=cfg.crop_to_body,
     )
 
 
@@ -344,5 +392,17 @@ def dataset_fingerprint(
 
 
 def split_frame(data: XrayData, split: str) -> pd.DataFrame:
-    """The files of a split; the stressed validation sets have those of validation."""
-    return data.splits["val" if split in (STRESSED_VAL, FRAME_VAL) else split]
+    """The files of a split, one row per image scored: the stressed validation sets have those
+    of validation; the reframed one, validation's once per reframing."""
+    if split == REFRAMED_VAL:
+        val = data.splits["val"]
+        return pd.concat([val.assign(reframing=f.__name__) for f in REFRAMINGS])
+    return data.splits["val" if split in VALIDATION_COPIES else split]
+
+
+def no_body_counts(data: XrayData) -> dict[str, int]:
+    """How many images of each split the crop to the body found no body in (used whole)."""
+    missing = set(data.no_body)
+    return {
+        split: int(frame["relpath"].isin(missing).sum()) for split, frame in data.splits.items()
+    }

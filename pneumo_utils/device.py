@@ -132,7 +132,9 @@ def environment_info(device: torch.device, amp_dtype: torch.dtype | None = None)
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     commit = _git("rev-parse", "HEAD")
-    info["git_commit"] = commit
+    info["git_commit"] = commit or os.environ.get("PNEUMO_GIT_COMMIT")
+    # A copy of a checkout without .git (sent to another machine) names its commit in
+    # PNEUMO_GIT_COMMIT; whether that copy was clean is then for the sender to say.
     info["git_dirty"] = bool(_git("status", "--porcelain")) if commit else None
     return info
 

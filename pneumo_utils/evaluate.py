@@ -24,7 +24,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import runs
-from .dataset import CLASS_NAMES, EVALUATED_SPLITS, load_run_data, patient_id, split_frame
+from .dataset import (
+    CLASS_NAMES,
+    EVALUATED_SPLITS,
+    POOLED_VAL,
+    REFRAMED_VAL,
+    load_run_data,
+    no_body_counts,
+    patient_id,
+    split_frame,
+)
 from .device import autocast, autocast_dtype
 from .loaders import make_loader, to_model_input
 from .models import load_trained_model
@@ -96,15 +105,18 @@ def probability_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
 
 
-def choose_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
-    """The P(pneumonia) cut-off that maximises Youden's J (sensitivity + specificity - 1); on a
-    plateau of equal J, its midpoint rather than its first point.
+def choose_threshold(
+    labels: np.ndarray, probs: np.ndarray, weights: np.ndarray | None = None
+) -> float:
+    """The P(pneumonia) cut-off that maximises Youden's J (sensitivity + specificity - 1),
+    each image counted with its weight (default 1); on a plateau of equal J, its midpoint
+    rather than its first point.
 
     Meant for validation predictions only; 0.5 where validation has a single class.
     """
     if len(np.unique(labels)) < 2:
         return 0.5
-    fpr, tpr, thresholds = roc_curve(labels, probs)
+    fpr, tpr, thresholds = roc_curve(labels, probs, sample_weight=weights)
     youden = tpr - fpr
     first = int(np.argmax(youden))
     last = first
@@ -362,6 +374,11 @@ def finalize(
             f"{split}_predictions.csv",
             dict(
                 relpath=split_frame(data, split)["relpath"].to_numpy(),
+                **(
+                    {"reframing": split_frame(data, split)["reframing"].to_numpy()}
+                    if split == REFRAMED_VAL
+                    else {}
+                ),
                 label=labels[split],
                 # float64 text round-trips exactly: numbers read back from the file equal these
                 **{
@@ -372,7 +389,13 @@ def finalize(
         )
     threshold = None
     if task.binary:
-        threshold = choose_threshold(labels[cfg.threshold_on], probs[cfg.threshold_on][:, 1])
+        chosen_on = POOLED_VAL if cfg.threshold_on == "pooled_val" else (cfg.threshold_on,)
+        # Pooled: each set weighs a third, as in pooled_val_loss, whatever its size.
+        threshold = choose_threshold(
+            np.concatenate([labels[split] for split in chosen_on]),
+            np.concatenate([probs[split][:, 1] for split in chosen_on]),
+            np.concatenate([np.full(len(labels[s]), 1 / len(labels[s])) for s in chosen_on]),
+        )
     metrics = dict(
         best_epoch=int(runs.load_best(run_dir)["epoch"]),
         selected_on=cfg.select_metric,
@@ -380,6 +403,8 @@ def finalize(
             f"{cfg.threshold_on} (Youden's J)" if task.binary else "none: the most probable class"
         ),
         task=task.name,
+        crop_to_body=cfg.crop_to_body,
+        no_body_found=no_body_counts(data) if cfg.crop_to_body else None,
         test=task_metrics(labels["test"], probs["test"], task.class_names, threshold),
         test_at_0_5=task_metrics(labels["test"], probs["test"], task.class_names),
         class_names=list(task.class_names),

@@ -53,6 +53,7 @@ def weights_stem(task) -> str:
 AUDITED_DATASETS = ("chest_xray", "chest_xray_224", "chest_xray_sample")
 # The levers that take an acquisition or framing cue away, by setting, as the card names them.
 LEVERS = {
+    "crop_to_body": "crop to the body",
     "aspect_jitter": "aspect jitter",
     "intensity_jitter": "black/white-point and gamma jitter",
     "jpeg_quality_min": "JPEG re-compression",
@@ -72,6 +73,12 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
     warning = f"\n**Not a result: {saved.not_a_result}.**\n" if saved.not_a_result else ""
     norm = config.intensity_norm
     normalisation = f"per-image intensity normalisation `{norm}`, " if norm != "none" else ""
+    cropped = (
+        "cropped to the body's bounding box (`pneumo_utils.body`: rows and columns where over "
+        "10% of the pixels are brighter than air and that are not flat), then "
+        if config.crop_to_body
+        else ""
+    )
     counts = f"{test['n']} images: " + ", ".join(
         f"{test[f'n_{name}']} {name}" for name in task.class_names
     )
@@ -113,10 +120,13 @@ model.load_state_dict(torch.load("{stem}.pth"))
 ```
 
 ## Input
-A chest radiograph as 8-bit grey, made square by `{config.resize}` at {config.image_size} px,
-{normalisation}repeated to 3 channels, scaled to [0, 1] and normalised with mean
-{IMAGENET_MEAN} and sd {IMAGENET_STD}.
-`python -m pneumo_utils predict` does all of this. {decision}
+A chest radiograph as 8-bit grey, {cropped}made square by `{config.resize}` at
+{config.image_size} px, {normalisation}repeated to 3 channels, scaled to [0, 1] and normalised
+with mean {IMAGENET_MEAN} and sd {IMAGENET_STD}. Settings: `image_size={config.image_size}`,
+`resize="{config.resize}"`, `crop_to_body={config.crop_to_body}`,
+`intensity_norm="{norm}"`.
+`pneumo_utils.preprocess(path_or_array, config)` gives exactly this input (a 1x3xSxS tensor)
+and `python -m pneumo_utils predict` does all of it. {decision}
 
 ## Data
 Trained on `{dataset}`, {saved.data["splits"]["train"]} training images; validation carved

@@ -13,8 +13,7 @@ from torchvision.transforms import v2
 from .config import TrainConfig
 from .dataset import (
     EVALUATED_SPLITS,
-    FRAME_VAL,
-    STRESSED_VAL,
+    VALIDATION_COPIES,
     XrayData,
     split_frame,
 )
@@ -96,7 +95,7 @@ def make_loader(
     scored once over the ranks.
     """
     frame = split_frame(data, split)
-    if split in (STRESSED_VAL, FRAME_VAL):
+    if split in VALIDATION_COPIES:
         images, rows = getattr(data, split), np.arange(len(frame))
     else:
         images, rows = data.images, frame["cache_row"].to_numpy()

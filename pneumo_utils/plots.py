@@ -20,11 +20,11 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
-from .dataset import CLASS_NAMES
+from .dataset import CLASS_NAMES, EVALUATED_SPLITS
 from .errors import UserError
 from .runs import open_run, read_metrics, read_predictions, training_curves
 
-SPLIT_ORDER = ("train", "val", "stressed_val", "frame_val", "test")
+SPLIT_ORDER = ("train", *EVALUATED_SPLITS)
 METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
 # How the curves' legends name each split. The train numbers are running averages over the
 # epoch in training mode (dropout on, augmented images), not a pass over the training set.
@@ -33,9 +33,10 @@ SPLIT_LABELS = {
     "val": "val",
     "stressed_val": "stressed val",
     "frame_val": "frame-stressed val",
+    "reframed_val": "reframed val",
     "test": "test",
 }
-PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", 5), strict=True))
+PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", len(SPLIT_ORDER)), strict=True))
 
 
 def use_figure_style() -> None:

@@ -13,11 +13,10 @@ from typing import TextIO
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from . import runs
-from .cache import IMAGE_SUFFIXES, BadImageError, decode_xray, scale_to_8bit, to_square
+from .cache import IMAGE_SUFFIXES, BadImageError, decode_grey, frame_input, scale_to_8bit
 from .dataset import OS_JUNK
 from .device import autocast, autocast_dtype
 from .errors import UserError
@@ -75,10 +74,11 @@ def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def decode_input(path: Path, size: int, resize: str) -> np.ndarray:
-    """A file as the model sees it: JPEG, PNG... through decode_xray, DICOM through pydicom."""
+def acquire(path: Path, size: int) -> np.ndarray:
+    """A file as acquired, 8-bit grey and full frame: JPEG, PNG... through decode_grey, DICOM
+    through pydicom."""
     if path.suffix.lower() not in DICOM_SUFFIXES:
-        return decode_xray(path, size, resize)
+        return decode_grey(path, size)
     try:
         import pydicom
     except ImportError:
@@ -89,7 +89,35 @@ def decode_input(path: Path, size: int, resize: str) -> np.ndarray:
         raise
     except Exception as error:  # pydicom raises many types for a damaged file
         raise BadImageError(f"cannot read DICOM ({error})") from error
-    return np.asarray(to_square(Image.fromarray(grey), size, resize))
+    return grey
+
+
+def decode_input(path: Path, cfg) -> np.ndarray:
+    """A file as the run's input square: acquired, then the input pipeline of `cfg`."""
+    grey = acquire(path, cfg.image_size)
+    return frame_input(grey, cfg.image_size, cfg.resize, cfg.crop_to_body)[0]
+
+
+def preprocess(path_or_array, cfg) -> torch.Tensor:
+    """One image exactly as a run's model takes it, for plain torchvision weights (export): a
+    file path (or a 2-D 8-bit grey array, as acquired) through the input pipeline of `cfg` (a
+    TrainConfig: crop to the body, square, intensity normalisation), then as a 1x3xSxS float
+    tensor normalised with ImageNet's statistics."""
+    if isinstance(path_or_array, (str, os.PathLike)):
+        square = decode_input(Path(path_or_array), cfg)
+    else:
+        grey = np.asarray(path_or_array)
+        if grey.ndim != 2 or grey.dtype != np.uint8:
+            raise UserError(
+                f"preprocess takes a file path or a 2-D uint8 grey array, not a {grey.ndim}-D "
+                f"{grey.dtype} array: convert it to 8-bit grey first (as cache.decode_grey does)"
+            )
+        square = frame_input(grey, cfg.image_size, cfg.resize, cfg.crop_to_body)[0]
+    image = torch.from_numpy(np.array(square))[None]
+    normalize = evaluation_transform(cfg)
+    if normalize is not None:
+        image = normalize(image)
+    return to_model_input(image[None], torch.device("cpu"), channels_last=False)
 
 
 def dicom_to_grey(dataset) -> np.ndarray:
@@ -148,9 +176,7 @@ def predict_files(
                 row = dict(path=str(path), **dict.fromkeys(probability_columns, ""), label="",
                            threshold=threshold, error="")  # fmt: skip
                 try:
-                    image = torch.from_numpy(decode_input(path, cfg.image_size, cfg.resize).copy())[
-                        None
-                    ]
+                    image = torch.from_numpy(decode_input(path, cfg).copy())[None]
                     pixels.append(image if normalize is None else normalize(image))
                 except (BadImageError, OSError) as error:
                     row["error"] = str(error)
@@ -255,7 +281,7 @@ def gradcam_examples(run: Path, per_class: int = 3) -> tuple[list[np.ndarray], l
     images, labels = [], []
     for label in range(len(saved.task.class_names)):
         for relpath in predictions[predictions["label"] == label]["relpath"][:per_class]:
-            images.append(decode_xray(root / relpath, config.image_size, config.resize))
+            images.append(decode_input(root / relpath, config))
             labels.append(label)
     return images, labels
 
@@ -265,5 +291,5 @@ def failure_examples(run: Path) -> tuple[list[np.ndarray], list[dict]]:
     run saw them, and their rows (label, P(pneumonia))."""
     saved, failures = runs.open_run(run), read_report(run)["failures"]
     root, config = Path(saved.data["root"]), saved.config
-    images = [decode_xray(root / f["relpath"], config.image_size, config.resize) for f in failures]
+    images = [decode_input(root / f["relpath"], config) for f in failures]
     return images, failures

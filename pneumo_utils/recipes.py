@@ -33,6 +33,10 @@ _FRAME_RULE = dict(select_metric="frame_val_loss", threshold_on="frame_val")
 _COUNTER = dict(counter_framing=0.5)
 _FRAME_JITTER = dict(frame_jitter=0.35)
 _SENSOR = dict(blur_noise=0.3, intensity_jitter=0.2)
+# The crop issue's selection rule (docs/frame.md): checkpoint on the mean loss of the clean, the
+# stressed and the reframed validation sets; threshold by Youden's J on the three pooled.
+_POOLED_RULE = dict(select_metric="pooled_val_loss", threshold_on="pooled_val")
+_CROP = dict(_SHORTCUT_ALL, **_POOLED_RULE, crop_to_body=True)
 _MEDMNIST = dict(
     image_size=28, epochs=100, batch_size=128, scheduler="step", dropout=0.0,
     select_metric="val_auc", threshold_on="val",
@@ -62,6 +66,16 @@ RECIPES: dict[str, dict] = {
     "frame-counter": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER),
     "frame-jitter": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_FRAME_JITTER),
     "frame-all": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, **_FRAME_JITTER, **_SENSOR),
+    # The crop screening (docs/frame.md): every image cropped to the body, in training and
+    # wherever it is scored, on top of shortcut-all, chosen by the pooled rule; alone, with
+    # framing variety alike for both classes, with the sensor lever too, with twice the
+    # epochs, with wider framing variety; and the control: framing variety without the crop.
+    "crop-only": _CROP,
+    "crop-jitter": dict(_CROP, **_FRAME_JITTER),
+    "crop-jitter-sensor": dict(_CROP, **_FRAME_JITTER, **_SENSOR),
+    "crop-jitter-40ep": dict(_CROP, **_FRAME_JITTER, epochs=40),
+    "crop-jitter-wide": dict(_CROP, frame_jitter=0.6),
+    "nocrop-jitter": dict(_SHORTCUT_ALL, **_POOLED_RULE, **_FRAME_JITTER),
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch
     # (Adam lr 0.001, batch 128, 100 epochs, x0.1 at epochs 50 and 75, no augmentation,
     # checkpoint on val AUC), at 28 px and upsampled to 224; the headline's levers at 28 px.

@@ -77,6 +77,8 @@ SELECTION_NAMES = {
     "val": "validation",
     "stressed_val": "stressed validation",
     "frame_val": "frame-stressed validation",
+    "pooled_val": "the clean, stressed and reframed validation sets",
+    "reframed_val": "reframed validation",
 }
 
 

@@ -57,6 +57,11 @@ REPORTED = ("accuracy", "sensitivity", "specificity", "roc_auc")
 # How much of each side the occlusion pair and the border family treat as "the frame".
 FRAME_BAND = 0.15
 CALIBRATION_BINS = 15
+# The two orders a report may use (its "perturbed" entry; docs/frame.md).
+PERTURBED_BEFORE_CROP = (
+    "as acquired (decoded, full frame), then the input pipeline: crop to the body, square"
+)
+PERTURBED_SQUARE = "the decoded square at the run's resolution (no crop)"
 FAILURES = 12
 
 
@@ -128,15 +133,19 @@ SUITE: tuple[Perturbation, ...] = (
 )  # fmt: skip
 
 
-def perturbed_copy(images: np.ndarray, perturbation: Perturbation, strength: float) -> np.ndarray:
-    """Every image changed by one family at one strength; noise drawn per image index, so the
-    copy depends on nothing but the images."""
-    out = np.empty_like(images)
+def perturbed_copy(
+    images, perturbation: Perturbation, strength: float, pipeline=None
+) -> np.ndarray:
+    """Every image changed by one family at one strength, then, with `pipeline`
+    (XrayData.input_pipeline), made the model's input square; noise drawn per image index, so
+    the copy depends on nothing but the images."""
+    changed = []
     for i, image in enumerate(images):
         generator = torch.Generator().manual_seed(i)
-        tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
-        out[i] = perturbation.apply(tensor, strength, generator)[0].numpy()
-    return out
+        tensor = torch.from_numpy(np.array(image))[None]  # a copy: decoded files are read-only
+        pixels = perturbation.apply(tensor, strength, generator)[0].numpy()
+        changed.append(pipeline(pixels)[0] if pipeline is not None else pixels)
+    return np.stack(changed)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -286,10 +295,10 @@ def robustness_report(
     if cfg.max_batches:  # smoke runs score what they were evaluated on
         test = test.iloc[: cfg.max_batches * scorer.batch]
     labels = test["label"].to_numpy()
-    clean_images = np.asarray(data.images[test["cache_row"].to_numpy()])
-    clean = scorer.images(clean_images, labels)
+    clean = scorer.images(np.asarray(data.images[test["cache_row"].to_numpy()]), labels)
+    perturb, order = _perturbation_order(data, test)
     rows = _perturbation_rows(
-        scorer, clean_images, clean, test, threshold, n_resamples, progress, task.class_names
+        scorer, perturb, clean, test, threshold, n_resamples, progress, task.class_names
     )
     scored = {"test": (clean, labels)}
     scored.update({s: scorer.split(data, s) for s in EVALUATED_SPLITS if s != "test"})
@@ -299,6 +308,7 @@ def robustness_report(
         threshold_chosen_on=metrics["threshold_chosen_on"],
         best_epoch=metrics["best_epoch"],
         image_size=cfg.image_size,
+        perturbed=order,
         n_test=int(len(labels)),
         bootstrap=f"{n_resamples} resamples of the test patients (all images of each)",
         perturbations=rows,
@@ -327,9 +337,27 @@ def robustness_report(
     return report
 
 
-def _perturbation_rows(
-    scorer, clean_images, clean, test, threshold, n_resamples, progress, class_names
-):
+def _perturbation_order(data, test: pd.DataFrame):
+    """How the suite changes the test images, and the words for it: a run that crops to the
+    body has each image changed as acquired (decoded, full frame) and then the whole input
+    pipeline, crop included, as an image from another hospital would be; a run without the
+    crop has its decoded squares changed, as every report before the crop was made."""
+    if data.crop_to_body:
+        acquired = data.acquired(test)
+        return (
+            lambda perturbation, strength: perturbed_copy(
+                acquired, perturbation, strength, data.input_pipeline
+            ),
+            PERTURBED_BEFORE_CROP,
+        )
+    squares = np.asarray(data.images[test["cache_row"].to_numpy()])
+    return (
+        lambda perturbation, strength: perturbed_copy(squares, perturbation, strength),
+        PERTURBED_SQUARE,
+    )
+
+
+def _perturbation_rows(scorer, perturb, clean, test, threshold, n_resamples, progress, class_names):
     """The unperturbed test set, then every family at every strength, with its change."""
     labels, patients = test["label"].to_numpy(), prediction_patients(test)
     reference = _metric_row(labels, clean, threshold, patients, n_resamples, class_names)
@@ -337,7 +365,7 @@ def _perturbation_rows(
                  **reference)]  # fmt: skip
     variants = [(p, s) for p in SUITE for s in p.strengths]
     for perturbation, strength in tqdm(variants, desc="robustness", disable=not progress):
-        probs = scorer.images(perturbed_copy(clean_images, perturbation, strength), labels)
+        probs = scorer.images(perturb(perturbation, strength), labels)
         row = _metric_row(labels, probs, threshold, patients, n_resamples, class_names)
         rows.append(
             dict(

@@ -5,7 +5,7 @@ the checks a resumed run must pass (same data, same precision, same number of pr
     history.csv            one row per epoch: loss/accuracy overall and per class, every split
     timing.csv             seconds and images/s per epoch (kept apart so history is reproducible)
     metrics.json           the best checkpoint on test, at a threshold chosen on validation
-    {val,stressed_val,frame_val,test}_predictions.csv
+    {val,stressed_val,frame_val,reframed_val,test}_predictions.csv
     robustness.json/.csv   the best checkpoint on perturbed test images (robustness.py)
     last.pt, best.pt       checkpoints (last.prev.pt is the one before last.pt)
     tb/                    TensorBoard events
@@ -28,7 +28,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from .config import TrainConfig
-from .dataset import dataset_label
+from .dataset import EVALUATED_SPLITS, dataset_label
 from .errors import UserError
 from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
 from .tasks import Task, get_task
@@ -39,7 +39,7 @@ LOCK = ".lock"
 # A run folder of the results: <recipe>-seed<N> (run_name), under runs/results/<dataset>.
 RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 # The splits of history.csv, as its column prefixes.
-CURVE_SPLITS = ("train", "val", "stressed_val", "frame_val", "test")
+CURVE_SPLITS = ("train", *EVALUATED_SPLITS)
 
 
 def run_name(recipe: str, seed: int) -> str:

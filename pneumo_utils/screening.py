@@ -6,6 +6,7 @@ ablation of the improved recipe. Only validation numbers: the test set chose not
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,12 @@ FRAME_SCREENING = ("shortcut-all", "frame-counter", "frame-jitter", "frame-all")
 # The frame rule's score: the lowest frame-stressed validation loss over the epochs, and its
 # tie-breaker, the mean over the last FRAME_LATE epochs.
 FRAME_LATE = 5
+# The crop screening (docs/frame.md): the arms, seed 0; the score is the lowest pooled
+# validation loss over the epochs; arms within POOLED_TIE of the best are decided by the mean
+# over the last FRAME_LATE epochs.
+CROP_SCREENING = ("crop-only", "crop-jitter", "crop-jitter-sensor", "crop-jitter-40ep",
+                  "crop-jitter-wide", "nocrop-jitter")  # fmt: skip
+POOLED_TIE = 0.005
 IMPROVED = "improved-128px"
 # The validation ablation: each change against the recipe it was made to, at one seed.
 ABLATIONS = {
@@ -136,3 +143,48 @@ def frame_screening_table(table: pd.DataFrame) -> pd.DataFrame:
         ["score: lowest frame val loss", f"frame val loss, last {FRAME_LATE}"]
     )
     return ranked.set_index("recipe")
+
+
+def crop_screening_table(results_dir) -> pd.DataFrame:
+    """The crop screening at seed 0, ranked by the rule of docs/frame.md: the lowest pooled
+    validation loss over the epochs, and where arms are within POOLED_TIE of the best, the
+    lower mean over the last FRAME_LATE epochs first. Every arm must have finished as a result
+    (not a smoke run): the rule chooses among all of them or not at all."""
+    rows = []
+    for recipe in CROP_SCREENING:
+        run_dir = Path(results_dir) / runs.run_name(recipe, ABLATION_SEED)
+        if not runs.is_finished(run_dir) or not runs.open_run(run_dir).is_result:
+            raise ValueError(
+                f"the crop screening needs every arm finished: {run_dir} is not (train it with "
+                f"`python -m pneumo_utils train --recipe {recipe} --seed {ABLATION_SEED}`)"
+            )
+        history = runs.completed_epochs(run_dir).set_index("epoch")
+        epoch = int(history["pooled_val_loss"].idxmin())
+        at = history.loc[epoch]
+        rows.append(
+            {
+                "recipe": recipe,
+                "epochs": len(history),
+                "score": float(at["pooled_val_loss"]),
+                "at epoch": epoch,
+                "late": float(history["pooled_val_loss"].tail(FRAME_LATE).mean()),
+                **{
+                    f"{split.replace('_', ' ')} loss": _number(at[f"{split}_loss"])
+                    for split in ("val", "stressed_val", "reframed_val")
+                },
+                "reframed val AUC": _number(at["reframed_val_auc"]),
+            }
+        )
+    table = pd.DataFrame(rows)
+    tied = table["score"] <= table["score"].min() + POOLED_TIE
+    table["tied with the best"] = tied
+    ranked = pd.concat([table[tied].sort_values(["late", "score"], kind="stable"),
+                        table[~tied].sort_values("score", kind="stable")])  # fmt: skip
+    names = {"score": "score: lowest pooled val loss",
+             "late": f"pooled val loss, last {FRAME_LATE}"}  # fmt: skip
+    return ranked.round({"score": 4, "late": 4}).rename(columns=names).set_index("recipe")
+
+
+def crop_screening_winner(results_dir) -> str:
+    """The recipe the crop screening's rule picks (the first row of crop_screening_table)."""
+    return str(crop_screening_table(results_dir).index[0])

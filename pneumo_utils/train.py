@@ -22,6 +22,7 @@ from . import distributed, epoch_log, models, resume, runs
 from .config import TrainConfig
 from .dataset import (
     EVALUATED_SPLITS,
+    POOLED_VAL,
     XrayData,
     load_run_data,
     split_frame,
@@ -352,6 +353,7 @@ def _evaluate_splits(parts: Parts) -> dict[str, float]:
         ))  # fmt: skip
         row.update(epoch_stats(logits, labels, split, parts.data.class_names))
         row[f"{split}_auc"] = auc_score(labels, logits)
+    row["pooled_val_loss"] = sum(row[f"{split}_loss"] for split in POOLED_VAL) / len(POOLED_VAL)
     return row
 
 

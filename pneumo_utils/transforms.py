@@ -38,6 +38,15 @@ STRESS_JPEG_QUALITY = 75
 FRAME_STRESS_ZOOM_IN = (1.15, 1.4)
 FRAME_STRESS_ZOOM_OUT = (0.72, 0.88)
 FRAME_STRESS_BORDER = (0.06, 0.14)
+# The reframed validation set (docs/frame.md): every validation image, whatever its class,
+# once tighter (the central 1/s of the frame enlarged, off-centre), once looser (shrunk to s of
+# the side into a black margin, off-centre) and once with its outer band (b of each side)
+# painted a grey between its median and white, as a shutter or a burnt-in border would be; on
+# the image as acquired, before the input pipeline. No training lever draws from these: framing
+# variety fills between black and the median, after the pipeline.
+REFRAME_TIGHTER = (1.12, 1.3)
+REFRAME_LOOSER = (0.75, 0.9)
+REFRAME_BORDER = (0.04, 0.12)
 # Counter-framing in training: the same directions, wider ranges.
 COUNTER_ZOOM_IN = (1.1, 1.5)
 COUNTER_ZOOM_OUT = (0.65, 0.92)
@@ -305,6 +314,34 @@ def frame_stress(image: np.ndarray, label: int, rng: np.random.Generator) -> np.
     else:  # PNEUMONIA: a smaller body in a black margin, as training NORMAL files show
         tensor = reframe(tensor, rng.uniform(*FRAME_STRESS_ZOOM_OUT), fill=0, shift=shift)
     return tensor[0].numpy()
+
+
+def reframe_tighter(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    shift = (rng.uniform(-1, 1), rng.uniform(-1, 1))
+    return reframe(image, rng.uniform(*REFRAME_TIGHTER), shift=shift)
+
+
+def reframe_looser(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    shift = (rng.uniform(-1, 1), rng.uniform(-1, 1))
+    return reframe(image, rng.uniform(*REFRAME_LOOSER), fill=0, shift=shift)
+
+
+def change_border(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    fill = rng.uniform(median_grey(image), 255)
+    return replace_border(image, rng.uniform(*REFRAME_BORDER), fill)
+
+
+# The reframed validation set's blocks, in order.
+REFRAMINGS = (reframe_tighter, reframe_looser, change_border)
+
+
+def reframe_variant(grey: np.ndarray, reframing, name: str, seed: int) -> np.ndarray:
+    """An acquired grey image reframed one way, its draws from the seed, the file name and the
+    reframing alone (not the order, not the machine, not the label)."""
+    stream = 10 + REFRAMINGS.index(reframing)
+    rng = np.random.default_rng([seed, zlib.crc32(str(name).encode()), stream])
+    tensor = torch.from_numpy(np.array(grey))[None]  # a writable copy: decoded files are not
+    return reframing(tensor, rng)[0].numpy()
 
 
 def _per_file(images, labels, names, seed: int, stream: int, function) -> np.ndarray:

@@ -199,7 +199,7 @@ def test_huge_image_is_refused_before_decoding(tmp_path, monkeypatch):
 
 def test_cache_is_reused_and_rebuilt_when_files_change(tiny_copy, cache_dir):
     records = scan_dataset(tiny_copy)
-    images, _ = build_cache(records, 32, cache_dir, progress=False)
+    build_cache(records, 32, cache_dir, progress=False)
     array_file = next(cache_dir.glob("*.npy"))
     built = array_file.stat().st_mtime_ns
     build_cache(scan_dataset(tiny_copy), 32, cache_dir, progress=False)
@@ -208,7 +208,7 @@ def test_cache_is_reused_and_rebuilt_when_files_change(tiny_copy, cache_dir):
     changed = tiny_copy / "test" / "NORMAL" / "IM-1000-0001.jpeg"
     Image.fromarray(np.full((50, 50), 255, np.uint8)).save(changed)
     records = scan_dataset(tiny_copy)
-    fresh, _ = build_cache(records, 32, cache_dir, progress=False)
+    fresh = build_cache(records, 32, cache_dir, progress=False).images
     row = records.index[records["relpath"] == "test/NORMAL/IM-1000-0001.jpeg"][0]
     assert fresh[row].min() > 250  # the new pixels, not the stale ones
     assert len(list(cache_dir.glob("*.json"))) == 2
@@ -221,7 +221,7 @@ def test_cache_cut_short_is_rebuilt_not_read(tiny_data, cache_dir):
     array_file = next(cache_dir.glob("*.npy"))
     index_file.unlink()  # a kill between writing the array and its index
     array_file.write_bytes(array_file.read_bytes()[:1000])
-    images, _ = build_cache(records, 32, cache_dir, progress=False)
+    images = build_cache(records, 32, cache_dir, progress=False).images
     assert images.shape == (len(records), 32, 32)
     assert json.loads(index_file.read_text())["bad_files"] == {}
 

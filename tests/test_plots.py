@@ -16,6 +16,7 @@ from pneumo_utils import (  # noqa: E402
     settings,
 )
 from pneumo_utils.config import TrainConfig  # noqa: E402
+from pneumo_utils.dataset import EVALUATED_SPLITS
 from pneumo_utils.recipes import HEADLINE, recipe_config  # noqa: E402
 from pneumo_utils.runs import open_run, training_curves  # noqa: E402
 from pneumo_utils.settings import (  # noqa: E402
@@ -50,9 +51,10 @@ def test_every_report_figure_renders(finished_run, tmp_path):
 
 def test_training_curves_long_form(finished_run):
     curves = training_curves(finished_run)
-    assert set(curves["split"]) == {"train", "val", "stressed_val", "frame_val", "test"}
+    assert set(curves["split"]) == {"train", *EVALUATED_SPLITS}
     assert set(curves["cls"]) == {"overall", "NORMAL", "PNEUMONIA"}
-    assert len(curves) == 2 * 5 * 2 * 3  # epochs x splits x metrics x (overall + 2 classes)
+    # epochs x splits x metrics x (overall + 2 classes)
+    assert len(curves) == 2 * (1 + len(EVALUATED_SPLITS)) * 2 * 3
 
 
 def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumo_utils import UserError, predict
+from pneumo_utils import TrainConfig, UserError, predict
 from pneumo_utils.predict import expand_inputs, predict_files, write_predictions
 
 
@@ -117,7 +117,8 @@ def test_monochrome1_and_12_bit_dicom_decode_like_their_twins(finished_run, tmp_
         inverted=_write_dicom(tmp_path / "m1.dcm", 4095 - twelve, photometric="MONOCHROME1"),
         rescaled=_write_dicom(tmp_path / "ct.dcm", twelve, RescaleSlope=2, RescaleIntercept=-1000),
     )
-    decoded = {name: predict.decode_input(path, 32, "squash") for name, path in files.items()}
+    config = TrainConfig(image_size=32)
+    decoded = {name: predict.decode_input(path, config) for name, path in files.items()}
     for name in ("twelve", "inverted", "rescaled"):
         assert np.abs(decoded[name].astype(int) - decoded["eight"]).max() <= 1, name
     rows = {r["path"]: r for r in predict_files(finished_run, list(files.values()))}

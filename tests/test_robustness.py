@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pneumo_utils import robustness, runs
+from pneumo_utils.dataset import EVALUATED_SPLITS
 from pneumo_utils.robustness import (
     SUITE,
     calibration,
@@ -161,7 +162,7 @@ def test_report_of_a_finished_run(finished_run, tmp_path):
     for metric in ("accuracy", "sensitivity", "specificity"):
         assert clean[metric] == pytest.approx(test[metric])
         assert clean[f"{metric}_low"] <= clean[metric] <= clean[f"{metric}_high"]
-    assert {s["split"] for s in saved["splits"]} == {"val", "stressed_val", "frame_val", "test"}
+    assert [s["split"] for s in saved["splits"]] == list(EVALUATED_SPLITS)
     assert set(saved["calibration"]) == {"test", "val"}
     assert {g["subgroup"] for g in saved["subgroups"]} == {"IM-*", "bacteria"}
     assert saved["threshold"] == report["threshold"] == test["threshold"]
