@@ -21,8 +21,8 @@ from .dataset import find_dataset_root
 from .errors import UserError
 from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patients
 from .pneumoniamnist import NPZ_NAME, is_npz
-from .recipes import HEADLINE, PREVIOUS_HEADLINE, recipe_changes
-from .screening import FRAME_SCREENING, SCREENING, VAL_METRICS, late_epochs
+from .recipes import FORMER_HEADLINES, HEADLINE, recipe_changes
+from .screening import CROP_SCREENING, FRAME_SCREENING, SCREENING, VAL_METRICS, late_epochs
 from .settings import TASK_RECIPES, with_checkpoints
 
 # Every run the results table reports: recipe -> seeds.
@@ -36,8 +36,10 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     "improved-dropout0.2": (0, 1),
     **{recipe: (0,) for recipe in SCREENING},
     "shortcut-geometry": (0, 1),  # the runner-up of the screening, at a second seed
-    PREVIOUS_HEADLINE: (0, 1, 2),
+    "shortcut-all": (0, 1, 2),
     **{recipe: (0,) for recipe in FRAME_SCREENING},
+    "frame-counter": (0, 1, 2, 3, 4),
+    **{recipe: (0,) for recipe in CROP_SCREENING},
     HEADLINE: (0, 1, 2, 3, 4),
     **{recipe: (0, 1, 2) for recipe in TASK_RECIPES},
 }
@@ -55,12 +57,14 @@ TABLE_ROWS = {
     "baseline-128px": "the course report's protocol",
     "baseline-224px": "the course report's protocol",
     "improved-128px": "improved recipe",
-    PREVIOUS_HEADLINE: "shortcut-breaking recipe",
-    HEADLINE: "counter-framing recipe (headline)",
+    "shortcut-all": "shortcut-breaking recipe",
+    "frame-counter": "counter-framing recipe",
+    HEADLINE: "cropped to the body (headline)",
 }
 # The other tasks' rows (docs/tasks.md), beside Kermany et al.'s bacterial vs viral result.
 TASK_ROWS = {
     "bacterial-viral": "bacterial vs viral (PNEUMONIA images; positive VIRAL)",
+    "bacterial-viral-crop": "bacterial vs viral, cropped to the body",
     "three-class": "three classes (sensitivity, specificity: NORMAL vs the rest)",
 }
 KERMANY_TYPES = {"accuracy": 0.907, "sensitivity": 0.886, "specificity": 0.909, "roc_auc": 0.940}
@@ -76,11 +80,11 @@ TASK_METRICS = {
 GRADCAM_PAIRS = {
     "gradcam_baseline_224px": ("baseline-224px",),
     "gradcam_shortcut": ("improved-stressed-val", "shortcut-all"),
-    "gradcam_frame": (PREVIOUS_HEADLINE, HEADLINE),
+    "gradcam_frame": (*FORMER_HEADLINES, HEADLINE),
 }
 # The frame issue's bar for ResNet-18 from scratch (mean of 5 seeds, unperturbed test set), its
 # aim, and Kermany et al.'s published numbers (their model chosen on the test set).
-BAR = {"accuracy": 0.95, "roc_auc": 0.985, "specificity": 0.92}
+BAR = {"accuracy": 0.95, "roc_auc": 0.985, "specificity": 0.92, "sensitivity": 0.95}
 AIM = {"accuracy": 0.96, "roc_auc": 0.99, "specificity": 0.94}
 KERMANY = {"accuracy": 0.928, "sensitivity": 0.932, "specificity": 0.901, "roc_auc": 0.968}
 BAR_SEEDS = 5

@@ -12,7 +12,7 @@ import pandas as pd
 from . import runs
 from .fileio import atomic_write_text
 from .pneumoniamnist import NO_PATIENT_IDS
-from .recipes import HEADLINE, PREVIOUS_HEADLINE, recipe_changes
+from .recipes import FORMER_HEADLINES, HEADLINE, recipe_changes
 from .results import (
     AIM,
     BAR,
@@ -69,6 +69,7 @@ FIGURE_CAPTIONS = {
 # What the protocol column adds to each task's row.
 TASK_NOTES = {
     "bacterial-viral": "; scored on the {test_images} PNEUMONIA test images",
+    "bacterial-viral-crop": "; scored on the {test_images} PNEUMONIA test images",
     "three-class": "; macro F1 {macro_f1}",
 }
 
@@ -298,9 +299,9 @@ its middle strength, at each run's own threshold (sensitivity: VIRAL, specificit
 
 
 def _robustness_sections(table: pd.DataFrame) -> list[str]:
-    """The robustness table, subgroups and distance from the bar, old and new headline."""
+    """The robustness table, subgroups and distance from the bar, old and new headlines."""
     sections = []
-    for recipe in (PREVIOUS_HEADLINE, HEADLINE):
+    for recipe in (*FORMER_HEADLINES, HEADLINE):
         if found := robustness_reports(table, recipe):
             sections.append(
                 f"""## Robustness of `{recipe}` ({len(found)} seeds' robustness.json)
