@@ -3,8 +3,8 @@
 The notebooks run in the smoke profile, with stand-in ResNet-18 weights in a temporary
 TORCH_HOME, and write runs and figures to a temporary folder. Their dataset is the first of:
 PNEUMO_TEST_DATA, PNEUMO_DATA, ../shared/data/chest_xray_sample (this project's machines),
-data/chest_xray (the README's folder). Without one they are skipped, and the reason says how
-to get one.
+data/chest_xray (the README's folder), data/embedded_sample (76 images that ship with the code,
+so a fresh clone runs every notebook).
 """
 
 import os
@@ -23,7 +23,8 @@ NOTEBOOK_DATA_VARIABLES = ("PNEUMO_TEST_DATA", "PNEUMO_DATA")
 
 
 def notebook_dataset(environ=os.environ, repo: Path = REPO, sample: Path = SAMPLE_DATA):
-    """(dataset folder, None) for the notebooks under nbval, or (None, why they are skipped)."""
+    """(dataset folder, None) for the notebooks under nbval, or (None, why they are skipped:
+    only a PNEUMO_*DATA that names no folder, since the embedded sample ships with the code)."""
     for variable in NOTEBOOK_DATA_VARIABLES:
         if environ.get(variable):
             path = Path(environ[variable]).expanduser()
@@ -31,7 +32,7 @@ def notebook_dataset(environ=os.environ, repo: Path = REPO, sample: Path = SAMPL
                 return path, None
             return None, f"{variable}={path} is not a folder: point it at a dataset"
     readme_folder = repo / "data" / "chest_xray"
-    for path in (sample, readme_folder):
+    for path in (sample, readme_folder, repo / "data" / "embedded_sample"):
         if path.is_dir():
             return path, None
     return None, (

@@ -1,25 +1,36 @@
-"""Helpers for the pneumonia-detection notebooks: data, models, training, evaluation, plots."""
+"""Helpers for the pneumonia-detection notebooks: data, models, training, evaluation, plots.
 
-from .config import TrainConfig
-from .dataset import CLASS_NAMES, load_data
-from .errors import UserError
-from .models import build_model
-from .predict import preprocess
-from .recipes import RECIPES, recipe_config
-from .runs import open_run, read_history
-from .train import train
+The names below load on first use, so that `python -m pneumo_utils --help` and the command
+line's parsing import neither torch nor pandas (seconds on a small machine).
+"""
 
-__all__ = [
-    "CLASS_NAMES",
-    "RECIPES",
-    "TrainConfig",
-    "UserError",
-    "build_model",
-    "load_data",
-    "open_run",
-    "preprocess",
-    "read_history",
-    "recipe_config",
-    "train",
-]
+from importlib import import_module
+
+# name -> the module that defines it
+_EXPORTS = {
+    "CLASS_NAMES": "dataset",
+    "RECIPES": "recipes",
+    "TrainConfig": "config",
+    "UserError": "errors",
+    "build_model": "models",
+    "load_data": "dataset",
+    "open_run": "runs",
+    "preprocess": "predict",
+    "read_history": "runs",
+    "recipe_config": "recipes",
+    "train": "loop",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pneumo_utils' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

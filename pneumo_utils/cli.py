@@ -12,8 +12,7 @@ import sys
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-from .distributed import OtherRankFailed
-from .errors import UserError
+from .errors import OtherRankFailed, UserError
 from .tasks import TASKS
 
 DEFAULTS_NOTE = (
@@ -221,9 +220,9 @@ def _train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from .config import TrainConfig
+    from .loop import train
     from .recipes import recipe_config
     from .settings import default_data
-    from .train import train
 
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     if not args.config:  # a saved run keeps its data; everything else reads the one default

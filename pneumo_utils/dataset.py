@@ -46,6 +46,10 @@ POOLED_VAL = ("val", STRESSED_VAL, REFRAMED_VAL)
 # The copies of validation made from its images; each has the files of validation.
 VALIDATION_COPIES = (STRESSED_VAL, FRAME_VAL, REFRAMED_VAL)
 
+# The small real subset that ships in data/ (its README: source, licence, citation), for smoke
+# runs and tests without a download; whatever is computed on it is not a result.
+EMBEDDED_SAMPLE = "embedded_sample"
+
 # Files that operating systems drop into folders; they are not part of the data.
 OS_JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
 
@@ -89,7 +93,9 @@ def find_dataset_root(path: str | os.PathLike) -> Path:
     if not path.is_dir():
         raise UserError(
             f"data folder {path} does not exist: get the dataset (see data/README.md or run "
-            "`python -m pneumo_utils download`) and pass its folder with --data or PNEUMO_DATA"
+            "`python -m pneumo_utils download`) and pass its folder with --data or PNEUMO_DATA; "
+            "to try the project without it, PNEUMO_PROFILE=smoke uses the embedded sample "
+            "(data/embedded_sample), which gives no results"
         )
     if _is_dataset(path):
         return path
@@ -119,9 +125,18 @@ def find_dataset_root(path: str | os.PathLike) -> Path:
 
 
 def dataset_label(root: str | os.PathLike) -> str:
-    """The name a dataset's runs are kept under: its folder's name, or the npz file's stem."""
-    root = Path(root)
+    """The name a dataset's runs are kept under: its folder's name, or the npz file's stem,
+    after following links, so that `data/chest_xray` linked to a copy named chest_xray_224 is
+    chest_xray_224 in the run folder's path, config.json, the results page and resume alike."""
+    root = Path(root).expanduser().resolve()
     return root.stem if is_npz(root) else root.name
+
+
+def sample_note(root: str | os.PathLike, n_images: int) -> str | None:
+    """The words every output made from the embedded sample carries, or None for a dataset."""
+    if dataset_label(root) != EMBEDDED_SAMPLE:
+        return None
+    return f"embedded sample ({n_images} images): not a result"
 
 
 def _class_dir(split_dir: Path, class_name: str) -> Path:

@@ -29,11 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import UserError
-
-
-class OtherRankFailed(Exception):
-    """Rank 0 stopped with an error before training began; it has said why."""
+from .errors import OtherRankFailed, UserError
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from .dataset import EVALUATED_SPLITS
 from .tasks import get_task
 
 if TYPE_CHECKING:
-    from .train import TrainState
+    from .loop import TrainState
 
 
 def tensorboard(run_dir: Path, epochs_done: int):

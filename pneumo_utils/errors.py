@@ -9,5 +9,9 @@ class UserError(Exception):
     """A problem with the user's input or environment, phrased as: what, where, what to do."""
 
 
+class OtherRankFailed(Exception):
+    """Under torchrun: rank 0 stopped with an error before training began; it has said why."""
+
+
 class WeightsUnavailable(UserError):
     """ImageNet weights are needed but neither cached, given, nor downloadable."""

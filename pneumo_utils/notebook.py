@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .dataset import sample_note
 from .errors import UserError
 from .plots import use_figure_style
 from .settings import Settings, notebook_settings
@@ -30,4 +31,8 @@ def setup_notebook() -> Settings:
         f"profile {settings.profile} | data {settings.data} | runs {settings.runs} | "
         f"figures {settings.figures}"
     )
+    if settings.data.is_dir():
+        n_images = sum(1 for path in settings.data.rglob("*.jp*g"))
+        if note := sample_note(settings.data, n_images):
+            print(f"data: {note}")
     return settings

@@ -28,7 +28,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from .config import TrainConfig
-from .dataset import EVALUATED_SPLITS, dataset_label
+from .dataset import EVALUATED_SPLITS, dataset_label, sample_note
 from .errors import UserError
 from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
 from .tasks import Task, get_task
@@ -65,6 +65,9 @@ class SavedRun:
             reasons.append("stand-in weights")
         if self.config.max_batches:
             reasons.append("smoke run")
+        n_images = sum(self.data.get("splits", {}).values())
+        if note := sample_note(self.data["root"], n_images):
+            reasons.append(note)
         return ", ".join(reasons) or None
 
     @property

@@ -20,6 +20,7 @@ import pneumo_utils
 
 from . import runs
 from .config import TrainConfig
+from .dataset import EMBEDDED_SAMPLE
 from .errors import UserError
 from .recipes import HEADLINE, RECIPE_SETTINGS, RECIPES, recipe_config
 from .runs import run_name
@@ -47,8 +48,15 @@ def repo_root() -> Path:
 
 def default_data() -> Path:
     """The dataset every command and notebook uses when none is given: $PNEUMO_DATA, else
-    data/chest_xray (relative paths from the repository folder)."""
-    return repo_root() / Path(os.environ.get("PNEUMO_DATA") or "data/chest_xray").expanduser()
+    data/chest_xray (relative paths from the repository folder), else, in the smoke profile
+    only, the embedded sample (data/embedded_sample: not a result). The full profile never
+    falls back to the sample: without a dataset it stops and says how to get one."""
+    if os.environ.get("PNEUMO_DATA"):
+        return repo_root() / Path(os.environ["PNEUMO_DATA"]).expanduser()
+    readme_folder = repo_root() / "data" / "chest_xray"
+    sample = repo_root() / "data" / EMBEDDED_SAMPLE
+    smoke = os.environ.get("PNEUMO_PROFILE") == "smoke"
+    return sample if smoke and not readme_folder.exists() and sample.is_dir() else readme_folder
 
 
 def default_runs() -> Path:

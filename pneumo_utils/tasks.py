@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .errors import UserError
+
+if TYPE_CHECKING:  # the command line imports this module and must stay quick
+    import pandas as pd
 
 FOLDER_CLASSES = ("NORMAL", "PNEUMONIA")
 _PNEUMONIA_TYPE = re.compile(r"_(bacteria|virus)_", re.IGNORECASE)

@@ -16,8 +16,8 @@ from pneumo_utils import models
 from pneumo_utils.config import TrainConfig
 from pneumo_utils.errors import UserError
 from pneumo_utils.evaluate import evaluate_run
+from pneumo_utils.loop import train, train_one_epoch
 from pneumo_utils.runs import read_history, read_metrics
-from pneumo_utils.train import train, train_one_epoch
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="this torch build has no torch.distributed"
@@ -103,7 +103,7 @@ FIRST_STEP = textwrap.dedent(
     from pneumo_utils.config import TrainConfig
     from pneumo_utils.dataset import load_run_data
     from pneumo_utils.loaders import training_loaders
-    from pneumo_utils.train import train_one_epoch
+    from pneumo_utils.loop import train_one_epoch
 
     data_dir, cache, out = sys.argv[1:4]
     WEIGHTS = torch.tensor([2.0, 0.5])  # class-weighted, as the headline recipes train

@@ -60,6 +60,9 @@ def test_the_notebook_tests_find_the_readme_dataset_without_any_variable(tmp_pat
     absent = tmp_path / "no-shared-sample"
     assert notebook_dataset({}, tmp_path, absent)[0] is None
     assert "python -m pneumo_utils download" in notebook_dataset({}, tmp_path, absent)[1]
+    embedded = tmp_path / "data" / "embedded_sample"
+    embedded.mkdir(parents=True)  # a clone without any dataset still runs the notebooks
+    assert notebook_dataset({}, tmp_path, absent) == (embedded, None)
     (tmp_path / "data" / "chest_xray").mkdir(parents=True)
     assert notebook_dataset({}, tmp_path, absent) == (tmp_path / "data" / "chest_xray", None)
     elsewhere = tmp_path / "mine"

@@ -25,6 +25,7 @@ from .dataset import (
     POOLED_VAL,
     XrayData,
     load_run_data,
+    sample_note,
     split_frame,
 )
 from .device import (
@@ -316,6 +317,9 @@ def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainStat
             f"training {parts.cfg.model} on {hardware_summary(parts.device)} ({parts.device}, "
             f"autocast {dtype_name(parts.amp_dtype)}{processes}): {sizes} images"
         )
+        records = parts.data.records
+        if note := sample_note(records.attrs["root"], len(records)):
+            print(f"data: {note}")
     return state
 
 
