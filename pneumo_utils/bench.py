@@ -24,9 +24,11 @@ from torchvision import datasets, transforms
 
 from .dataset import find_dataset_root, load_data
 from .device import autocast, autocast_dtype, hardware_summary, pick_device
+from .errors import UserError
 from .evaluate import predict_logits
 from .loaders import make_loader, to_model_input
 from .models import build_model
+from .pneumoniamnist import is_npz
 from .transforms import classic_augmentation
 
 
@@ -76,6 +78,12 @@ def run_benchmark(
     json_path: Path | None = None,
 ) -> dict:
     root = find_dataset_root(data_dir)
+    if is_npz(root):
+        raise UserError(
+            f"bench times decoding image files (the course report's ImageFolder pipeline against "
+            f"the decoded-image cache), and {root} holds decoded 28 px arrays: pass a dataset "
+            "folder of image files, e.g. chest_xray_224"
+        )
     device = pick_device(device)
     amp_dtype = autocast_dtype(device)
     model, _ = build_model("scratch")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import textwrap
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
@@ -24,6 +26,37 @@ TYPES = {"int": int, "float": float, "str": str}
 METAVARS = {int: "N", float: "X"}
 
 
+# The train flags' groups, in the order --help shows them, by TrainConfig's setting groups.
+FLAG_GROUPS = {
+    "data": ("data",),
+    "model": ("model",),
+    "training": ("optimisation",),
+    "levers and selection": ("shortcuts", "selection"),
+    "machine": ("run",),
+}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """At most 100 columns, and names with hyphens (recipes, flags) never broken."""
+
+    def __init__(self, prog: str):
+        width = min(100, shutil.get_terminal_size().columns)
+        super().__init__(prog, width=width, max_help_position=28)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False, break_long_words=False)  # fmt: skip
+
+
+def add_command(commands, name: str, help: str, **options) -> argparse.ArgumentParser:
+    """A subcommand whose one-line help is also its description."""
+    options.setdefault("description", help[0].upper() + help[1:] + ".")
+    return commands.add_parser(name, help=help, formatter_class=HelpFormatter, **options)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -37,11 +70,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     from .config import TrainConfig
 
     defaults = asdict(TrainConfig())
-    groups = {}
+    titled = {title: parser.add_argument_group(title) for title in FLAG_GROUPS}
+    groups = {kind: titled[title] for title, kinds in FLAG_GROUPS.items() for kind in kinds}
     for f in fields(TrainConfig):
         meta = f.metadata
-        group = groups.get(meta["group"]) or parser.add_argument_group(meta["group"])
-        groups[meta["group"]] = group
+        group = groups[meta["group"]]
         flag = meta["flag"] or f"--{f.name.replace('_', '-')}"
         default = defaults[f.name] if f.default is not MISSING else None
         if f.type == "bool":
@@ -52,21 +85,28 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             continue
         kind = TYPES[f.type.split(" | ")[0]]
         shown = f"; default {default}" if default is not None else ""
+        choices = f" (one of: {', '.join(meta['choices'])})" if meta["choices"] else ""
         group.add_argument(
             flag,
             dest=f.name,
             type=kind,
             choices=meta["choices"],
             default=argparse.SUPPRESS,
-            metavar=None if meta["choices"] else METAVARS.get(kind, f.name.split("_")[-1].upper()),
-            help=meta["help"] + shown,
+            metavar=METAVARS.get(kind, f.name.split("_")[-1].upper()),
+            help=meta["help"] + choices + shown,
         )
 
 
 def _train_parser(commands) -> None:
     from .recipes import HEADLINE, RECIPES
 
-    train = commands.add_parser("train", help="train or resume one run", description=DEFAULTS_NOTE)
+    train = add_command(
+        commands,
+        "train",
+        help="train or resume one run",
+        description=DEFAULTS_NOTE,
+        usage="%(prog)s --out DIR [--recipe NAME | --config FILE] [options]",
+    )
     start = train.add_mutually_exclusive_group()
     start.add_argument(
         "--recipe",
@@ -105,11 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pneumo" if Path(sys.argv[0]).name == "pneumo" else "python -m pneumo_utils",
         description="Pneumonia detection on chest X-rays with ResNet-18.",
+        formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(commands)
 
-    reproduce = commands.add_parser(
+    reproduce = add_command(
+        commands,
         "reproduce",
         help="train every run of the results table (skips done, resumes partial), then render",
     )
@@ -133,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train only; do not run the notebooks",
     )
 
-    evaluate = commands.add_parser("evaluate", help="metrics of a run's best checkpoint")
+    evaluate = add_command(commands, "evaluate", help="metrics of a run's best checkpoint")
     evaluate.add_argument("run_dir", help="a run folder written by train")
     evaluate.add_argument("--data", help="dataset folder (default: the one the run used)")
     evaluate.add_argument(
@@ -142,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="test",
     )
 
-    robustness = commands.add_parser(
+    robustness = add_command(
+        commands,
         "robustness",
         help="a run's best checkpoint on perturbed test images, subgroups, calibration "
         "(writes robustness.json and .csv into the run folder)",
@@ -155,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _add_progress_flag(robustness, "one summary line at the end")
 
-    predict = commands.add_parser(
-        "predict", help="P(pneumonia) for image files, folders or globs, as CSV"
+    predict = add_command(
+        commands, "predict", help="P(pneumonia) for image files, folders or globs, as CSV"
     )
     predict.add_argument("run_dir", help="a run folder written by train")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
@@ -166,14 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_progress_flag(predict, "only the summary line on stderr")
 
-    export = commands.add_parser(
-        "export", help="the best model as plain torchvision weights (.pth, .safetensors) + card"
+    export = add_command(
+        commands,
+        "export",
+        help="the best model as plain torchvision weights (.pth, .safetensors) and a card",
     )
     export.add_argument("run_dir", help="a finished run folder")
     export.add_argument("--out", metavar="DIR", help="default: RUN_DIR/export")
 
-    audit = commands.add_parser(
-        "audit", help="the shortcut audit: how much of the label the file and pixel properties give"
+    audit = add_command(
+        commands,
+        "audit",
+        help="the shortcut audit: how much of the label file and pixel properties give",
     )
     audit.add_argument("--data", help=f"dataset folder (Kaggle or Mendeley layout); {DATA_DEFAULT}")
     audit.add_argument(
@@ -188,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "vs viral among the PNEUMONIA files",
     )
 
-    bench = commands.add_parser("bench", help="images/s of the data pipeline and training step")
+    bench = add_command(commands, "bench", help="images/s of the data pipeline and training step")
     bench.add_argument("--data", help=f"dataset folder; {DATA_DEFAULT}")
     bench.add_argument("--image-size", type=int, default=224)
     bench.add_argument("--batch-size", type=_positive_int, default=32)
@@ -198,14 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
-    download = commands.add_parser("download", help="fetch and unpack the Mendeley dataset")
+    download = add_command(commands, "download", help="fetch and unpack the Mendeley dataset")
     download.add_argument(
         "--dest", default="data", help="folder to extract into, default %(default)s"
     )
     download.add_argument("--url", help="archive URL (default: Mendeley's ChestXRay2017.zip)")
 
-    notebooks = commands.add_parser(
-        "notebooks", help="run notebooks 01-04 headless (PNEUMO_PROFILE=smoke: minutes)"
+    notebooks = add_command(
+        commands, "notebooks", help="run notebooks 01-04 headless (PNEUMO_PROFILE=smoke: minutes)"
     )
     notebooks.add_argument("--notebooks", default="notebooks", help="default %(default)s")
     notebooks.add_argument(

@@ -119,3 +119,11 @@ def test_the_official_file_has_medmnists_split(tmp_path):
     data = load_data(REAL_NPZ, 28, cache_dir=tmp_path / "cache", progress=False)
     assert {k: len(v) for k, v in data.splits.items()} == dict(train=4708, val=524, test=624)
     assert data.splits["test"]["label"].value_counts().to_dict() == {1: 390, 0: 234}
+
+
+def test_bench_refuses_the_npz_in_one_line(tmp_path, capsys):
+    from pneumo_utils.cli import main
+
+    assert main(["bench", "--data", str(_make_npz(tmp_path / "pneumoniamnist.npz"))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "folder of image files" in err
