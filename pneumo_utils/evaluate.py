@@ -125,8 +125,19 @@ def choose_threshold(
     return float(min((thresholds[first] + thresholds[last]) / 2, 1.0))
 
 
-def threshold_warning(threshold: float, split: str) -> str | None:
-    """A word when the chosen threshold sits at an end of the range, where it means little."""
+def threshold_warning(
+    threshold: float, split: str, test_probs: np.ndarray | None = None, class_names=CLASS_NAMES
+) -> str | None:
+    """A word when the chosen threshold means little: at an end of the range, or calling
+    every test image (`test_probs`, P(class 1)) one class."""
+    called = None if test_probs is None else np.asarray(test_probs) >= threshold
+    if called is not None and len(called) and (called.all() or not called.any()):
+        name = class_names[int(called[0])]
+        return (
+            f"warning: the threshold chosen on {split} ({threshold:.4f}) calls every test image "
+            f"{name}: the model does not separate the classes there (too few epochs, or a "
+            "collapsed model), so the test numbers at this threshold say little"
+        )
     if 0.001 < threshold < 0.999:
         return None
     return (
@@ -410,7 +421,7 @@ def finalize(
         class_names=list(task.class_names),
     )
     runs.write_metrics(run_dir, metrics)
-    print(_final_line(metrics, cfg))
+    print(_final_line(metrics, cfg, probs["test"][:, 1]))
     if robustness and task.binary:
         from .robustness import robustness_report
 
@@ -418,9 +429,9 @@ def finalize(
     return metrics
 
 
-def _final_line(metrics: dict, cfg) -> str:
+def _final_line(metrics: dict, cfg, test_probs: np.ndarray) -> str:
     """The line a finished run ends with: its test numbers, and a word on a threshold that
-    means little."""
+    means little (`test_probs`: P(class 1) of the test images)."""
     test, names = metrics["test"], metrics["class_names"]
     counts = ", ".join(f"{test[f'n_{name}']} {name}" for name in names)
     if test["threshold"] is None:
@@ -433,7 +444,7 @@ def _final_line(metrics: dict, cfg) -> str:
             f"AUC {test['roc_auc']:.3f}"
         )
     warning = test["threshold"] is not None and threshold_warning(
-        test["threshold"], cfg.threshold_on
+        test["threshold"], cfg.threshold_on, test_probs, names
     )
     return (
         (f"{warning}\n" if warning else "")

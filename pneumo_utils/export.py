@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from . import runs
 from .errors import UserError
 from .evaluate import bootstrap_intervals, prediction_patients
-from .fileio import atomic_torch_save, atomic_write_text
+from .fileio import atomic_torch_save, atomic_write_text, readable_like_new_files
 from .loaders import IMAGENET_MEAN, IMAGENET_STD
 from .recipes import recipe_changes
 
@@ -39,6 +39,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     partial = out / f".{stem}.safetensors.partial"
     save_file(contiguous, str(partial), metadata={"classes": ",".join(saved.task.class_names)})
     os.replace(partial, out / f"{stem}.safetensors")
+    readable_like_new_files(out / f"{stem}.safetensors")  # safetensors writes it owner-only
     atomic_write_text(out / CARD, model_card(run_dir, saved))
     print(f"exported {run_dir.name} to {out}: {stem}.pth, .safetensors, {CARD}")
     return out

@@ -88,3 +88,10 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
             f"checkpoint {path} is truncated or corrupted ({type(error).__name__}); delete it, "
             "or pass --fallback-checkpoint to resume from the previous good one"
         ) from error
+
+
+def readable_like_new_files(path: Path) -> None:
+    """Give `path` the permissions a new file gets here (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -36,7 +36,14 @@ SPLIT_LABELS = {
     "reframed_val": "reframed val",
     "test": "test",
 }
-PALETTE = dict(zip(SPLIT_ORDER, sns.color_palette("colorblind", len(SPLIT_ORDER)), strict=True))
+# Each split differs from the others in colour (colour-blind safe: no two oranges) and in line
+# style, so the curves read in grey print too.
+PALETTE = dict(zip(SPLIT_ORDER, ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#949494", "#000000"],
+                   strict=True))  # fmt: skip
+DASHES = dict(zip(SPLIT_ORDER, ["", (4, 2), (1, 1.5), (5, 1.5, 1, 1.5), (2, 2), ""], strict=True))
+# Lines of several runs in one panel: colour and style both differ.
+RUN_COLOURS = ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#000000", "#949494"]
+RUN_STYLES = ["-", "--", "-.", (0, (1, 1)), (0, (5, 1)), (0, (3, 1, 1, 1))]
 
 
 def use_figure_style() -> None:
@@ -69,13 +76,17 @@ def _y_limits(metric: str, values: pd.Series) -> tuple[float, float]:
 
 def _curve_panel(ax, frame: pd.DataFrame, title: str, metric: str, ylim) -> None:
     """One panel of train/val/test curves in the fixed split colours."""
+    splits = [split for split in SPLIT_ORDER if split in set(frame["split"])]
     sns.lineplot(
         frame,
         x="epoch",
         y="value",
         hue="split",
-        hue_order=SPLIT_ORDER,
+        hue_order=splits,
         palette=PALETTE,
+        style="split",
+        style_order=splits,
+        dashes=DASHES,
         marker="o",
         markersize=3,
         ax=ax,
@@ -83,15 +94,24 @@ def _curve_panel(ax, frame: pd.DataFrame, title: str, metric: str, ylim) -> None
     ax.set(title=title, xlabel="epoch", ylabel=METRIC_LABELS[metric], ylim=ylim)
 
 
-def _finish_curve_axes(axes) -> None:
-    """Whole-epoch ticks, and one legend (on the last panel) for the whole figure."""
+def legend_below(fig: plt.Figure, handles, labels, columns: int = 3) -> None:
+    """One legend for the whole figure, under its panels, where it covers no data."""
+    fig.legend(handles, labels, loc="lower center", ncol=columns, frameon=False,
+               fontsize="small")  # fmt: skip
+    rows = -(-len(labels) // columns)
+    inches = 0.22 * rows + 0.1  # a legend row is about this tall at this font size
+    fig.tight_layout(rect=(0, inches / fig.get_figheight(), 1, 1))
+
+
+def _finish_curve_axes(fig: plt.Figure, axes) -> None:
+    """Whole-epoch ticks, and one legend under the panels for the whole figure."""
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if ax is not axes[-1] and ax.get_legend():
-            ax.get_legend().remove()
     handles, labels = axes[-1].get_legend_handles_labels()
-    axes[-1].legend(handles, [SPLIT_LABELS.get(label, label) for label in labels], title=None,
-                    fontsize="x-small")  # fmt: skip
+    for ax in axes:
+        if ax.get_legend():
+            ax.get_legend().remove()
+    legend_below(fig, handles, [SPLIT_LABELS.get(label, label) for label in labels])
 
 
 def plot_curves_side_by_side(runs: dict[str, Path], metric: str) -> plt.Figure:
@@ -105,9 +125,8 @@ def plot_curves_side_by_side(runs: dict[str, Path], metric: str) -> plt.Figure:
         frame = curves[name]
         frame = frame[(frame.metric == metric) & (frame.cls == "overall")]
         _curve_panel(ax, frame, run_label(run), metric, _y_limits(metric, overall["value"]))
-    _finish_curve_axes(list(axes[0]))
     fig.suptitle(f"{METRIC_LABELS[metric].capitalize()} per epoch")
-    fig.tight_layout()
+    _finish_curve_axes(fig, list(axes[0]))
     return fig
 
 
@@ -127,9 +146,8 @@ def plot_per_class(run_dir: Path, metric: str) -> plt.Figure:
             metric,
             _y_limits(metric, frame["value"]),
         )
-    _finish_curve_axes(list(axes))
     fig.suptitle(f"{run_label(run_dir)}: {METRIC_LABELS[metric]} per class".replace("\n", " "))
-    fig.tight_layout()
+    _finish_curve_axes(fig, list(axes))
     return fig
 
 
@@ -163,7 +181,8 @@ def plot_confusion_matrices(runs: dict[str, Path]) -> plt.Figure:
 
 def plot_roc_curves(runs: dict[str, Path]) -> plt.Figure:
     """ROC of P(class 1) for runs of two-class tasks (a three-class run has no single ROC)."""
-    fig, ax = plt.subplots(figsize=(3.8, 3.6))
+    fig, ax = plt.subplots(figsize=(4.6, 4.8))
+    styles = iter(list(zip(RUN_COLOURS, RUN_STYLES, strict=True)) * 3)
     for run in runs.values():
         task = open_run(run).task
         if not task.binary:
@@ -171,7 +190,9 @@ def plot_roc_curves(runs: dict[str, Path]) -> plt.Figure:
         predictions = read_predictions(run)
         fpr, tpr, _ = roc_curve(predictions["label"], predictions[task.probability_columns[0]])
         auc = read_metrics(run)["test"]["roc_auc"]
-        ax.plot(fpr, tpr, label=f"{run_label(run)} (AUC {auc:.3f})".replace("\n", " "))
+        colour, style = next(styles)
+        ax.plot(fpr, tpr, color=colour, linestyle=style,
+                label=f"{run_label(run)} (AUC {auc:.3f})".replace("\n", " "))  # fmt: skip
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     ax.set(
         xlabel="1 - specificity",
@@ -181,8 +202,8 @@ def plot_roc_curves(runs: dict[str, Path]) -> plt.Figure:
         ylim=(0, 1.01),
         aspect="equal",
     )
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    legend_below(fig, handles, labels, columns=1)
     return fig
 
 

@@ -42,6 +42,7 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     **{recipe: (0,) for recipe in CROP_SCREENING},
     HEADLINE: (0, 1, 2, 3, 4),
     **{recipe: (0, 1, 2) for recipe in TASK_RECIPES},
+    "bacterial-viral-crop": (0, 1, 2),
 }
 # PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and the headline's levers.
 MEDMNIST_RUNS: dict[str, tuple[int, ...]] = {

@@ -36,7 +36,7 @@ NOTEBOOK_RECIPES = {
 }
 PRETRAINED_RECIPES = ("pretrained-protocol", "pretrained")
 # Notebook 02's last section: Kermany et al.'s second task, and the three classes at once.
-TASK_RECIPES = ("bacterial-viral", "bacterial-viral-crop", "three-class")
+TASK_RECIPES = ("bacterial-viral", "three-class")
 NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
 
 

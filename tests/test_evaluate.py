@@ -88,3 +88,6 @@ def test_threshold_on_a_plateau_is_its_midpoint_and_an_extreme_one_warns():
     assert threshold_warning(1.0, "stressed_val").startswith("warning: the threshold")
     assert threshold_warning(0.0, "val") is not None
     assert threshold_warning(0.42, "val") is None
+    # 0.995 is inside the range, but calls every test image NORMAL: a smoke run's collapse
+    assert "calls every test image NORMAL" in threshold_warning(0.995, "val", np.full(5, 0.6))
+    assert threshold_warning(0.5, "val", np.array([0.2, 0.7])) is None

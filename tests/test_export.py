@@ -21,6 +21,8 @@ def test_exported_weights_load_into_plain_torchvision(finished_run, tmp_path):
         with torch.inference_mode():
             expected = ours.float().to(memory_format=torch.contiguous_format)(inputs)
             assert torch.allclose(plain.eval()(inputs), expected, atol=1e-4)
+    modes = {path.suffix: path.stat().st_mode & 0o777 for path in out.iterdir()}
+    assert modes[".safetensors"] == modes[".pth"] == modes[".md"]  # readable like the rest
     card = (out / "MODEL_CARD.md").read_text()
     for words in ("Not for clinical use", "shortcut audit", "95% interval", "16 images"):
         assert words in card
