@@ -18,7 +18,6 @@ from torchvision.models import resnet18
 
 REPO = Path(__file__).resolve().parent
 SAMPLE_DATA = (REPO / ".." / "shared" / "data" / "chest_xray_sample").resolve()
-NO_SAMPLE = f"needs the original-resolution sample dataset at {SAMPLE_DATA}"
 NOTEBOOK_DATA_VARIABLES = ("PNEUMO_TEST_DATA", "PNEUMO_DATA")
 
 

@@ -34,7 +34,12 @@ from .robustness_tables import (
     robustness_table,
     subgroup_table,
 )
-from .screening import ablation_table, frame_screening_table, screening_table
+from .screening import (
+    ablation_table,
+    crop_screening_table,
+    frame_screening_table,
+    screening_table,
+)
 from .settings import NEEDS_WEIGHTS, official_pretrained
 
 # The figures of docs/results.md, with their captions.
@@ -323,6 +328,20 @@ Against the frame issue's bar and aim:
 def _screening_sections(table: pd.DataFrame, figure) -> list[str]:
     """The frame and shortcut screenings, and validation at the selected epoch of every run."""
     sections = []
+    try:
+        crop = crop_screening_table(Path(table["run"].iloc[0]).parent)
+    except ValueError:  # not every arm is among these runs: the screening is left out
+        crop = None
+    if crop is not None:
+        sections.append(
+            f"""## The crop screening (seed 0, chosen on the pooled validation sets)
+
+The rule (docs/frame.md): the lowest pooled validation loss (the mean of the clean, stressed
+and reframed validation losses) over the epochs; arms within 0.005 of the best are decided by
+the mean over the last 5 epochs. Validation numbers only.
+
+{markdown_table(crop)}"""
+        )
     frame = frame_screening_table(table)
     if not frame.empty:
         sections.append(
