@@ -39,6 +39,21 @@ def robustness_table(reports: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("change").fillna("")
 
 
+def recipe_comparison(run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """The change in specificity and sensitivity (points) of each family at its middle strength,
+    and the occlusion pair's AUC, side by side for the runs (name -> folder) that have a
+    robustness report; the others are left out."""
+    columns = {}
+    for name, run in run_dirs.items():
+        if not (Path(run) / JSON).exists():
+            continue
+        table = robustness_table([read_report(run)])
+        columns[(name, "Δ specificity")] = table["Δ specificity (points)"]
+        columns[(name, "Δ sensitivity")] = table["Δ sensitivity (points)"]
+        columns[(name, "AUC")] = table["AUC"].str.replace(" (1 seed)", "")
+    return pd.DataFrame(columns)
+
+
 def subgroup_table(reports: list[dict]) -> pd.DataFrame:
     """Specificity of each NORMAL file family and sensitivity of bacterial and viral
     pneumonia, mean ± sd over the seeds' reports; ECE and Brier on test and validation."""

@@ -91,6 +91,9 @@ class SavedRun:
 
     @property
     def hardware(self) -> str:
+        """What trained it: the GPU where there was one, else the CPU."""
+        if gpu := self.environment.get("gpu"):
+            return f"{gpu} ({self.environment['device']})"
         return f"{self.environment['processor']} ({self.environment['device']})"
 
 
