@@ -89,11 +89,9 @@ RECIPES: dict[str, dict] = {
     "bacterial-viral": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, task="bacterial-viral"),
     "three-class": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, task="three-class"),
     # Notebook 03: the course report's protocol from ImageNet (FC replaced, nothing frozen, no
-    # dropout), and the headline recipe's settings, frozen below layer3.
+    # dropout), and the headline recipe's settings (crop-only), frozen below layer3.
     "pretrained-protocol": dict(model="pretrained", dropout=0.0),
-    "pretrained": dict(
-        _SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, model="pretrained", freeze="layer3", dropout=0.0
-    ),
+    "pretrained": dict(_CROP, model="pretrained", freeze="layer3", dropout=0.0),
     # Seconds instead of hours: applied on top of another recipe by the smoke profile.
     "smoke": dict(image_size=64, epochs=2, batch_size=16, max_batches=2),
 }
