@@ -82,7 +82,7 @@ def run_benchmark(
         raise UserError(
             f"bench times decoding image files (the course report's ImageFolder pipeline against "
             f"the decoded-image cache), and {root} holds decoded 28 px arrays: pass a dataset "
-            "folder of image files, e.g. chest_xray_224"
+            "folder of image files, such as data/chest_xray"
         )
     device = pick_device(device)
     amp_dtype = autocast_dtype(device)

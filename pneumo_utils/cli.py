@@ -111,12 +111,14 @@ def _train_parser(commands) -> None:
     start.add_argument(
         "--recipe",
         metavar="NAME",
-        help=f"start from a named recipe: {', '.join(RECIPES)} (the headline: {HEADLINE})",
+        help=f"start from a named recipe (the headline is {HEADLINE}): {', '.join(RECIPES)}",
     )
     start.add_argument(
         "--config", metavar="FILE", help="start from a run's config.json (re-run that run)"
     )
-    train.add_argument("--out", required=True, help="run folder; an existing one is resumed")
+    train.add_argument(
+        "--out", required=True, metavar="DIR", help="run folder; an existing one is resumed"
+    )
     train.add_argument(
         "--new-run",
         action="store_true",
@@ -220,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = add_command(
         commands,
         "audit",
-        help="the shortcut audit: how much of the label file and pixel properties give",
+        help="the shortcut audit: how much of the label the files' properties give",
     )
     audit.add_argument("--data", help=f"dataset folder (Kaggle or Mendeley layout); {DATA_DEFAULT}")
     audit.add_argument(
@@ -258,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument(
         "--download",
         action="store_true",
-        help="download the dataset into data/ when PNEUMO_DATA is missing",
+        help="download the dataset into data/ when there is none (the full profile)",
     )
     return parser
 

@@ -133,10 +133,11 @@ def dataset_label(root: str | os.PathLike) -> str:
 
 
 def sample_note(root: str | os.PathLike, n_images: int) -> str | None:
-    """The words every output made from the embedded sample carries, or None for a dataset."""
+    """Why outputs made from the embedded sample are not results (callers add "not a result"),
+    or None for a dataset."""
     if dataset_label(root) != EMBEDDED_SAMPLE:
         return None
-    return f"embedded sample ({n_images} images): not a result"
+    return f"embedded sample ({n_images} images)"
 
 
 def _class_dir(split_dir: Path, class_name: str) -> Path:
@@ -191,7 +192,7 @@ def scan_dataset(root: str | os.PathLike) -> pd.DataFrame:
                     )
                 )
     records = pd.DataFrame(rows)
-    records.attrs["root"] = str(root)
+    records.attrs["root"] = str(Path(root).resolve())  # absolute, links followed: one name
     return records
 
 

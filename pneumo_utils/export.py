@@ -180,7 +180,7 @@ def _shortcut_section(config, dataset: str) -> str:
             "In this dataset the training labels are confounded with how the files were saved "
             "and framed (JPEG quality, metadata, aspect ratio, black borders, margins): a "
             "classifier that sees only those properties reaches a cross-validated AUC near 1.0 "
-            "on the original files and 0.94 on the 224-px copy (README, *What we found*)."
+            "on the original files and 0.94 on the 224-px copy (docs/findings.md)."
         )
         if config.task != "pneumonia":
             finding += (

@@ -319,7 +319,7 @@ def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainStat
         )
         records = parts.data.records
         if note := sample_note(records.attrs["root"], len(records)):
-            print(f"data: {note}")
+            print(f"data: {note}: not a result")
     return state
 
 

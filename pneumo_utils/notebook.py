@@ -34,5 +34,5 @@ def setup_notebook() -> Settings:
     if settings.data.is_dir():
         n_images = sum(1 for path in settings.data.rglob("*.jp*g"))
         if note := sample_note(settings.data, n_images):
-            print(f"data: {note}")
+            print(f"data: {note}: not a result")
     return settings

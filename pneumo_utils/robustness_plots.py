@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from .dataset import CLASS_NAMES
-from .plots import PALETTE
+from .plots import PALETTE, RUN_COLOURS
 
 
 def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
@@ -28,7 +28,9 @@ def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
     n_rows = -(-(len(families) + 1) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(7.2, 1.9 * n_rows + 0.6), sharey=True,
                              squeeze=False)  # fmt: skip
-    colours = dict(zip(reports, sns.color_palette("colorblind", len(reports)), strict=True))
+    # Recipes differ in colour and in marker; the metric in line style.
+    colours = dict(zip(reports, RUN_COLOURS, strict=False))
+    markers = dict(zip(reports, "osD^v", strict=False))
     for ax, family in zip(axes.flat, families, strict=False):
         rows = natural[natural["family"] == family]
         strengths = list(rows["strength"].drop_duplicates())  # the suite's order: mild first
@@ -38,7 +40,7 @@ def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
                     rows[(rows["recipe"] == recipe) & (rows["strength"] == s)][metric].mean()
                     for s in strengths
                 ]
-                ax.plot(range(len(values)), values, style, marker="o", markersize=3,
+                ax.plot(range(len(values)), values, style, marker=markers[recipe], markersize=3,
                         color=colours[recipe])  # fmt: skip
         ax.set_xticks(range(len(strengths) + 1), ["0", *(f"{s:g}" for s in strengths)])
         ax.set_title(family, fontsize="small")
@@ -57,7 +59,8 @@ def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("specificity / AUC", fontsize="small")
-    handles = [plt.Line2D([], [], color=c, label=r) for r, c in colours.items()] + [
+    handles = [plt.Line2D([], [], color=c, marker=markers[r], label=r)
+               for r, c in colours.items()] + [  # fmt: skip
         plt.Line2D([], [], color="black", linestyle="-", label="specificity"),
         plt.Line2D([], [], color="black", linestyle="--", label="AUC"),
     ]
@@ -91,7 +94,7 @@ def plot_reliability(report: dict) -> plt.Figure:
 
 
 def plot_failures(images: list[np.ndarray], heat: np.ndarray, failures: list[dict],
-                  threshold: float) -> plt.Figure:  # fmt: skip
+                  threshold: float, run: str = "") -> plt.Figure:  # fmt: skip
     """The misclassified test images, most confidently wrong first, over their Grad-CAM maps."""
     n_cols = min(6, len(images))
     n_rows = -(-len(images) // n_cols)
@@ -105,7 +108,8 @@ def plot_failures(images: list[np.ndarray], heat: np.ndarray, failures: list[dic
         truth = failure.get("class_name", CLASS_NAMES[failure["label"]])
         probability = next(v for k, v in failure.items() if k.startswith("p_"))
         ax.set_title(f"true {truth}\nP={probability:.2f}", fontsize="x-small")
-    fig.suptitle(f"Misclassified test images, worst first (threshold {threshold:.3f})",
+    of = f" of {run}" if run else ""
+    fig.suptitle(f"Misclassified test images{of}, worst first (threshold {threshold:.3f})",
                  fontsize="small")  # fmt: skip
     fig.tight_layout()
     return fig

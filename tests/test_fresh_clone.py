@@ -72,7 +72,8 @@ def test_a_run_on_the_sample_is_not_a_result(tmp_path):
     config = TrainConfig(data=str(SAMPLE), epochs=1, batch_size=16, image_size=32,
                          cache_dir=str(tmp_path / "cache"))  # fmt: skip
     run = train(config, tmp_path / "run", progress=False)
-    assert "embedded sample (76 images): not a result" in runs.open_run(run).not_a_result
+    assert "embedded sample (76 images)" in runs.open_run(run).not_a_result
+    assert runs.open_run(run).title.endswith("(embedded sample (76 images): not a result)")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["bench", "--help"]])
