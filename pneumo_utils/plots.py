@@ -207,15 +207,14 @@ def plot_roc_curves(runs: dict[str, Path]) -> plt.Figure:
     return fig
 
 
-def plot_gradcam(
-    maps: dict[str, tuple[np.ndarray, np.ndarray]], images: list[np.ndarray], labels: list[int]
-) -> plt.Figure:
-    """Grad-CAM maps (predict.gradcam: heat maps and P(pneumonia)), one row per model, one
-    column per image."""
+def plot_gradcam(maps: dict[str, tuple], labels: list[int]) -> plt.Figure:
+    """Grad-CAM rows (predict.gradcam_rows: heat maps, P(pneumonia) and the images as that run
+    saw them), one row per model, one column per image."""
+    n_images = len(labels)
     fig, axes = plt.subplots(
-        len(maps), len(images), squeeze=False, figsize=(1.8 * len(images), 2.0 * len(maps) + 0.4)
+        len(maps), n_images, squeeze=False, figsize=(1.8 * n_images, 2.0 * len(maps) + 0.4)
     )
-    for row, (name, (heat, probs)) in enumerate(maps.items()):
+    for row, (name, (heat, probs, images)) in enumerate(maps.items()):
         for col, image in enumerate(images):
             ax = axes[row, col]
             ax.imshow(image, cmap="gray")

@@ -286,6 +286,17 @@ def gradcam_examples(run: Path, per_class: int = 3) -> tuple[list[np.ndarray], l
     return images, labels
 
 
+def gradcam_rows(runs: dict[str, Path], per_class: int = 3) -> tuple[dict, list[int]]:
+    """Grad-CAM rows for plots.plot_gradcam: for each named run, (heat maps, P(pneumonia), the
+    images), the same test files for every run, each decoded through that run's own input
+    pipeline (a run that crops to the body is explained on its cropped images); and the labels."""
+    rows, labels = {}, []
+    for name, run in runs.items():
+        images, labels = gradcam_examples(run, per_class)
+        rows[name] = (*gradcam(run, images), images)
+    return rows, labels
+
+
 def failure_examples(run: Path) -> tuple[list[np.ndarray], list[dict]]:
     """The misclassified test images of a run's robustness report, worst first, decoded as the
     run saw them, and their rows (label, P(pneumonia))."""

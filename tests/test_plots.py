@@ -49,7 +49,9 @@ def test_every_report_figure_renders(finished_run, tmp_path):
     assert labels == [0, 1]
     heat, probs = predict.gradcam(finished_run, images)
     assert heat.shape == (2, *images[0].shape) and ((probs >= 0) & (probs <= 1)).all()
-    fig = plots.plot_gradcam({"scratch": (heat, probs)}, images, labels)
+    fig = plots.plot_gradcam({"scratch": (heat, probs, images)}, labels)
+    rows, row_labels = predict.gradcam_rows({"scratch": finished_run}, per_class=1)
+    assert row_labels == labels and np.allclose(rows["scratch"][0], heat)
     assert len(fig.axes) == 2
 
 
