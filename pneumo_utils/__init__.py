@@ -8,17 +8,16 @@ from importlib import import_module
 
 # name -> the module that defines it
 _EXPORTS = {
-    "CLASS_NAMES": "dataset",
     "RECIPES": "recipes",
     "TrainConfig": "config",
-    "UserError": "errors",
-    "build_model": "models",
-    "load_data": "dataset",
-    "open_run": "runs",
-    "preprocess": "predict",
-    "read_history": "runs",
+    "UserError": "runtime.errors",
+    "build_model": "model",
+    "load_data": "data.dataset",
+    "open_run": "training.runs",
+    "preprocess": "data.inputs",
+    "read_history": "training.runs",
     "recipe_config": "recipes",
-    "train": "loop",
+    "train": "app.pipeline",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.2.0"

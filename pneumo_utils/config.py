@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import UserError
-from .tasks import TASKS
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.splits import SELECT_METRICS, THRESHOLD_SPLITS
+from pneumo_utils.tasks import TASKS
 
 MODEL_NAMES = ("scratch", "pretrained")
 FREEZE_CHOICES = ("none", "backbone", "layer1", "layer2", "layer3", "layer4")
@@ -18,22 +19,6 @@ SCHEDULERS = ("none", "cosine", "plateau", "step")
 RESIZE_MODES = ("squash", "pad", "crop")
 INTENSITY_NORMS = ("none", "percentile", "equalize")
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N"
-# The validation score that picks best.pt (lowest loss or highest AUC), and the split whose
-# predictions pick the decision threshold (Youden's J). stressed_val: see transforms.stress;
-# frame_val: the stressed images with the frame turned against the label too (frame_stress);
-# pooled_val_loss: the mean loss of val, stressed_val and reframed_val (each image reframed
-# tighter, looser and with a changed border, whatever its class; dataset.REFRAMED_VAL).
-SELECT_METRICS = (
-    "val_loss",
-    "val_auc",
-    "stressed_val_loss",
-    "stressed_val_auc",
-    "frame_val_loss",
-    "frame_val_auc",
-    "pooled_val_loss",
-)
-# pooled_val: val, stressed_val and reframed_val together (dataset.POOLED_VAL).
-THRESHOLD_SPLITS = ("val", "stressed_val", "frame_val", "pooled_val")
 # Settings that change how fast a run goes or where it reads from, not what it computes.
 NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
 # Setting groups that define a recipe; other groups (data, run) hold where and how fast.

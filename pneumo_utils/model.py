@@ -12,11 +12,9 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
-from . import runs
-from .config import FREEZE_CHOICES, MODEL_NAMES, TrainConfig
-from .errors import UserError, WeightsUnavailable
-from .fileio import load_checkpoint
-from .tasks import get_task
+from pneumo_utils.config import FREEZE_CHOICES, MODEL_NAMES
+from pneumo_utils.runtime.errors import UserError, WeightsUnavailable
+from pneumo_utils.runtime.fileio import load_checkpoint
 
 # Stages in forward order; freezing "below layer3" freezes the stem, layer1 and layer2.
 STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
@@ -60,6 +58,7 @@ def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
     state = load_checkpoint(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a pneumo_utils checkpoint also works as a starting point
+    _check_resnet18(state, path)
     sha256 = _sha256(path)
     provenance = dict(
         source=source,
@@ -70,43 +69,51 @@ def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
     return state, provenance
 
 
+def _check_resnet18(state, path: Path) -> None:
+    """A weights file must hold every ResNet-18 weight below the head, in its shape."""
+    if not isinstance(state, dict):
+        raise UserError(f"{path} is not a ResNet-18 state_dict: pass a .pth of one")
+    try:
+        resnet18(weights=None).load_state_dict(
+            {k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False
+        )
+    except RuntimeError as error:
+        raise UserError(
+            f"{path} is not a ResNet-18 state_dict ({str(error).splitlines()[0]})"
+        ) from error
+    missing = [k for k in resnet18(weights=None).state_dict() if not k.startswith("fc.")
+               and k not in state]  # fmt: skip
+    if missing:
+        raise UserError(
+            f"{path} is not a ResNet-18 state_dict: {len(missing)} weights missing, e.g. "
+            f"{missing[0]}"
+        )
+
+
 def build_model(
     name: str,
     *,
     dropout: float = 0.5,
-    weights_file: str | os.PathLike | None = None,
+    imagenet: dict | None = None,
     freeze: str = "none",
     num_classes: int = 2,
-) -> tuple[nn.Module, dict | None]:
-    """ResNet-18 with a Dropout + linear head (2-way, or one output per class of the task);
-    returns (model, weights provenance).
+) -> nn.Module:
+    """ResNet-18 with a Dropout + linear head (2-way, or one output per class of the task).
 
-    `scratch` starts from random weights; `pretrained` from ImageNet weights, with the
-    1000-way FC replaced and the layers chosen by `freeze` frozen.
+    `scratch` starts from random weights; `pretrained` from ImageNet weights (`imagenet`, as
+    load_imagenet_weights returns them; torchvision's own when not given), with the 1000-way
+    FC replaced and the layers chosen by `freeze` frozen.
     """
     if name not in MODEL_NAMES:
         raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
     model = resnet18(weights=None)
-    provenance = None
     if name == "pretrained":
-        state, provenance = load_imagenet_weights(weights_file)
-        try:
-            model.load_state_dict(
-                {k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False
-            )
-        except RuntimeError as error:
-            raise UserError(
-                f"{provenance['path']} is not a ResNet-18 state_dict ({str(error).splitlines()[0]})"
-            ) from error
-        missing = [k for k in model.state_dict() if not k.startswith("fc.") and k not in state]
-        if missing:
-            raise UserError(
-                f"{provenance['path']} is not a ResNet-18 state_dict: {len(missing)} weights "
-                f"missing, e.g. {missing[0]}"
-            )
+        state = imagenet if imagenet is not None else load_imagenet_weights()[0]
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")},
+                              strict=False)  # fmt: skip
     model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
     set_frozen(model, freeze)
-    return model, provenance
+    return model
 
 
 def _frozen_modules(model: nn.Module, freeze: str) -> list[nn.Module]:
@@ -140,18 +147,3 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return dict(total=total, trainable=trainable)
-
-
-def load_trained_model(run_dir: str | os.PathLike, device: torch.device | None = None):
-    """The best checkpoint of a run as an eval-mode model, with its config and device."""
-    from .device import pick_device
-
-    cfg: TrainConfig = runs.open_run(run_dir).config
-    checkpoint = runs.load_best(run_dir)
-    device = device or pick_device("auto")
-    # Both models share one architecture; the checkpoint replaces any starting weights.
-    classes = len(get_task(cfg.task).class_names)
-    model, _ = build_model("scratch", dropout=cfg.dropout, num_classes=classes)
-    model.load_state_dict(checkpoint["model"])
-    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
-    return model.eval(), cfg, device

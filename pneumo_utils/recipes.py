@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, fields, replace
 
-from .config import TrainConfig
-from .errors import UserError
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.runtime.errors import UserError
 
 # The settings a recipe may change; the rest (data, device, workers...) do not define it.
 RECIPE_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.metadata["recipe"])
@@ -100,6 +100,12 @@ RECIPES: dict[str, dict] = {
 # screening's choices, which keep their rows.
 HEADLINE = "crop-only"
 FORMER_HEADLINES = ("shortcut-all", "frame-counter")
+
+# The recipes that start from ImageNet weights (notebook 03), and what their rows say without.
+PRETRAINED_RECIPES = ("pretrained-protocol", "pretrained")
+NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
+# Notebook 02's last section: Kermany et al.'s second task, and the three classes at once.
+TASK_RECIPES = ("bacterial-viral", "three-class")
 
 
 def recipe_config(name: str, **overrides) -> TrainConfig:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserError
+from pneumo_utils.runtime.errors import UserError
 
 if TYPE_CHECKING:  # the command line imports this module and must stay quick
     import pandas as pd

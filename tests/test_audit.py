@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumo_utils.audit import (
+from pneumo_utils.analysis.audit import (
     estimate_jpeg_quality,
     file_properties,
     pixel_properties,
     shortcut_audit,
 )
-from pneumo_utils.data_plots import plot_audit
+from pneumo_utils.plots.dataset import plot_audit
 
 
 @pytest.mark.parametrize("quality", [30, 50, 75, 90, 95])

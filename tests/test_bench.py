@@ -1,6 +1,6 @@
 import json
 
-from pneumo_utils.cli import main
+from pneumo_utils.app.cli import main
 
 
 def test_bench_prints_the_table_and_writes_json(tiny_data, tmp_path, capsys):

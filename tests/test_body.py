@@ -17,25 +17,23 @@ import torch
 import torchvision
 from PIL import Image
 
-from pneumo_utils import body, preprocess, runs, screening
-from pneumo_utils.cache import build_cache, decode_xray, frame_input
-from pneumo_utils.dataset import (
-    POOLED_VAL,
-    REFRAMED_VAL,
-    load_data,
-    load_run_data,
-    scan_dataset,
-    split_frame,
-)
-from pneumo_utils.evaluate import choose_threshold
-from pneumo_utils.export import export_run, torchvision_state_dict
-from pneumo_utils.transforms import (
+from pneumo_utils import preprocess
+from pneumo_utils.app.export import export_run, torchvision_state_dict
+from pneumo_utils.data import body
+from pneumo_utils.data.cache import build_cache, decode_xray, frame_input
+from pneumo_utils.data.dataset import load_data, load_run_data, split_frame
+from pneumo_utils.data.files import scan_dataset
+from pneumo_utils.data.stresses import (
     REFRAMINGS,
     change_border,
     reframe_looser,
     reframe_tighter,
     reframe_variant,
 )
+from pneumo_utils.results import screening
+from pneumo_utils.splits import POOLED_VAL, REFRAMED_VAL
+from pneumo_utils.training import runs
+from pneumo_utils.training.metrics import choose_threshold
 
 from .conftest import make_dataset
 
@@ -139,9 +137,7 @@ def test_the_reframed_set_is_every_validation_image_every_way(tiny_data, cache_d
     # Built from the acquired files, so each block is that reframing through the pipeline.
     grey = data.acquired(val.iloc[:1])[0]
     changed = reframe_variant(grey, REFRAMINGS[1], val["relpath"].iat[0], data.seed)
-    np.testing.assert_array_equal(
-        data.reframed_val[len(val)], data.input_pipeline(changed)[0]
-    )
+    np.testing.assert_array_equal(data.reframed_val[len(val)], data.input_pipeline(changed)[0])
 
 
 def test_the_crop_takes_a_looser_frame_back():
@@ -195,15 +191,17 @@ def test_a_cropped_run_sees_no_margin(cropped_run):
     config = runs.open_run(cropped_run).config
     cropped = load_run_data(config, progress=False).images
     framed = load_run_data(replace(config, crop_to_body=False), progress=False).images
-    edges = lambda images: np.stack([images[:, 0, :].mean(1), images[:, -1, :].mean(1),  # noqa: E731
-                                     images[:, :, 0].mean(1), images[:, :, -1].mean(1)])
+    def edges(images):
+        sides = (images[:, 0, :], images[:, -1, :], images[:, :, 0], images[:, :, -1])
+        return np.stack([side.mean(1) for side in sides])
+
     assert edges(cropped).min() > 40  # every side of every image is body
     assert (edges(framed).min(axis=0) < 10).all()  # each framed image has a black side
 
 
 def test_predict_gives_the_test_pass_probability(cropped_run):
-    from pneumo_utils.predict import predict_files, write_predictions
-    from pneumo_utils.runs import open_run, read_predictions
+    from pneumo_utils.app.predict import predict_files, write_predictions
+    from pneumo_utils.training.runs import open_run, read_predictions
 
     root = open_run(cropped_run).data["root"]
     tested = read_predictions(cropped_run).set_index("relpath")["p_pneumonia"]
@@ -217,7 +215,7 @@ def test_predict_gives_the_test_pass_probability(cropped_run):
 
 
 def test_plain_torchvision_on_preprocess_gives_the_runs_probabilities(cropped_run, tmp_path):
-    from pneumo_utils.runs import open_run, read_predictions
+    from pneumo_utils.training.runs import open_run, read_predictions
 
     saved = open_run(cropped_run)
     export_run(cropped_run, tmp_path)

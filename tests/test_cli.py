@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from pneumo_utils.cli import build_parser, main
+from pneumo_utils.app.cli import build_parser, main
 
 
 def _cli(*args, timeout=300):
@@ -134,7 +134,7 @@ def test_a_committed_run_without_checkpoints_says_so_and_how_to_get_one(finished
 
 
 def test_predict_shows_its_progress_bar_on_a_terminal(finished_run, tiny_data, monkeypatch):
-    from pneumo_utils import predict
+    from pneumo_utils.app import predict
 
     seen = {}
     monkeypatch.setattr(predict, "predict_command", lambda *a: seen.setdefault("progress", a[-1]))
@@ -178,7 +178,7 @@ def test_no_progress_and_logs_get_one_line_per_epoch(tiny_data, tmp_path):
 
 
 def test_progress_follows_tqdm_disable(monkeypatch):
-    from pneumo_utils.epoch_log import show_progress
+    from pneumo_utils.training.epoch_log import show_progress
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert show_progress() is False

@@ -10,16 +10,12 @@ from PIL import Image
 from torchvision import datasets, transforms
 
 from pneumo_utils import UserError
-from pneumo_utils.cache import BadImageError, build_cache, decode_xray
-from pneumo_utils.dataset import (
-    find_dataset_root,
-    load_data,
-    patient_id,
-    scan_dataset,
-)
-from pneumo_utils.exploration import patient_overlap
-from pneumo_utils.loaders import class_weights, make_loader, to_model_input
-from pneumo_utils.transforms import classic_augmentation
+from pneumo_utils.analysis.exploration import patient_overlap
+from pneumo_utils.data.cache import BadImageError, build_cache, decode_xray
+from pneumo_utils.data.dataset import load_data
+from pneumo_utils.data.files import find_dataset_root, patient_id, scan_dataset
+from pneumo_utils.data.loaders import class_weights, make_loader, to_model_input
+from pneumo_utils.data.transforms import classic_augmentation
 
 from .conftest import make_dataset
 
@@ -189,7 +185,7 @@ def test_image_modes_become_one_consistent_grayscale(tmp_path):
 
 def test_huge_image_is_refused_before_decoding(tmp_path, monkeypatch):
     Image.new("L", (300, 300)).save(tmp_path / "big.png")
-    monkeypatch.setattr("pneumo_utils.cache.MAX_PIXELS", 200 * 200)
+    monkeypatch.setattr("pneumo_utils.data.cache.MAX_PIXELS", 200 * 200)
     with pytest.raises(BadImageError, match="too large"):
         decode_xray(tmp_path / "big.png", 32)
 

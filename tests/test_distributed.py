@@ -12,12 +12,13 @@ import time
 import pytest
 import torch
 
-from pneumo_utils import models
+from pneumo_utils import model as models
+from pneumo_utils.analysis.scoring import evaluate_run
+from pneumo_utils.app.pipeline import train
 from pneumo_utils.config import TrainConfig
-from pneumo_utils.errors import UserError
-from pneumo_utils.evaluate import evaluate_run
-from pneumo_utils.loop import train, train_one_epoch
-from pneumo_utils.runs import read_history, read_metrics
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.training.loop import train_one_epoch
+from pneumo_utils.training.runs import read_history, read_metrics
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="this torch build has no torch.distributed"
@@ -99,11 +100,12 @@ def test_two_processes_write_one_run_exactly_and_resume_after_a_kill(tiny_copy, 
 FIRST_STEP = textwrap.dedent(
     """
     import sys, torch
-    from pneumo_utils import distributed, models
+    from pneumo_utils.runtime import distributed
+    from pneumo_utils import model as models
     from pneumo_utils.config import TrainConfig
-    from pneumo_utils.dataset import load_run_data
-    from pneumo_utils.loaders import training_loaders
-    from pneumo_utils.loop import train_one_epoch
+    from pneumo_utils.data.dataset import load_run_data
+    from pneumo_utils.data.loaders import training_loaders
+    from pneumo_utils.training.loop import train_one_epoch
 
     data_dir, cache, out = sys.argv[1:4]
     WEIGHTS = torch.tensor([2.0, 0.5])  # class-weighted, as the headline recipes train
@@ -111,7 +113,7 @@ FIRST_STEP = textwrap.dedent(
                       dropout=0.0, max_batches=1)
     world = distributed.join("cpu")
     torch.manual_seed(0)
-    model, _ = models.build_model("scratch", dropout=0.0)
+    model = models.build_model("scratch", dropout=0.0)
     for module in model.modules():  # BatchNorm on fixed statistics, see the test
         if isinstance(module, torch.nn.BatchNorm2d):
             module.requires_grad_(False)
@@ -147,7 +149,7 @@ def test_the_first_step_averages_to_one_process_on_the_same_global_batch(tiny_da
     # fixed statistics in both: in training mode each process normalises its own share (DDP's
     # documented difference; --sync-bn, CUDA only, removes it), and that is not what is tested.
     torch.manual_seed(0)
-    model, _ = models.build_model("scratch", dropout=0.0)
+    model = models.build_model("scratch", dropout=0.0)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.requires_grad_(False)

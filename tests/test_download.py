@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 
 from pneumo_utils import UserError
-from pneumo_utils.download import check_archive, download_dataset, extract
+from pneumo_utils.app.download import check_archive, download_dataset, extract
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):

@@ -4,8 +4,9 @@ import torch
 from safetensors.torch import load_file
 from torchvision.models import resnet18
 
-from pneumo_utils.export import export_run
-from pneumo_utils.models import load_trained_model
+from pneumo_utils.app.export import export_run
+from pneumo_utils.training import runs
+from pneumo_utils.training.checkpoints import load_trained_model
 
 
 def test_exported_weights_load_into_plain_torchvision(finished_run, tmp_path):
@@ -32,11 +33,11 @@ def test_the_model_card_states_the_runs_own_numbers(finished_run, tmp_path):
     import json
     import shutil
 
-    from pneumo_utils import robustness
+    from pneumo_utils.analysis import robustness
 
     run = shutil.copytree(finished_run, tmp_path / "run")
-    assert (run / robustness.JSON).exists()  # finalize wrote it
-    (run / robustness.JSON).unlink()
+    assert (run / runs.ROBUSTNESS_JSON).exists()  # finalize wrote it
+    (run / runs.ROBUSTNESS_JSON).unlink()
     card = (export_run(run, tmp_path / "a") / "MODEL_CARD.md").read_text()
     test = json.loads((run / "metrics.json").read_text())["test"]
     for metric in ("accuracy", "sensitivity", "specificity", "roc_auc"):

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from pneumo_utils import train
-from pneumo_utils.runs import read_history
+from pneumo_utils.training.runs import read_history
 
 # In the child: make the second write of last.pt hang after its bytes are out, so the test can
 # kill the process in the middle of a checkpoint write.
@@ -26,7 +26,7 @@ def hanging_save(obj, f, *args, **kwargs):
             print("WRITING-CHECKPOINT", flush=True)
             time.sleep(600)
 torch.save = hanging_save
-from pneumo_utils.cli import main
+from pneumo_utils.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -58,7 +58,9 @@ def _command(config, out):
 
 
 def _start(args, script=None):
-    code = script or "import sys; from pneumo_utils.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = script or (
+        "import sys; from pneumo_utils.app.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,

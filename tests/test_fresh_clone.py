@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pneumo_utils import TrainConfig, UserError, results, runs, settings, train
-from pneumo_utils.dataset import EMBEDDED_SAMPLE, find_dataset_root, load_data
+from pneumo_utils import TrainConfig, UserError, train
+from pneumo_utils.app import settings
+from pneumo_utils.data.dataset import load_data
+from pneumo_utils.data.files import EMBEDDED_SAMPLE, find_dataset_root
+from pneumo_utils.results import tables as results
+from pneumo_utils.training import runs
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / EMBEDDED_SAMPLE
@@ -80,7 +84,7 @@ def test_a_run_on_the_sample_is_not_a_result(tmp_path):
 def test_the_command_line_parses_without_torch(argv):
     code = (
         "import sys\n"
-        "from pneumo_utils.cli import main\n"
+        "from pneumo_utils.app.cli import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('torch', 'torchvision', 'pandas', 'matplotlib', 'sklearn') "
         "if m in sys.modules]\n"

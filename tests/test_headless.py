@@ -3,9 +3,9 @@
 import nbformat
 import pytest
 
-from pneumo_utils.cli import main
-from pneumo_utils.errors import UserError
-from pneumo_utils.headless import run_notebooks
+from pneumo_utils.app.cli import main
+from pneumo_utils.app.headless import run_notebooks
+from pneumo_utils.runtime.errors import UserError
 
 
 def _notebook(path, *sources):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import REPO, SAMPLE_DATA
 from pneumo_utils import load_data
-from pneumo_utils.exploration import patient_overlap
+from pneumo_utils.analysis.exploration import patient_overlap
 
 REAL_DATA = SAMPLE_DATA if SAMPLE_DATA.is_dir() else REPO / "data" / "embedded_sample"
 

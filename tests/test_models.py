@@ -8,13 +8,13 @@ from torch import nn
 from torchvision.models import ResNet18_Weights
 
 from pneumo_utils import UserError, build_model
-from pneumo_utils.errors import WeightsUnavailable
-from pneumo_utils.models import (
+from pneumo_utils.model import (
     count_parameters,
     load_imagenet_weights,
     official_weights_path,
     train_mode,
 )
+from pneumo_utils.runtime.errors import WeightsUnavailable
 
 
 def _trainable(model):
@@ -22,8 +22,7 @@ def _trainable(model):
 
 
 def test_scratch_has_dropout_then_two_way_fc():
-    model, provenance = build_model("scratch", dropout=0.3)
-    assert provenance is None
+    model = build_model("scratch", dropout=0.3)
     assert isinstance(model.fc[0], nn.Dropout) and model.fc[0].p == 0.3
     assert model.fc[1].out_features == 2 and model.fc[1].in_features == 512
     assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 2)
@@ -32,7 +31,8 @@ def test_scratch_has_dropout_then_two_way_fc():
 def test_pretrained_loads_torchvision_cache(monkeypatch):
     path = official_weights_path()
     assert path == Path(os.environ["TORCH_HOME"]) / "hub/checkpoints/resnet18-f37072fd.pth"
-    model, provenance = build_model("pretrained")
+    model = build_model("pretrained")
+    _, provenance = load_imagenet_weights()
     stand_in = torch.load(path, weights_only=True)
     assert torch.equal(model.conv1.weight, stand_in["conv1.weight"])
     assert provenance["source"] == "torchvision cache"
@@ -41,9 +41,10 @@ def test_pretrained_loads_torchvision_cache(monkeypatch):
 
 
 def test_explicit_weights_file(tmp_path):
-    state = build_model("scratch")[0].state_dict()
+    state = build_model("scratch").state_dict()
     torch.save(state, tmp_path / "mine.pth")
-    model, provenance = build_model("pretrained", weights_file=tmp_path / "mine.pth")
+    imagenet, provenance = load_imagenet_weights(tmp_path / "mine.pth")
+    model = build_model("pretrained", imagenet=imagenet)
     assert provenance["source"] == "file" and provenance["path"].endswith("mine.pth")
     assert torch.equal(model.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
 
@@ -64,16 +65,16 @@ def test_missing_weights_fail_at_once_with_where_to_put_them(tmp_path, monkeypat
 def test_weights_that_are_not_resnet18_are_refused(tmp_path):
     torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(UserError, match="not a ResNet-18 state_dict"):
-        build_model("pretrained", weights_file=tmp_path / "other.pth")
+        load_imagenet_weights(tmp_path / "other.pth")
 
 
 def test_freeze_backbone_leaves_only_the_head():
-    model, _ = build_model("pretrained", freeze="backbone")
+    model = build_model("pretrained", freeze="backbone")
     assert _trainable(model) == {"fc"}
 
 
 def test_freeze_below_a_stage():
-    model, _ = build_model("pretrained", freeze="layer3")
+    model = build_model("pretrained", freeze="layer3")
     assert _trainable(model) == {"layer3", "layer4", "fc"}
     counts = count_parameters(model)
     assert 0 < counts["trainable"] < counts["total"]

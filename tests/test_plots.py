@@ -9,24 +9,27 @@ from dataclasses import fields  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from pneumo_utils import (  # noqa: E402
-    plots,
-    predict,
-    results,
-    results_page,
-    robustness_plots,
-    settings,
-)
-from pneumo_utils.config import TrainConfig  # noqa: E402
-from pneumo_utils.dataset import EVALUATED_SPLITS
-from pneumo_utils.recipes import HEADLINE, recipe_config  # noqa: E402
-from pneumo_utils.runs import open_run, training_curves  # noqa: E402
-from pneumo_utils.settings import (  # noqa: E402
+from pneumo_utils.analysis import gradcam  # noqa: E402
+from pneumo_utils.app.settings import (  # noqa: E402
     Settings,
     hyperparameter_table,
     notebook_settings,
     profile_config,
 )
+from pneumo_utils.config import TrainConfig  # noqa: E402
+from pneumo_utils.plots import evidence  # noqa: E402
+from pneumo_utils.plots import report as plots  # noqa: E402
+from pneumo_utils.plots import robustness as robustness_plots  # noqa: E402
+from pneumo_utils.recipes import (  # noqa: E402
+    HEADLINE,
+    NEEDS_WEIGHTS,  # noqa: E402
+    recipe_config,
+)
+from pneumo_utils.results import page as results_page  # noqa: E402
+from pneumo_utils.results import tables as results  # noqa: E402
+from pneumo_utils.splits import EVALUATED_SPLITS
+from pneumo_utils.training import runs  # noqa: E402
+from pneumo_utils.training.runs import open_run, training_curves  # noqa: E402
 
 
 def test_every_report_figure_renders(finished_run, tmp_path):
@@ -45,12 +48,12 @@ def test_every_report_figure_renders(finished_run, tmp_path):
         assert not any(ax.get_legend() for ax in fig.axes) and len(fig.legends) == 1
     legend = [t.get_text() for t in figures["fig1_loss"].legends[0].get_texts()]
     assert "train (running mean, training mode)" in legend  # not read as a pass over train
-    images, labels = predict.gradcam_examples(finished_run, per_class=1)
+    images, labels = gradcam.gradcam_examples(finished_run, per_class=1)
     assert labels == [0, 1]
-    heat, probs = predict.gradcam(finished_run, images)
+    heat, probs = gradcam.gradcam(finished_run, images)
     assert heat.shape == (2, *images[0].shape) and ((probs >= 0) & (probs <= 1)).all()
-    fig = plots.plot_gradcam({"scratch": (heat, probs, images)}, labels)
-    rows, row_labels = predict.gradcam_rows({"scratch": finished_run}, per_class=1)
+    fig = evidence.plot_gradcam({"scratch": (heat, probs, images)}, labels)
+    rows, row_labels = gradcam.gradcam_rows({"scratch": finished_run}, per_class=1)
     assert row_labels == labels and np.allclose(rows["scratch"][0], heat)
     assert len(fig.axes) == 2
 
@@ -65,10 +68,10 @@ def test_training_curves_long_form(finished_run):
 
 def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path):
     table = results.results_table(
-        {"scratch": finished_run}, {"pretrained": settings.NEEDS_WEIGHTS}, n_resamples=50
+        {"scratch": finished_run}, {"pretrained": NEEDS_WEIGHTS}, n_resamples=50
     )
     assert list(table.columns) == ["scratch", "pretrained"]
-    assert table.loc["accuracy", "pretrained"] == settings.NEEDS_WEIGHTS
+    assert table.loc["accuracy", "pretrained"] == NEEDS_WEIGHTS
     assert "| accuracy |" in results_page.markdown_table(table)
 
 
@@ -83,9 +86,8 @@ def test_stand_in_weights_are_never_labelled_a_result(finished_run, tmp_path):
 
 
 def test_robustness_figures_render(finished_run, tmp_path):
-    from pneumo_utils import robustness
 
-    report = robustness.read_report(finished_run)
+    report = runs.read_report(finished_run)
     fig = robustness_plots.plot_robustness({"old": [report], "new": [report, report]})
     assert plots.save_figure(fig, "robustness", tmp_path).stat().st_size > 10_000
     fig = robustness_plots.plot_reliability(report)
@@ -101,9 +103,9 @@ def test_settings_profiles(monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMO_DATA", str(tmp_path))
     full = notebook_settings()
     assert full.figures.name == "figures" and full.data == tmp_path
-    assert profile_config("scratch", full) == recipe_config(HEADLINE, data=str(tmp_path))
+    assert profile_config("headline", full) == recipe_config(HEADLINE, data=str(tmp_path))
     assert profile_config("pretrained", full).freeze == "layer3"
-    scratch, pretrained = profile_config("scratch", full), profile_config("pretrained", full)
+    scratch, pretrained = profile_config("headline", full), profile_config("pretrained", full)
     for f in fields(TrainConfig):  # the headline's levers and selection rule, from ImageNet
         if f.metadata["group"] in ("shortcuts", "selection"):
             assert getattr(pretrained, f.name) == getattr(scratch, f.name), f.name
@@ -112,7 +114,7 @@ def test_settings_profiles(monkeypatch, tmp_path):
     assert full.run_dir(HEADLINE) == full.runs / "results" / tmp_path.name / f"{HEADLINE}-seed0"
     monkeypatch.setenv("PNEUMO_PROFILE", "smoke")
     smoke = notebook_settings()
-    assert "smoke" in str(smoke.figures) and profile_config("scratch", smoke).max_batches
+    assert "smoke" in str(smoke.figures) and profile_config("headline", smoke).max_batches
     monkeypatch.setenv("PNEUMO_PROFILE", "fast")
     with pytest.raises(Exception, match="not a profile"):
         notebook_settings()

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from pneumo_utils import TrainConfig, train
-from pneumo_utils.dataset import find_dataset_root, load_data
-from pneumo_utils.errors import UserError
-from pneumo_utils.runs import read_metrics, read_predictions
-from pneumo_utils.settings import dataset_name
+from pneumo_utils.app.settings import dataset_name
+from pneumo_utils.data.dataset import load_data
+from pneumo_utils.data.files import find_dataset_root
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.training.runs import read_metrics, read_predictions
 
 REAL_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist.npz"
 
@@ -122,7 +123,7 @@ def test_the_official_file_has_medmnists_split(tmp_path):
 
 
 def test_bench_refuses_the_npz_in_one_line(tmp_path, capsys):
-    from pneumo_utils.cli import main
+    from pneumo_utils.app.cli import main
 
     assert main(["bench", "--data", str(_make_npz(tmp_path / "pneumoniamnist.npz"))]) == 2
     err = capsys.readouterr().err

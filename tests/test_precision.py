@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pneumo_utils import train
-from pneumo_utils.device import autocast_dtype
+from pneumo_utils.runtime.device import autocast_dtype
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -42,7 +42,7 @@ def test_fp16_where_bf16_is_only_emulated(monkeypatch):
 
 
 def test_cudnn_autotunes_unless_deterministic(monkeypatch):
-    from pneumo_utils.device import tune_backends
+    from pneumo_utils.runtime.device import tune_backends
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda flag: None)
@@ -53,8 +53,8 @@ def test_cudnn_autotunes_unless_deterministic(monkeypatch):
 
 
 def test_a_resume_that_would_change_precision_is_refused(tiny_config, tmp_path):
-    from pneumo_utils.device import dtype_name
-    from pneumo_utils.errors import UserError
+    from pneumo_utils.runtime.device import dtype_name
+    from pneumo_utils.runtime.errors import UserError
 
     out = train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
     saved = json.loads((out / "config.json").read_text())

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumo_utils import TrainConfig, UserError, predict
-from pneumo_utils.predict import expand_inputs, predict_files, write_predictions
+from pneumo_utils import TrainConfig, UserError
+from pneumo_utils.app import predict
+from pneumo_utils.app.predict import predict_files, write_predictions
+from pneumo_utils.data import inputs
+from pneumo_utils.data.inputs import expand_inputs
 
 
 @pytest.fixture
@@ -118,7 +121,7 @@ def test_monochrome1_and_12_bit_dicom_decode_like_their_twins(finished_run, tmp_
         rescaled=_write_dicom(tmp_path / "ct.dcm", twelve, RescaleSlope=2, RescaleIntercept=-1000),
     )
     config = TrainConfig(image_size=32)
-    decoded = {name: predict.decode_input(path, config) for name, path in files.items()}
+    decoded = {name: inputs.decode_input(path, config) for name, path in files.items()}
     for name in ("twelve", "inverted", "rescaled"):
         assert np.abs(decoded[name].astype(int) - decoded["eight"]).max() <= 1, name
     rows = {r["path"]: r for r in predict_files(finished_run, list(files.values()))}
@@ -132,13 +135,13 @@ def test_a_dicom_window_is_applied(tmp_path, xray_8bit):
     twelve = np.round(xray_8bit.astype(float) * 4095 / 255)
     # A window over [2050, 3850]: everything below it black, the bright block (3854) white.
     path = _write_dicom(tmp_path / "w.dcm", twelve, WindowCenter=2950, WindowWidth=1800)
-    grey = predict.dicom_to_grey(__import__("pydicom").dcmread(path))
+    grey = inputs.dicom_to_grey(__import__("pydicom").dcmread(path))
     assert grey.min() == 0 and grey.max() == 255
     assert (grey[twelve < 2000] == 0).all()
 
 
 def test_a_12_bit_png_decodes_like_its_8_bit_twin(tmp_path, xray_8bit):
-    from pneumo_utils.cache import decode_xray
+    from pneumo_utils.data.cache import decode_xray
 
     twelve = np.round(xray_8bit.astype(float) * 4095 / 255).astype(np.uint16)
     Image.fromarray(xray_8bit).save(tmp_path / "8.png")

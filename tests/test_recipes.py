@@ -6,13 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from pneumo_utils import reproduce as reproduce_module
-from pneumo_utils.cli import main
+from pneumo_utils.app import reproduce
+from pneumo_utils.app.cli import main
 from pneumo_utils.config import TrainConfig
-from pneumo_utils.errors import UserError
 from pneumo_utils.recipes import HEADLINE, RECIPES, recipe_config
-from pneumo_utils.results import REPORTED_RUNS, TABLE_ROWS
-from pneumo_utils.runs import open_run
+from pneumo_utils.results.tables import REPORTED_RUNS, TABLE_ROWS
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.training.runs import open_run
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
@@ -53,16 +53,16 @@ def test_train_a_recipe_with_an_override_then_rerun_its_config(tiny_data, tmp_pa
 def test_reproduce_dry_run_lists_the_committed_runs_as_done(capsys, monkeypatch):
     # The committed runs are found by the dataset's folder name, even where the data is absent.
     monkeypatch.setenv("PNEUMO_RUNS", str(Path(__file__).resolve().parents[1] / "runs"))
-    reproduce_module.reproduce("/nowhere/chest_xray_224", dry_run=True)
+    reproduce.reproduce("/nowhere/chest_xray_224", dry_run=True)
     out = capsys.readouterr().out
     assert "done     " in out and "baseline-128px-seed2" in out
     assert "runs done;" in out
 
 
 def test_reproduce_splits_the_threads_and_reports_failures(monkeypatch, tmp_path):
-    monkeypatch.setattr(reproduce_module, "reported_runs", lambda data: {"smoke": (0, 1)})
-    monkeypatch.setattr(reproduce_module, "repo_root", lambda: tmp_path)
-    monkeypatch.setattr(reproduce_module.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(reproduce, "reported_runs", lambda data: {"smoke": (0, 1)})
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 8)
     seen = []
 
     def fake_run(command, **kwargs):
@@ -71,7 +71,7 @@ def test_reproduce_splits_the_threads_and_reports_failures(monkeypatch, tmp_path
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     with pytest.raises(UserError, match="1 run\\(s\\) failed: smoke-seed1"):
-        reproduce_module.reproduce(tmp_path / "chest_xray", parallel=2, render=False)
+        reproduce.reproduce(tmp_path / "chest_xray", parallel=2, render=False)
     assert sorted(threads for _, threads in seen) == ["4", "4"]
     assert all("--recipe" in command and "smoke" in command for command, _ in seen)
 
@@ -82,8 +82,6 @@ def test_reproduce_gives_each_training_a_free_gpu(monkeypatch, tmp_path):
     import time
 
     import torch
-
-    from pneumo_utils import reproduce
 
     planned = [reproduce.PlannedRun(f"r{i}", 0, tmp_path / f"r{i}-seed0") for i in range(5)]
     monkeypatch.setattr(reproduce, "plan", lambda data, only: planned)

@@ -8,16 +8,15 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from pneumo_utils import (  # noqa: E402
-    plots,
-    results,
-    results_page,
-    robustness_tables,
-    screening,
-    settings,
-)
-from pneumo_utils.errors import UserError  # noqa: E402
-from pneumo_utils.runs import read_history  # noqa: E402
+from pneumo_utils.app import settings  # noqa: E402
+from pneumo_utils.plots import evidence  # noqa: E402
+from pneumo_utils.plots import report as plots  # noqa: E402
+from pneumo_utils.recipes import NEEDS_WEIGHTS  # noqa: E402
+from pneumo_utils.results import page as results_page  # noqa: E402
+from pneumo_utils.results import robustness_tables, screening  # noqa: E402
+from pneumo_utils.results import tables as results  # noqa: E402
+from pneumo_utils.runtime.errors import UserError  # noqa: E402
+from pneumo_utils.training.runs import read_history  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "runs" / "results" / "chest_xray_224"
@@ -101,14 +100,14 @@ def test_results_table_keeps_pretrained_row_empty_without_official_weights(repor
     runs = results.collect_runs(report_dir)
     text = results_page.results_markdown(runs, rows={"recipe": "our recipe"})
     assert "| **ours**: our recipe | ResNet-18 from scratch, 32 px | 0.850 ± 0.071 |" in text
-    assert settings.NEEDS_WEIGHTS in text
+    assert NEEDS_WEIGHTS in text
     assert "Kermany" in text and "0.928" in text
     stand_in = report_dir / "recipe-seed0"
     saved = json.loads((stand_in / "config.json").read_text())
     saved["weights"] = {"official": False, "sha256": "0" * 64}
     (stand_in / "config.json").write_text(json.dumps(saved))
-    assert settings.official_pretrained({"pretrained": stand_in}) is None
-    assert settings.official_pretrained({"scratch": stand_in}) is None
+    assert results.official_pretrained({"pretrained": stand_in}) is None
+    assert results.official_pretrained({"scratch": stand_in}) is None
 
 
 def test_histories_mark_the_selected_epoch(report_dir):
@@ -122,12 +121,12 @@ def test_histories_mark_the_selected_epoch(report_dir):
 
 def test_recipe_figures_render(report_dir, tmp_path):
     curves = results.histories(results.collect_runs(report_dir))
-    fig = plots.plot_recipe_curves(curves)
+    fig = evidence.plot_recipe_curves(curves)
     assert plots.save_figure(fig, "recipes", tmp_path).stat().st_size > 10_000
     assert len(fig.axes) == 4
     # One ablation pair was run, the other not: its panel says so instead of failing.
     ablations = {"one change": ("recipe", "other"), "never run": ("other", "more")}
-    fig = plots.plot_ablation_curves(curves, ablations, seed=0)
+    fig = evidence.plot_ablation_curves(curves, ablations, seed=0)
     assert plots.save_figure(fig, "ablation", tmp_path).stat().st_size > 10_000
     legends = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
     assert legends == ["other (not run)", "more (not run)"]
@@ -144,7 +143,7 @@ def test_a_run_of_another_dataset_is_refused_not_shown(report_dir, finished_run)
 
 def test_each_dataset_shows_its_own_runs(report_dir, finished_run, monkeypatch, tmp_path):
     """Notebook 04 and reproduce read runs/results/<the dataset in use>, and nothing else."""
-    from pneumo_utils import reproduce
+    from pneumo_utils.app import reproduce
 
     runs_root = report_dir.parent.parent
     other_data = tmp_path / "data" / "other_xrays"

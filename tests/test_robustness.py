@@ -8,17 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from pneumo_utils import robustness, runs
-from pneumo_utils.dataset import EVALUATED_SPLITS
-from pneumo_utils.robustness import (
-    SUITE,
-    calibration,
-    failures,
-    perturbed_copy,
-    subgroup,
-    subgroup_rows,
-)
-from pneumo_utils.transforms import band_mask
+from pneumo_utils.analysis import robustness
+from pneumo_utils.analysis.perturbations import SUITE, perturbed_copy
+from pneumo_utils.analysis.robustness import calibration, failures, subgroup, subgroup_rows
+from pneumo_utils.data.transforms import band_mask
+from pneumo_utils.splits import EVALUATED_SPLITS
+from pneumo_utils.tasks import FOLDER_CLASSES
+from pneumo_utils.training import runs
 
 FAMILIES = {p.family: p for p in SUITE}
 
@@ -125,6 +121,20 @@ def test_calibration_error_and_brier_score():
     assert sum(b["n"] for b in good["bins"]) == len(probs) and len(good["bins"]) == 15
 
 
+def test_calibration_error_matches_torchmetrics():
+    """The ECE of the report is torchmetrics' BinaryCalibrationError (L1, equal-width bins)."""
+    from torchmetrics.classification import BinaryCalibrationError
+
+    rng = np.random.default_rng(1)
+    probs = rng.beta(2, 5, 3_000)
+    labels = (rng.uniform(0, 1, probs.shape) < probs**0.7).astype(int)
+    ours = calibration(labels, probs)["ece"]
+    theirs = BinaryCalibrationError(n_bins=15, norm="l1")(
+        torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels)
+    )
+    assert ours == pytest.approx(float(theirs), abs=1e-6)
+
+
 def test_subgroups_from_file_names():
     assert subgroup("test/NORMAL/NORMAL2-IM-0030-0001.jpeg", 0) == "NORMAL2-*"
     assert subgroup("test/NORMAL/IM-0001-0001.jpeg", 0) == "IM-*"
@@ -136,7 +146,10 @@ def test_subgroups_from_file_names():
             label=[0, 0, 1, 1],
         )
     )
-    rows = {r["subgroup"]: r for r in subgroup_rows(frame, np.array([0.1, 0.9, 0.9, 0.2]), 0.5)}
+    rows = {
+        r["subgroup"]: r
+        for r in subgroup_rows(frame, np.array([0.1, 0.9, 0.9, 0.2]), 0.5, FOLDER_CLASSES)
+    }
     assert rows["IM-*"]["value"] == 1.0 and rows["NORMAL2-*"]["value"] == 0.0
     assert rows["virus"]["metric"] == "sensitivity" and rows["virus"]["value"] == 1.0
     assert rows["bacteria"]["value"] == 0.0
@@ -144,7 +157,13 @@ def test_subgroups_from_file_names():
 
 def test_failures_are_the_wrong_ones_most_confident_first():
     frame = pd.DataFrame(dict(relpath=list("abcde"), label=[0, 0, 1, 1, 0]))
-    worst = failures(frame, np.array([0.6, 0.99, 0.05, 0.9, 0.1]), 0.5)
+    worst = failures(
+        frame,
+        np.array([0.6, 0.99, 0.05, 0.9, 0.1]),
+        0.5,
+        class_names=FOLDER_CLASSES,
+        column="p_pneumonia",
+    )
     assert [f["relpath"] for f in worst] == ["b", "c", "a"]
 
 
@@ -153,9 +172,9 @@ def test_report_of_a_finished_run(finished_run, tmp_path):
 
     run = shutil.copytree(finished_run, tmp_path / "run")
     report = robustness.robustness_report(run, n_resamples=50, progress=False)
-    assert (run / robustness.JSON).exists() and (run / robustness.CSV).exists()
-    saved = json.loads((run / robustness.JSON).read_text())
-    table = pd.read_csv(run / robustness.CSV)
+    assert (run / runs.ROBUSTNESS_JSON).exists() and (run / runs.ROBUSTNESS_CSV).exists()
+    saved = json.loads((run / runs.ROBUSTNESS_JSON).read_text())
+    table = pd.read_csv(run / runs.ROBUSTNESS_CSV)
     assert len(table) == 1 + sum(len(p.strengths) for p in SUITE)
     clean = table[table["kind"] == "clean"].iloc[0]
     test = runs.read_metrics(run)["test"]
@@ -169,7 +188,7 @@ def test_report_of_a_finished_run(finished_run, tmp_path):
 
 
 def test_report_refuses_an_unfinished_run(tmp_path):
-    from pneumo_utils.errors import UserError
+    from pneumo_utils.runtime.errors import UserError
 
     with pytest.raises(UserError, match="is not a run folder"):
         robustness.robustness_report(tmp_path)

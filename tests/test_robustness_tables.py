@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("pandas")
 
-from pneumo_utils.robustness_tables import (  # noqa: E402
+from pneumo_utils.results.robustness_tables import (  # noqa: E402
     robustness_distance,
     robustness_table,
     subgroup_table,

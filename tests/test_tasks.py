@@ -12,12 +12,13 @@ from sklearn.metrics import f1_score, roc_auc_score
 from torchvision.models import resnet18
 
 from pneumo_utils import TrainConfig, train
-from pneumo_utils.dataset import load_data
-from pneumo_utils.errors import UserError
-from pneumo_utils.evaluate import bootstrap_intervals, multiclass_metrics
-from pneumo_utils.predict import predict_files, prediction_columns
-from pneumo_utils.runs import open_run, read_history, read_metrics, read_predictions
+from pneumo_utils.analysis.bootstrap import bootstrap_intervals
+from pneumo_utils.app.predict import predict_files, prediction_columns
+from pneumo_utils.data.dataset import load_data
+from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.tasks import TASKS, pneumonia_type, task_records
+from pneumo_utils.training.metrics import multiclass_metrics
+from pneumo_utils.training.runs import open_run, read_history, read_metrics, read_predictions
 
 from .test_pneumoniamnist import _make_npz
 
@@ -145,7 +146,7 @@ def test_a_task_trains_predicts_exports_and_plots_end_to_end(task, tiny_typed_da
     assert tuple(rows[0]) == prediction_columns(TASKS[task])
     assert {row["label"] for row in rows} <= set(names)
 
-    from pneumo_utils.export import export_run, weights_stem
+    from pneumo_utils.app.export import export_run, weights_stem
 
     out = export_run(run, tmp_path / "export")
     model = resnet18(num_classes=len(names))
@@ -165,13 +166,13 @@ def test_a_task_trains_predicts_exports_and_plots_end_to_end(task, tiny_typed_da
     assert tuple(written.columns) == prediction_columns(TASKS[task])
     assert set(written["label"]) == set(names)  # the tiny data's classes are learnt
 
-    from pneumo_utils.evaluate import evaluate_run
-    from pneumo_utils.results import metrics_table
+    from pneumo_utils.analysis.scoring import evaluate_run
+    from pneumo_utils.results.tables import metrics_table
 
     assert evaluate_run(run, split="val")["n"] == len(read_predictions(run, "val"))
     assert len(metrics_table(run)) > 0
 
-    from pneumo_utils.plots import plot_confusion_matrices, plot_per_class
+    from pneumo_utils.plots.report import plot_confusion_matrices, plot_per_class
 
     assert len(plot_per_class(run, "acc").axes) == len(names)
     plot_confusion_matrices({task: run})
@@ -208,7 +209,7 @@ def test_a_finished_task_run_is_kept_and_a_changed_task_is_refused(tiny_typed_da
 
 
 def test_the_audit_takes_two_class_tasks_only(tiny_typed_data):
-    from pneumo_utils.audit import shortcut_audit
+    from pneumo_utils.analysis.audit import shortcut_audit
 
     with pytest.raises(UserError, match="two classes"):
         shortcut_audit(tiny_typed_data, 32, task="three-class")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pneumo_utils import UserError, train
-from pneumo_utils.runs import RunLock, completed_epochs, read_history
+from pneumo_utils.training.runs import RunLock, completed_epochs, read_history
 
 RUN_FILES = (
     "config.json",
@@ -308,7 +308,7 @@ def test_a_ctrl_c_is_kept_until_the_next_batch_and_a_second_one_stops_at_once():
     import os
     import signal
 
-    from pneumo_utils.interrupt import StopAtNextBatch
+    from pneumo_utils.runtime.interrupt import StopAtNextBatch
 
     with pytest.raises(KeyboardInterrupt), StopAtNextBatch() as interrupt:
         os.kill(os.getpid(), signal.SIGINT)  # recorded, not raised here

@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 from pneumo_utils import TrainConfig
-from pneumo_utils.cache import decode_xray
-from pneumo_utils.dataset import FRAME_VAL, STRESSED_VAL, load_data
-from pneumo_utils.loaders import make_loader
-from pneumo_utils.transforms import (
+from pneumo_utils.data.cache import decode_xray
+from pneumo_utils.data.dataset import load_data
+from pneumo_utils.data.loaders import make_loader
+from pneumo_utils.data.stresses import frame_stress, stress, stressed_copy
+from pneumo_utils.data.transforms import (
     CounterFraming,
     RandomAspect,
     RandomBlurNoise,
@@ -23,15 +24,13 @@ from pneumo_utils.transforms import (
     band_mask,
     blur,
     evaluation_transform,
-    frame_stress,
     normalize_intensity,
     recompress_jpeg,
     reframe,
     replace_border,
-    stress,
-    stressed_copy,
     training_transform,
 )
+from pneumo_utils.splits import FRAME_VAL, STRESSED_VAL
 
 
 def _box(size: int = 64, width: int = 20, height: int = 20) -> torch.Tensor:

@@ -20,9 +20,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
-from .dataset import load_data
-from .errors import UserError
-from .tasks import get_task
+from pneumo_utils.data.dataset import load_data
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.tasks import get_task
 
 # libjpeg's luminance quantisation table at quality 50 (ITU-T T.81, K.1), row by row as PIL
 # reports it; a file's table divided by this one gives the quality scaling it was saved with.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .dataset import CLASS_NAMES
+from pneumo_utils.tasks import FOLDER_CLASSES
 
 
 def split_summary(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -19,7 +19,7 @@ def split_summary(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
         rows.append(
             dict(
                 split=name,
-                **{c: int(counts.get(c, 0)) for c in CLASS_NAMES},
+                **{c: int(counts.get(c, 0)) for c in FOLDER_CLASSES},
                 images=len(frame),
                 patients=frame["patient"].nunique(),
             )

@@ -2,7 +2,7 @@
 hospitals' radiographs differ, occlusion of the lungs or of the frame, subgroups, calibration
 and the worst mistakes, at the run's own threshold, with patient-grouped bootstrap intervals.
 
-`python -m pneumo_utils robustness RUN_DIR` (and `finalize`, for every new run) writes
+`python -m pneumo_utils robustness RUN_DIR` (and `train`, for every new run) writes
 robustness.json (everything) and robustness.csv (the perturbation table). Perturbations act on
 the decoded test image at the run's resolution, before the run's intensity normalisation,
 so they reach the model the way a different acquisition would. The strengths are fixed here,
@@ -11,51 +11,35 @@ before any result was read; nothing is chosen from this report.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.transforms import v2
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss
 from tqdm.auto import tqdm
 
-from . import runs
-from .config import TrainConfig
-from .dataset import CLASS_NAMES, EVALUATED_SPLITS, load_run_data, split_frame
-from .device import autocast_dtype
-from .errors import UserError
-from .evaluate import (
-    binary_metrics,
-    bootstrap_intervals,
-    positive_probability,
-    predict_logits,
-    prediction_patients,
-)
-from .fileio import atomic_write_text
-from .loaders import XrayDataset, make_loader
-from .models import load_trained_model
-from .tasks import pneumonia_type
-from .transforms import (
-    add_noise,
-    band_mask,
-    blur,
+from pneumo_utils.analysis.bootstrap import bootstrap_intervals, prediction_patients
+from pneumo_utils.analysis.perturbations import SUITE, perturbed_copy
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.dataset import load_run_data, split_frame
+from pneumo_utils.data.loaders import XrayDataset, make_loader
+from pneumo_utils.data.transforms import (
     evaluation_transform,
-    median_grey,
-    recompress_jpeg,
-    reframe,
-    replace_border,
-    set_levels,
 )
+from pneumo_utils.runtime.device import autocast_dtype
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.splits import EVALUATED_SPLITS
+from pneumo_utils.tasks import pneumonia_type
+from pneumo_utils.training import runs
+from pneumo_utils.training.checkpoints import load_trained_model
+from pneumo_utils.training.metrics import binary_metrics, positive_probability, predict_logits
 
-JSON, CSV = "robustness.json", "robustness.csv"
 REPORTED = ("accuracy", "sensitivity", "specificity", "roc_auc")
-# How much of each side the occlusion pair and the border family treat as "the frame".
-FRAME_BAND = 0.15
 CALIBRATION_BINS = 15
 # The two orders a report may use (its "perturbed" entry; docs/frame.md).
 PERTURBED_BEFORE_CROP = (
@@ -65,109 +49,25 @@ PERTURBED_SQUARE = "the decoded square at the run's resolution (no crop)"
 FAILURES = 12
 
 
-@dataclass(frozen=True)
-class Perturbation:
-    """A family of changes at increasing strengths; `apply(image, strength, generator)`."""
-
-    family: str
-    kind: str  # natural (an acquisition change), anatomy (changes the anatomy), occlusion
-    what: str
-    unit: str
-    strengths: tuple[float, ...]
-    apply: Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
-
-    @property
-    def middle(self) -> float:
-        return self.strengths[len(self.strengths) // 2]
-
-
-def _translate(image: torch.Tensor, fraction: float) -> torch.Tensor:
-    shift = round(fraction * image.shape[-1])
-    return v2.functional.affine(image, angle=0.0, translate=[shift, shift], scale=1.0,
-                                shear=[0.0, 0.0], fill=0)  # fmt: skip
-
-
-def _cover_lungs(image: torch.Tensor, band: float) -> torch.Tensor:
-    """Everything but the outer `band` of the frame painted the image's median grey."""
-    out = image.clone()
-    out[:, ~band_mask(image.shape[1], image.shape[2], band)] = round(median_grey(image))
-    return out
-
-
-def _blur(image, sigma, _):
-    return blur(image, sigma * image.shape[-1] / 128)
-
-
-SUITE: tuple[Perturbation, ...] = (
-    Perturbation("zoom in", "natural", "field of view tighter: the central 1/s enlarged",
-                 "s", (1.1, 1.25, 1.4), lambda x, s, _: reframe(x, s)),
-    Perturbation("zoom out", "natural", "field of view wider: shrunk to s of the side, black "
-                 "margin", "s", (0.9, 0.8, 0.7), lambda x, s, _: reframe(x, s, fill=0)),
-    Perturbation("translation", "natural", "shifted right and down by s of the side, black "
-                 "fill", "s", (0.04, 0.08, 0.12), lambda x, s, _: _translate(x, s)),
-    Perturbation("border", "natural", "outer band of s of each side replaced by the median "
-                 "grey", "s", (0.05, 0.1, 0.15),
-                 lambda x, s, _: replace_border(x, s, median_grey(x))),
-    Perturbation("gamma", "natural", "gamma s (darker mid-tones)", "gamma", (1.25, 1.5, 2.0),
-                 lambda x, s, _: v2.functional.adjust_gamma(x, s)),
-    Perturbation("contrast", "natural", "contrast scaled by s around the mean", "s",
-                 (0.8, 0.6, 0.4), lambda x, s, _: v2.functional.adjust_contrast(x, s)),
-    Perturbation("black/white points", "natural", "black lifted and white lowered by s of the "
-                 "range (a washed-out window)", "s", (0.05, 0.1, 0.2),
-                 lambda x, s, _: set_levels(x, -s, 1 + s)),
-    Perturbation("blur", "natural", "Gaussian blur, sigma s px at 128 px", "sigma",
-                 (0.5, 1.0, 2.0), _blur),
-    Perturbation("noise", "natural", "Gaussian noise, sd s of the grey range", "sd",
-                 (0.02, 0.04, 0.08), lambda x, s, g: add_noise(x, s, g)),
-    Perturbation("jpeg", "natural", "re-encoded as JPEG at quality s", "quality",
-                 (50, 30, 15), lambda x, s, _: recompress_jpeg(x, int(s))),
-    Perturbation("rotation", "natural", "rotated by s degrees, black fill", "degrees",
-                 (5, 10, 15), lambda x, s, _: v2.functional.rotate(x, s, fill=0)),
-    Perturbation("horizontal flip", "anatomy", "mirrored left to right (the heart on the "
-                 "right)", "", (1,), lambda x, s, _: v2.functional.horizontal_flip(x)),
-    Perturbation("lungs covered", "occlusion", "only the outer band of s of each side kept, "
-                 "the rest median grey", "s", (FRAME_BAND,), lambda x, s, _: _cover_lungs(x, s)),
-    Perturbation("frame covered", "occlusion", "the outer band of s of each side median grey, "
-                 "the lungs kept", "s", (FRAME_BAND,),
-                 lambda x, s, _: replace_border(x, s, median_grey(x))),
-)  # fmt: skip
-
-
-def perturbed_copy(
-    images, perturbation: Perturbation, strength: float, pipeline=None
-) -> np.ndarray:
-    """Every image changed by one family at one strength, then, with `pipeline`
-    (XrayData.input_pipeline), made the model's input square; noise drawn per image index, so
-    the copy depends on nothing but the images."""
-    changed = []
-    for i, image in enumerate(images):
-        generator = torch.Generator().manual_seed(i)
-        tensor = torch.from_numpy(np.array(image))[None]  # a copy: decoded files are read-only
-        pixels = perturbation.apply(tensor, strength, generator)[0].numpy()
-        changed.append(pipeline(pixels)[0] if pipeline is not None else pixels)
-    return np.stack(changed)
-
-
 # ----------------------------------------------------------------------------- metrics
 
 
 def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
-    """Expected calibration error of P(pneumonia) over equal-width bins (the weighted mean gap
-    between the share of PNEUMONIA and the mean probability in each bin), the Brier score, and
-    the reliability diagram's bins."""
+    """Expected calibration error of P(class 1) over equal-width bins (the weighted mean gap
+    between the share of class 1 and the mean probability in each bin), the Brier score, and
+    the reliability diagram's bins (scikit-learn's `calibration_curve` and its binning)."""
+    share, mean_probability = calibration_curve(labels, probs, n_bins=bins, strategy="uniform")
     edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    table, ece = [], 0.0
-    for b in range(bins):
-        inside = index == b
-        if not inside.any():
-            continue
-        mean_p, share = float(probs[inside].mean()), float(labels[inside].mean())
-        ece += inside.mean() * abs(share - mean_p)
-        table.append(dict(low=edges[b], high=edges[b + 1], n=int(inside.sum()),
-                          mean_probability=mean_p, share_pneumonia=share))  # fmt: skip
-    brier = float(np.mean((probs - labels) ** 2))
-    return dict(ece=float(ece), brier=brier, bins=table, n=int(len(labels)))
+    counts = np.bincount(np.searchsorted(edges[1:-1], probs), minlength=bins)
+    filled = np.flatnonzero(counts)
+    ece = float(np.sum(counts[filled] / len(probs) * np.abs(share - mean_probability)))
+    table = [
+        dict(low=edges[b], high=edges[b + 1], n=int(counts[b]), mean_probability=float(p),
+             share_pneumonia=float(s))
+        for b, p, s in zip(filled, mean_probability, share, strict=True)
+    ]  # fmt: skip
+    brier = float(brier_score_loss(labels, probs))
+    return dict(ece=ece, brier=brier, bins=table, n=int(len(labels)))
 
 
 def _metric_row(labels, probs, threshold, groups, n_resamples, class_names) -> dict:
@@ -190,7 +90,7 @@ def subgroup(relpath: str, label: int) -> str:
 
 
 def subgroup_rows(
-    frame: pd.DataFrame, probs: np.ndarray, threshold: float, class_names=CLASS_NAMES
+    frame: pd.DataFrame, probs: np.ndarray, threshold: float, class_names: tuple[str, ...]
 ) -> list[dict]:
     """Specificity of each NORMAL file family, sensitivity of bacterial and viral pneumonia
     (bacterial-viral: the share of each called right, specificity for BACTERIAL)."""
@@ -212,9 +112,10 @@ def failures(
     frame: pd.DataFrame,
     probs: np.ndarray,
     threshold: float,
+    *,
+    class_names: tuple[str, ...],
+    column: str,
     n: int = FAILURES,
-    class_names=CLASS_NAMES,
-    column: str = "p_pneumonia",
 ):
     """The misclassified test images, the most confidently wrong first, with P(class 1) under
     the name of the predictions' column (p_pneumonia, p_viral)."""
@@ -272,20 +173,7 @@ def robustness_report(
     """Score a run's best checkpoint under the suite; write robustness.json and .csv."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    if not (run_dir / runs.CONFIG).exists():
-        raise UserError(
-            f"{run_dir} is not a run folder (no {runs.CONFIG}): pass the --out of a training"
-        )
-    if not runs.is_finished(run_dir):
-        raise UserError(
-            f"{run_dir} has not finished (no {runs.METRICS}): let its training end first"
-        )
-    task = runs.open_run(run_dir).task
-    if not task.binary:
-        raise UserError(
-            f"{run_dir} is a {task.name} run: the robustness report scores a decision at a "
-            "threshold, which needs a two-class task (pneumonia or bacterial-viral)"
-        )
+    task = _scorable_task(run_dir)
     model, cfg, device = load_trained_model(run_dir, device)
     data = data or load_run_data(cfg, data_dir, progress=progress)
     scorer = _Scorer(model, cfg, device)
@@ -312,6 +200,37 @@ def robustness_report(
         n_test=int(len(labels)),
         bootstrap=f"{n_resamples} resamples of the test patients (all images of each)",
         perturbations=rows,
+        **_clean_sections(test, scored, threshold, task),
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    runs.write_report(run_dir, report, pd.DataFrame(rows))
+    print(summary_line(report))
+    return report
+
+
+def _scorable_task(run_dir: Path):
+    """The task of a finished two-class run; anything else is refused in one line."""
+    if not (run_dir / runs.CONFIG).exists():
+        raise UserError(
+            f"{run_dir} is not a run folder (no {runs.CONFIG}): pass the --out of a training"
+        )
+    if not runs.is_finished(run_dir):
+        raise UserError(
+            f"{run_dir} has not finished (no {runs.METRICS}): let its training end first"
+        )
+    task = runs.open_run(run_dir).task
+    if not task.binary:
+        raise UserError(
+            f"{run_dir} is a {task.name} run: the robustness report scores a decision at a "
+            "threshold, which needs a two-class task (pneumonia or bacterial-viral)"
+        )
+    return task
+
+
+def _clean_sections(test: pd.DataFrame, scored: dict, threshold: float, task) -> dict:
+    """The report's unperturbed sections: subgroups, every split, calibration, failures."""
+    clean, labels = scored["test"]
+    return dict(
         subgroups=subgroup_rows(test, clean, threshold, task.class_names),
         splits=[
             dict(
@@ -329,12 +248,8 @@ def robustness_report(
             threshold,
             class_names=task.class_names,
             column=task.probability_columns[0],
-        ),  # fmt: skip
-        seconds=round(time.perf_counter() - started, 1),
+        ),
     )
-    write_report(run_dir, report, pd.DataFrame(rows))
-    print(summary_line(report))
-    return report
 
 
 def _perturbation_order(data, test: pd.DataFrame):
@@ -397,12 +312,3 @@ def summary_line(report: dict) -> str:
         f"covered {occlusion['frame covered']:.3f}; ECE on test "
         f"{report['calibration']['test']['ece']:.3f}"
     )
-
-
-def read_report(run_dir: str | os.PathLike) -> dict:
-    return json.loads((Path(run_dir) / JSON).read_text())
-
-
-def write_report(run_dir: Path, report: dict, table: pd.DataFrame) -> None:
-    atomic_write_text(run_dir / JSON, json.dumps(runs.json_safe(report), indent=1))
-    atomic_write_text(run_dir / CSV, table.to_csv(index=False))

@@ -22,14 +22,21 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 from torchvision import datasets, transforms
 
-from .dataset import find_dataset_root, load_data
-from .device import autocast, autocast_dtype, default_workers, hardware_summary, pick_device
-from .errors import UserError
-from .evaluate import predict_logits
-from .loaders import make_loader, to_model_input
-from .models import build_model
-from .pneumoniamnist import is_npz
-from .transforms import classic_augmentation
+from pneumo_utils.data.dataset import load_data
+from pneumo_utils.data.files import find_dataset_root
+from pneumo_utils.data.loaders import make_loader, to_model_input
+from pneumo_utils.data.pneumoniamnist import is_npz
+from pneumo_utils.data.transforms import classic_augmentation
+from pneumo_utils.model import build_model
+from pneumo_utils.runtime.device import (
+    autocast,
+    autocast_dtype,
+    default_workers,
+    hardware_summary,
+    pick_device,
+)
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.training.metrics import predict_logits
 
 
 def _train_steps(
@@ -88,7 +95,7 @@ def run_benchmark(
         )
     device = pick_device(device)
     amp_dtype = autocast_dtype(device)
-    model, _ = build_model("scratch")
+    model = build_model("scratch")
     results = dict(
         data=str(root),
         image_size=image_size,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import UserError
+from pneumo_utils.runtime.errors import UserError
 
 MENDELEY_URL = (
     "https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"

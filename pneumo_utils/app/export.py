@@ -10,12 +10,16 @@ from pathlib import Path
 import pandas as pd
 from safetensors.torch import save_file
 
-from . import runs
-from .errors import UserError
-from .evaluate import bootstrap_intervals, prediction_patients
-from .fileio import atomic_torch_save, atomic_write_text, readable_like_new_files
-from .loaders import IMAGENET_MEAN, IMAGENET_STD
-from .recipes import recipe_changes
+from pneumo_utils.analysis.bootstrap import bootstrap_intervals, prediction_patients
+from pneumo_utils.data.loaders import IMAGENET_MEAN, IMAGENET_STD
+from pneumo_utils.recipes import recipe_changes
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.runtime.fileio import (
+    atomic_torch_save,
+    atomic_write_text,
+    readable_like_new_files,
+)
+from pneumo_utils.training import checkpoints, runs
 
 CARD = "MODEL_CARD.md"
 
@@ -30,7 +34,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     saved = runs.open_run(run_dir)
     if not runs.is_finished(run_dir):
         raise UserError(f"{run_dir} has not finished (no metrics.json): let the training end first")
-    state = torchvision_state_dict(runs.load_best(run_dir)["model"])
+    state = torchvision_state_dict(checkpoints.load_best(run_dir)["model"])
     out = Path(out) if out else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     stem = weights_stem(saved.task)
@@ -72,35 +76,10 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
     config, task = saved.config, saved.task
     n_classes, stem = len(task.class_names), weights_stem(task)
     warning = f"\n**Not a result: {saved.not_a_result}.**\n" if saved.not_a_result else ""
-    norm = config.intensity_norm
-    normalisation = f"per-image intensity normalisation `{norm}`, " if norm != "none" else ""
-    cropped = (
-        "cropped to the body's bounding box (`pneumo_utils.body`: rows and columns where over "
-        "10% of the pixels are brighter than air and that are not flat), then "
-        if config.crop_to_body
-        else ""
-    )
     counts = f"{test['n']} images: " + ", ".join(
         f"{test[f'n_{name}']} {name}" for name in task.class_names
     )
     classes = ", ".join(f"{i} = {name}" for i, name in enumerate(task.class_names))
-    recalls = {
-        name: test[f"acc_{name}"] for name in task.class_names if test[f"acc_{name}"] is not None
-    }  # classes absent from test (recall NaN, null in metrics.json) say nothing
-    weakest = min(recalls, key=lambda name: recalls[name]) if recalls else None
-    weakest = (
-        f"{weakest} (recall {recalls[weakest]:.3f}) is the class this run gets wrong most often "
-        "on test."
-        if weakest and recalls[weakest] < 1
-        else "No test image of any class is called wrong here: too small a test set to tell."
-    )
-    if task.binary:
-        decision = (
-            f"Decision: {task.positive} when P({task.positive}) ≥ {test['threshold']:.4f} "
-            f"(chosen on {metrics['threshold_chosen_on']})."
-        )
-    else:
-        decision = "Decision: the most probable class (no threshold)."
     origin = (
         f"{saved.hardware}, torch {saved.environment['torch']}, commit "
         f"{str(saved.environment['git_commit'])[:8]}"
@@ -120,15 +99,7 @@ model = torchvision.models.resnet18(num_classes={n_classes})
 model.load_state_dict(torch.load("{stem}.pth"))
 ```
 
-## Input
-A chest radiograph as 8-bit grey, {cropped}made square by `{config.resize}` at
-{config.image_size} px, {normalisation}repeated to 3 channels, scaled to [0, 1] and normalised
-with mean {IMAGENET_MEAN} and sd {IMAGENET_STD}. Settings: `image_size={config.image_size}`,
-`resize="{config.resize}"`, `crop_to_body={config.crop_to_body}`,
-`intensity_norm="{norm}"`.
-`pneumo_utils.preprocess(path_or_array, config)` gives exactly this input (a 1x3xSxS tensor)
-and `python -m pneumo_utils predict` does all of it. {decision}
-
+{_input_section(config, _decision(task, metrics))}
 ## Data
 Trained on `{dataset}`, {saved.data["splits"]["train"]} training images; validation carved
 from the training patients. Kermany et al. 2018 (Mendeley Data v2, CC BY 4.0) is paediatric
@@ -150,8 +121,53 @@ resamples of the test patients, each with all of their images):
 ## Intended use and limits
 Research and teaching only. **Not for clinical use**: not validated prospectively, on other
 hospitals, scanners, adults or other projections. One centre, paediatric patients only;
-{weakest} Trained on {origin}.
+{_weakest_class(test, task)} Trained on {origin}.
 """
+
+
+def _input_section(config, decision: str) -> str:
+    """The input the weights expect, setting by setting: what `preprocess` does."""
+    norm = config.intensity_norm
+    normalisation = f"per-image intensity normalisation `{norm}`, " if norm != "none" else ""
+    cropped = (
+        "cropped to the body's bounding box (`pneumo_utils.data.body`: rows and columns where over "
+        "10% of the pixels are brighter than air and that are not flat), then "
+        if config.crop_to_body
+        else ""
+    )
+    return f"""## Input
+A chest radiograph as 8-bit grey, {cropped}made square by `{config.resize}` at
+{config.image_size} px, {normalisation}repeated to 3 channels, scaled to [0, 1] and normalised
+with mean {IMAGENET_MEAN} and sd {IMAGENET_STD}. Settings: `image_size={config.image_size}`,
+`resize="{config.resize}"`, `crop_to_body={config.crop_to_body}`,
+`intensity_norm="{norm}"`.
+`pneumo_utils.preprocess(path_or_array, config)` gives exactly this input (a 1x3xSxS tensor)
+and `python -m pneumo_utils predict` does all of it. {decision}
+"""
+
+
+def _decision(task, metrics: dict) -> str:
+    if not task.binary:
+        return "Decision: the most probable class (no threshold)."
+    return (
+        f"Decision: {task.positive} when P({task.positive}) ≥ {metrics['test']['threshold']:.4f} "
+        f"(chosen on {metrics['threshold_chosen_on']})."
+    )
+
+
+def _weakest_class(test: dict, task) -> str:
+    """The class the run gets wrong most often on test (classes absent from test, recall NaN
+    and null in metrics.json, say nothing)."""
+    recalls = {
+        name: test[f"acc_{name}"] for name in task.class_names if test[f"acc_{name}"] is not None
+    }
+    weakest = min(recalls, key=lambda name: recalls[name]) if recalls else None
+    if weakest and recalls[weakest] < 1:
+        return (
+            f"{weakest} (recall {recalls[weakest]:.3f}) is the class this run gets wrong most "
+            "often on test."
+        )
+    return "No test image of any class is called wrong here: too small a test set to tell."
 
 
 def _interval_rows(run_dir: Path, test: dict, task) -> str:
@@ -208,19 +224,18 @@ def _shortcut_section(config, dataset: str) -> str:
 
 def _robustness_section(run_dir: Path, task) -> str:
     """The run's robustness report at the middle strength of each family, or how to make it."""
-    from .robustness import JSON, read_report
 
     if not task.binary:
         return (
             "## Robustness\nNo robustness report: the report scores a decision at a threshold, "
             f"which a {task.name} run does not have.\n"
         )
-    if not (run_dir / JSON).exists():
+    if not (run_dir / runs.ROBUSTNESS_JSON).exists():
         return (
             "## Robustness\nNo robustness report in this run folder: `python -m pneumo_utils "
             f"robustness {run_dir}` writes it.\n"
         )
-    report = read_report(run_dir)
+    report = runs.read_report(run_dir)
     table = pd.DataFrame(report["perturbations"])
     shown = table[table["middle"] | (table["kind"] != "natural")]
     lines = [

@@ -13,9 +13,9 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from .download import MENDELEY_URL, download_dataset
-from .errors import UserError
-from .settings import notebook_settings
+from pneumo_utils.app.download import MENDELEY_URL, download_dataset
+from pneumo_utils.app.settings import notebook_settings
+from pneumo_utils.runtime.errors import UserError
 
 
 class _EchoingClient(NotebookClient):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .dataset import sample_note
-from .errors import UserError
-from .plots import use_figure_style
-from .settings import Settings, notebook_settings
+from pneumo_utils.app.settings import Settings, notebook_settings
+from pneumo_utils.data.files import sample_note
+from pneumo_utils.plots.report import use_figure_style
+from pneumo_utils.runtime.errors import UserError
 
 
 def _show_user_error(shell, etype, value, tb, tb_offset=None):

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from . import runs
-from .dataset import find_dataset_root
-from .errors import UserError
-from .pneumoniamnist import is_npz
-from .recipes import RECIPES
-from .results import reported_runs
-from .settings import default_data, default_runs, repo_root, run_folder
+from pneumo_utils.app.settings import default_data, default_runs, repo_root, run_folder
+from pneumo_utils.data.files import find_dataset_root
+from pneumo_utils.data.pneumoniamnist import is_npz
+from pneumo_utils.recipes import RECIPES
+from pneumo_utils.results.tables import reported_runs
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.training import runs
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,13 @@ def reproduce(
             f"{failed[0].log}, fix the cause and run the same command again (runs resume)"
         )
     if render and is_npz(find_dataset_root(data)):
-        print("PneumoniaMNIST runs done: notebook 04 renders them beside the chest_xray_224 runs")
+        print("PneumoniaMNIST runs done: `python -m pneumo_utils results` renders them beside the "
+              "chest_xray_224 runs")  # fmt: skip
     elif render:
-        from .headless import run_notebooks
+        from pneumo_utils.app.headless import run_notebooks
+        from pneumo_utils.app.render import render_results
+        from pneumo_utils.app.settings import notebook_settings
 
         os.environ["PNEUMO_DATA"] = str(data)
+        render_results(notebook_settings())  # `python -m pneumo_utils results`
         run_notebooks(repo_root() / "notebooks")

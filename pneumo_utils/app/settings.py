@@ -16,33 +16,34 @@ from pathlib import Path
 
 import pandas as pd
 
-import pneumo_utils
-
-from . import runs
-from .config import TrainConfig
-from .dataset import EMBEDDED_SAMPLE
-from .errors import UserError
-from .recipes import HEADLINE, RECIPE_SETTINGS, RECIPES, recipe_config
-from .runs import run_name
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.files import EMBEDDED_SAMPLE
+from pneumo_utils.recipes import (
+    HEADLINE,
+    NEEDS_WEIGHTS,
+    PRETRAINED_RECIPES,
+    RECIPE_SETTINGS,
+    RECIPES,
+    recipe_config,
+)
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.training import runs
+from pneumo_utils.training.runs import run_name
 
 PROFILES = ("full", "smoke")
 # The recipe of each role in the notebooks: 02 trains the course report's protocol and the
 # headline recipe, 03 the same two from ImageNet, 04 compares the four.
 NOTEBOOK_RECIPES = {
     "protocol": "baseline-224px",
-    "scratch": HEADLINE,
+    "headline": HEADLINE,
     "pretrained-protocol": "pretrained-protocol",
     "pretrained": "pretrained",
 }
-PRETRAINED_RECIPES = ("pretrained-protocol", "pretrained")
-# Notebook 02's last section: Kermany et al.'s second task, and the three classes at once.
-TASK_RECIPES = ("bacterial-viral", "three-class")
-NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
 
 
 def repo_root() -> Path:
     """The repository folder when pneumo_utils runs from a checkout, else the working folder."""
-    package_parent = Path(pneumo_utils.__file__).resolve().parents[1]
+    package_parent = Path(__file__).resolve().parents[2]  # above pneumo_utils/
     return package_parent if (package_parent / "notebooks").is_dir() else Path.cwd()
 
 
@@ -66,7 +67,7 @@ def default_runs() -> Path:
 
 def dataset_name(data: str | os.PathLike) -> str:
     """The name runs on a dataset are kept under: the folder name of its root."""
-    from .dataset import dataset_label, find_dataset_root
+    from pneumo_utils.data.files import dataset_label, find_dataset_root
 
     try:
         return dataset_label(find_dataset_root(data))
@@ -101,6 +102,11 @@ class Settings:
     @property
     def is_smoke(self) -> bool:
         return self.profile == "smoke"
+
+    @property
+    def bootstrap_resamples(self) -> int:
+        """Patient-bootstrap resamples of the test metrics: fewer in the smoke profile."""
+        return 200 if self.is_smoke else 1000
 
     @property
     def results_page(self) -> Path:
@@ -187,14 +193,3 @@ def finished_runs(settings: Settings) -> tuple[dict[str, Path], dict[str, str]]:
             "first"
         )
     return finished, missing
-
-
-def with_checkpoints(finished: dict[str, Path]) -> dict[str, Path]:
-    """The runs whose best.pt is on this machine (checkpoints are not committed)."""
-    return {role: run for role, run in finished.items() if (run / runs.BEST).exists()}
-
-
-def official_pretrained(finished: dict[str, Path]) -> Path | None:
-    """Notebook 03's run if it started from the official ImageNet weights (never a stand-in)."""
-    run = finished.get("pretrained")
-    return run if run is not None and runs.open_run(run).is_result else None

@@ -21,10 +21,10 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from . import body
-from .config import RESIZE_MODES
-from .errors import UserError
-from .fileio import atomic_write_text, fsync_and_replace
+from pneumo_utils.config import RESIZE_MODES
+from pneumo_utils.data import body
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.runtime.fileio import atomic_write_text, fsync_and_replace
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
 # The published originals are at most ~8.5 MP; anything far beyond is not a chest X-ray

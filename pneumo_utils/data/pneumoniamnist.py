@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .errors import UserError
+from pneumo_utils.runtime.errors import UserError
 
 NPZ_NAME = "pneumoniamnist.npz"
 NATIVE_SIZE = 28

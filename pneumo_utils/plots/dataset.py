@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .dataset import CLASS_NAMES
-from .plots import SPLIT_ORDER
+from pneumo_utils.splits import SPLITS
+from pneumo_utils.tasks import FOLDER_CLASSES
 
 # The groups of the shortcut audit's figure: the confound shows as train NORMAL apart from
 # train PNEUMONIA, and test NORMAL sitting with train PNEUMONIA.
@@ -23,8 +23,8 @@ def plot_class_counts(records: pd.DataFrame) -> plt.Figure:
         records,
         x="split",
         hue="class_name",
-        hue_order=CLASS_NAMES,
-        order=[s for s in SPLIT_ORDER if s in set(records["split"])],
+        hue_order=FOLDER_CLASSES,
+        order=[s for s in SPLITS if s in set(records["split"])],
         ax=ax,
     )
     for container in ax.containers:
@@ -75,8 +75,8 @@ def plot_sample_grid(
     records: pd.DataFrame, images: np.ndarray, per_class: int = 4, seed: int = 0
 ) -> plt.Figure:
     """A few random training images of each class, as the models see them (grayscale)."""
-    fig, axes = plt.subplots(len(CLASS_NAMES), per_class, figsize=(1.8 * per_class, 4.0))
-    for row, class_name in enumerate(CLASS_NAMES):
+    fig, axes = plt.subplots(len(FOLDER_CLASSES), per_class, figsize=(1.8 * per_class, 4.0))
+    for row, class_name in enumerate(FOLDER_CLASSES):
         pool = records[(records["class_name"] == class_name) & (records["split"] == "train")]
         chosen = pool.sample(min(per_class, len(pool)), random_state=seed)
         for col, record in enumerate(chosen.itertuples()):

@@ -1,6 +1,6 @@
-"""The figures of training and comparison: training curves, per-class curves, confusion
-matrices, ROC, Grad-CAM maps, and the recipe comparisons; the shared style. The data's figures
-are in data_plots.py, the robustness report's in robustness_plots.py. Drawing only: inputs
+"""The report's figures: training curves, per-class curves, confusion matrices and ROC; the
+shared style. The data's figures are in dataset.py, the robustness report's in robustness.py,
+the results page's others (Grad-CAM, recipe comparisons) in evidence.py. Drawing only: inputs
 are run folders' files or arrays computed elsewhere.
 
 Every figure is sized for a printed report (7 in wide for two panels), uses seaborn's
@@ -20,11 +20,10 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
-from .dataset import CLASS_NAMES, EVALUATED_SPLITS
-from .errors import UserError
-from .runs import open_run, read_metrics, read_predictions, training_curves
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.splits import CURVE_SPLITS
+from pneumo_utils.training.runs import open_run, read_metrics, read_predictions, training_curves
 
-SPLIT_ORDER = ("train", *EVALUATED_SPLITS)
 METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
 # How the curves' legends name each split. The train numbers are running averages over the
 # epoch in training mode (dropout on, augmented images), not a pass over the training set.
@@ -38,9 +37,9 @@ SPLIT_LABELS = {
 }
 # Each split differs from the others in colour (colour-blind safe: no two oranges) and in line
 # style, so the curves read in grey print too.
-PALETTE = dict(zip(SPLIT_ORDER, ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#949494", "#000000"],
+PALETTE = dict(zip(CURVE_SPLITS, ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#949494", "#000000"],
                    strict=True))  # fmt: skip
-DASHES = dict(zip(SPLIT_ORDER, ["", (4, 2), (1, 1.5), (5, 1.5, 1, 1.5), (2, 2), ""], strict=True))
+DASHES = dict(zip(CURVE_SPLITS, ["", (4, 2), (1, 1.5), (5, 1.5, 1, 1.5), (2, 2), ""], strict=True))
 # Lines of several runs in one panel: colour and style both differ.
 RUN_COLOURS = ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#000000", "#949494"]
 RUN_STYLES = ["-", "--", "-.", (0, (1, 1)), (0, (5, 1)), (0, (3, 1, 1, 1))]
@@ -76,7 +75,7 @@ def _y_limits(metric: str, values: pd.Series) -> tuple[float, float]:
 
 def _curve_panel(ax, frame: pd.DataFrame, title: str, metric: str, ylim) -> None:
     """One panel of train/val/test curves in the fixed split colours."""
-    splits = [split for split in SPLIT_ORDER if split in set(frame["split"])]
+    splits = [split for split in CURVE_SPLITS if split in set(frame["split"])]
     sns.lineplot(
         frame,
         x="epoch",
@@ -204,125 +203,4 @@ def plot_roc_curves(runs: dict[str, Path]) -> plt.Figure:
     )
     handles, labels = ax.get_legend_handles_labels()
     legend_below(fig, handles, labels, columns=1)
-    return fig
-
-
-def plot_gradcam(maps: dict[str, tuple], labels: list[int]) -> plt.Figure:
-    """Grad-CAM rows (predict.gradcam_rows: heat maps, P(pneumonia) and the images as that run
-    saw them), one row per model, one column per image."""
-    n_images = len(labels)
-    fig, axes = plt.subplots(
-        len(maps), n_images, squeeze=False, figsize=(1.8 * n_images, 2.0 * len(maps) + 0.4)
-    )
-    for row, (name, (heat, probs, images)) in enumerate(maps.items()):
-        for col, image in enumerate(images):
-            ax = axes[row, col]
-            ax.imshow(image, cmap="gray")
-            ax.imshow(heat[col], cmap="inferno", alpha=0.45)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(
-                f"{CLASS_NAMES[labels[col]]}\nP(pneumonia) {probs[col]:.2f}", fontsize="small"
-            )
-        axes[row, 0].set_ylabel(name, fontsize="small")
-    fig.suptitle("Grad-CAM for the PNEUMONIA output (bright = drives the prediction)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_recipe_curves(curves: pd.DataFrame) -> plt.Figure:
-    """Validation against test accuracy per epoch for each recipe of the results table.
-
-    `curves` is results.histories(): lines are the mean over seeds, bands ± 1 sd.
-    The bottom row follows NORMAL, the class the published models get wrong.
-    """
-    frame = pd.concat(
-        [
-            curves[["epoch", "recipe"]].assign(
-                accuracy=curves[column], split=split, class_name=class_name
-            )
-            for split in ("val", "test")
-            for class_name, column in (
-                ("all images", f"{split}_acc"),
-                ("NORMAL", f"{split}_acc_NORMAL"),
-            )
-        ],
-        ignore_index=True,
-    )
-    recipes = list(dict.fromkeys(curves["recipe"]))
-    seeds = curves.groupby("recipe")["seed"].nunique()
-    fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.6), sharex=True, sharey=True)
-    for row, class_name in enumerate(("all images", "NORMAL")):
-        for col, split in enumerate(("val", "test")):
-            ax = axes[row, col]
-            sns.lineplot(
-                frame[(frame["split"] == split) & (frame["class_name"] == class_name)],
-                x="epoch",
-                y="accuracy",
-                hue="recipe",
-                hue_order=recipes,
-                errorbar="sd",
-                ax=ax,
-            )
-            split_name = "validation" if split == "val" else "test"
-            ax.set(title=f"{split_name}, {class_name}", ylim=(0.0, 1.02))
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if ax.get_legend():
-                ax.get_legend().remove()
-    handles, _ = axes[0, 0].get_legend_handles_labels()
-    labels = [
-        f"{recipe} ({seeds[recipe]} seed{'s' if seeds[recipe] > 1 else ''})" for recipe in recipes
-    ]
-    fig.legend(
-        handles,
-        labels,
-        loc="lower center",
-        ncol=min(len(recipes), 3),
-        fontsize="small",
-        frameon=False,
-    )
-    fig.suptitle("Accuracy per epoch: validation against test (mean ± sd over seeds)")
-    fig.tight_layout(rect=(0, 0.07 + 0.03 * ((len(recipes) - 1) // 3), 1, 1))
-    return fig
-
-
-def plot_ablation_curves(
-    curves: pd.DataFrame,
-    ablations: dict[str, tuple[str, str]],
-    seed: int,
-    metric: str = "val_loss",
-    title: str = "The validation ablation",
-    columns: int = 3,
-) -> plt.Figure:
-    """A validation loss (`metric`) per epoch of each change against the recipe it was made
-    to, at one seed.
-
-    `curves` is results.histories(); a dot marks the epoch each run selected. Only validation
-    is drawn: it is what the ablation may use to choose.
-    """
-    curves = curves[curves["seed"] == seed]
-    rows = -(-len(ablations) // columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(7.2, 2.9 * rows + 0.3), sharex=True, sharey=True, squeeze=False
-    )
-    colours = sns.color_palette("colorblind", 2)
-    for ax, (panel, pair) in zip(axes.flat, ablations.items(), strict=False):
-        for recipe, colour in zip(pair, colours, strict=True):
-            run = curves[curves["recipe"] == recipe]
-            if run.empty:
-                ax.plot([], [], color=colour, label=f"{recipe} (not run)")
-                continue
-            ax.plot(run["epoch"], run[metric], color=colour, lw=1.2, label=recipe)
-            selected = run[run["selected"]]
-            ax.plot(selected["epoch"], selected[metric], "o", color=colour, ms=5)
-        ax.set(title=panel, yscale="log")
-        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.12))
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
-    for ax in axes.flat[len(ablations) :]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(f"{metric.replace('_', ' ')} (log)")
-    fig.supxlabel("epoch")
-    fig.suptitle(f"{title}, seed {seed} (dot: the epoch each run selected)")
-    fig.tight_layout()
     return fig

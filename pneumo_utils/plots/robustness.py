@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .dataset import CLASS_NAMES
-from .plots import PALETTE, RUN_COLOURS
+from pneumo_utils.plots.report import PALETTE, RUN_COLOURS
+from pneumo_utils.tasks import FOLDER_CLASSES
 
 
 def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
@@ -59,8 +59,9 @@ def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("specificity / AUC", fontsize="small")
-    handles = [plt.Line2D([], [], color=c, marker=markers[r], label=r)
-               for r, c in colours.items()] + [  # fmt: skip
+    handles = [
+        plt.Line2D([], [], color=c, marker=markers[r], label=r) for r, c in colours.items()
+    ] + [  # fmt: skip
         plt.Line2D([], [], color="black", linestyle="-", label="specificity"),
         plt.Line2D([], [], color="black", linestyle="--", label="AUC"),
     ]
@@ -105,7 +106,7 @@ def plot_failures(images: list[np.ndarray], heat: np.ndarray, failures: list[dic
     for ax, image, cam, failure in zip(axes.flat, images, heat, failures, strict=False):
         ax.imshow(image, cmap="gray")
         ax.imshow(cam, cmap="jet", alpha=0.35)
-        truth = failure.get("class_name", CLASS_NAMES[failure["label"]])
+        truth = failure.get("class_name", FOLDER_CLASSES[failure["label"]])
         probability = next(v for k, v in failure.items() if k.startswith("p_"))
         ax.set_title(f"true {truth}\nP={probability:.2f}", fontsize="x-small")
     of = f" of {run}" if run else ""

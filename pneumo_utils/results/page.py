@@ -10,11 +10,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import runs
-from .fileio import atomic_write_text
-from .pneumoniamnist import NO_PATIENT_IDS
-from .recipes import FORMER_HEADLINES, HEADLINE, recipe_changes
-from .results import (
+from pneumo_utils.data.pneumoniamnist import NO_PATIENT_IDS
+from pneumo_utils.recipes import FORMER_HEADLINES, HEADLINE, NEEDS_WEIGHTS, recipe_changes
+from pneumo_utils.results.robustness_tables import (
+    robustness_distance,
+    robustness_reports,
+    robustness_table,
+    subgroup_table,
+)
+from pneumo_utils.results.screening import (
+    ablation_table,
+    crop_screening_table,
+    frame_screening_table,
+    screening_table,
+)
+from pneumo_utils.results.tables import (
     AIM,
     BAR,
     BAR_SEEDS,
@@ -26,22 +36,12 @@ from .results import (
     TEST_METRICS,
     bar_distance,
     dataset_of,
+    official_pretrained,
     results_table,
     seed_summary,
 )
-from .robustness_tables import (
-    robustness_distance,
-    robustness_reports,
-    robustness_table,
-    subgroup_table,
-)
-from .screening import (
-    ablation_table,
-    crop_screening_table,
-    frame_screening_table,
-    screening_table,
-)
-from .settings import NEEDS_WEIGHTS, official_pretrained
+from pneumo_utils.runtime.fileio import atomic_write_text
+from pneumo_utils.training import runs
 
 # The figures of docs/results.md, with their captions.
 FIGURE_CAPTIONS = {
@@ -113,7 +113,7 @@ def show(markdown: str):
 
 def published() -> pd.DataFrame:
     """Published results on the same 624 official test images (published.csv)."""
-    with resources.files("pneumo_utils").joinpath("published.csv").open() as handle:
+    with resources.files("pneumo_utils.results").joinpath("published.csv").open() as handle:
         return pd.read_csv(handle, dtype=str, keep_default_na=False)
 
 
@@ -229,8 +229,10 @@ def readme_table(table: pd.DataFrame) -> str:
             {
                 "recipe": f"`{recipe}`: {title}",
                 "seeds": summary.loc[recipe, "seeds"],
-                **{label: summary.loc[recipe, label].replace(" (1 seed)", "")
-                   for label in TEST_METRICS.values()},  # fmt: skip
+                **{
+                    label: summary.loc[recipe, label].replace(" (1 seed)", "")
+                    for label in TEST_METRICS.values()
+                },  # fmt: skip
                 "AUC, lungs covered": f"{np.mean(covered):.3f}" if covered else "–",
                 "trained on": " and ".join(sorted(set(chosen["hardware"]))),
             }

@@ -8,14 +8,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import mean_sd
-from .robustness import JSON, read_report
+from pneumo_utils.results.tables import mean_sd
+from pneumo_utils.training import runs
 
 
 def robustness_reports(table: pd.DataFrame, recipe: str) -> list[dict]:
     """The robustness report of each seed of `recipe` that has one."""
     chosen = table[table["recipe"] == recipe].sort_values("seed")
-    return [read_report(run) for run in chosen["run"] if (Path(run) / JSON).exists()]
+    return [
+        runs.read_report(run)
+        for run in chosen["run"]
+        if (Path(run) / runs.ROBUSTNESS_JSON).exists()
+    ]
 
 
 def robustness_table(reports: list[dict]) -> pd.DataFrame:
@@ -45,9 +49,9 @@ def recipe_comparison(run_dirs: dict[str, Path]) -> pd.DataFrame:
     robustness report; the others are left out."""
     columns = {}
     for name, run in run_dirs.items():
-        if not (Path(run) / JSON).exists():
+        if not (Path(run) / runs.ROBUSTNESS_JSON).exists():
             continue
-        table = robustness_table([read_report(run)])
+        table = robustness_table([runs.read_report(run)])
         columns[(name, "Δ specificity")] = table["Δ specificity (points)"]
         columns[(name, "Δ sensitivity")] = table["Δ sensitivity (points)"]
         columns[(name, "AUC")] = table["AUC"].str.replace(" (1 seed)", "")

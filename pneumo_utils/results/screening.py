@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import runs
+from pneumo_utils.training import runs
 
 # The shortcut screening: each lever against the improved recipe chosen on stressed validation.
 SCREENING = ("improved-stressed-val", "shortcut-geometry", "shortcut-intensity",

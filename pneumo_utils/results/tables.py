@@ -4,7 +4,7 @@ Two sources. The notebooks' runs (seed 0 of each notebook recipe) give the per-m
 with bootstrap intervals. The recipe × seed runs under runs/results/<dataset>/<recipe>-seed<N>
 (REPORTED_RUNS) give the README's table: mean ± sd over seeds beside published results, the
 validation ablation, the screenings and the distance from the bar. The page that shows them
-is results_page.py. Test numbers are only read here; every choice was made on validation.
+is page.py. Test numbers are only read here; every choice was made on validation.
 """
 
 from __future__ import annotations
@@ -16,14 +16,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import runs
-from .dataset import find_dataset_root
-from .errors import UserError
-from .evaluate import BOOTSTRAP_METRICS, bootstrap_intervals, prediction_patients
-from .pneumoniamnist import NPZ_NAME, is_npz
-from .recipes import FORMER_HEADLINES, HEADLINE, recipe_changes
-from .screening import CROP_SCREENING, FRAME_SCREENING, SCREENING, VAL_METRICS, late_epochs
-from .settings import TASK_RECIPES, with_checkpoints
+from pneumo_utils.analysis.bootstrap import (
+    BOOTSTRAP_METRICS,
+    bootstrap_intervals,
+    prediction_patients,
+)
+from pneumo_utils.data.files import find_dataset_root
+from pneumo_utils.data.pneumoniamnist import NPZ_NAME, is_npz
+from pneumo_utils.recipes import FORMER_HEADLINES, HEADLINE, TASK_RECIPES, recipe_changes
+from pneumo_utils.results.screening import (
+    CROP_SCREENING,
+    FRAME_SCREENING,
+    SCREENING,
+    VAL_METRICS,
+    late_epochs,
+)
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.tasks import TASKS
+from pneumo_utils.training import runs
+from pneumo_utils.training.checkpoints import with_checkpoints
 
 # Every run the results table reports: recipe -> seeds.
 REPORTED_RUNS: dict[str, tuple[int, ...]] = {
@@ -163,6 +174,7 @@ def results_table(
             runs.run_threshold(run),
             groups=prediction_patients(predictions),
             n_resamples=n_resamples,
+            class_names=TASKS["pneumonia"].class_names,
         )
         columns[runs.open_run(run).title] = [
             f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]" for r in table.itertuples()
@@ -297,3 +309,9 @@ def bar_distance(table: pd.DataFrame, recipe: str, targets: dict[str, float] = B
             }
         )
     return pd.DataFrame(rows).set_index("metric")
+
+
+def official_pretrained(finished: dict[str, Path]) -> Path | None:
+    """Notebook 03's run if it started from the official ImageNet weights (never a stand-in)."""
+    run = finished.get("pretrained")
+    return run if run is not None and runs.open_run(run).is_result else None

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
+from pneumo_utils.runtime.errors import UserError
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -96,7 +96,7 @@ def make_deterministic() -> None:
 
 
 def _git(*args: str) -> str | None:
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     try:
         result = subprocess.run(
             ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import OtherRankFailed, UserError
+from pneumo_utils.runtime.errors import OtherRankFailed, UserError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from pneumo_utils.runtime.errors import UserError
 
 
 def _fsync_dir(folder: Path) -> None:

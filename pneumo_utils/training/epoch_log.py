@@ -7,14 +7,10 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .config import TrainConfig
-from .dataset import EVALUATED_SPLITS
-from .tasks import get_task
-
-if TYPE_CHECKING:
-    from .loop import TrainState
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.splits import EVALUATED_SPLITS
+from pneumo_utils.tasks import get_task
 
 
 def tensorboard(run_dir: Path, epochs_done: int):
@@ -23,11 +19,11 @@ def tensorboard(run_dir: Path, epochs_done: int):
     return SummaryWriter(str(run_dir / "tb"), purge_step=epochs_done + 1)
 
 
-def close_tensorboard(writer, cfg: TrainConfig, state: TrainState) -> None:
-    if state.best_epoch:
+def close_tensorboard(writer, cfg: TrainConfig, best_epoch: int, best_score: float) -> None:
+    if best_epoch:
         writer.add_hparams(
             {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str | bool)},
-            {"hparam/best_score": state.best_score, "hparam/best_epoch": state.best_epoch},
+            {"hparam/best_score": best_score, "hparam/best_epoch": best_epoch},
             run_name=".",
         )
     writer.close()

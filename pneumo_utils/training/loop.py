@@ -18,31 +18,19 @@ import torch
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from . import distributed, epoch_log, models, resume, runs
-from .config import TrainConfig
-from .dataset import (
-    EVALUATED_SPLITS,
-    POOLED_VAL,
-    XrayData,
-    load_run_data,
-    sample_note,
-    split_frame,
-)
-from .device import (
-    autocast,
-    autocast_dtype,
-    dtype_name,
-    hardware_summary,
-    pick_device,
-    seed_everything,
-    tune_backends,
-)
-from .distributed import SINGLE, World
-from .errors import UserError
-from .evaluate import auc_score, epoch_stats, finalize, predict_logits
-from .interrupt import StopAtNextBatch
-from .loaders import class_weights, to_model_input, training_loaders
-from .tasks import get_task
+from pneumo_utils import model as models
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.dataset import XrayData
+from pneumo_utils.data.loaders import to_model_input
+from pneumo_utils.runtime import distributed
+from pneumo_utils.runtime.device import autocast
+from pneumo_utils.runtime.distributed import SINGLE, World
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.runtime.interrupt import StopAtNextBatch
+from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL
+from pneumo_utils.training import checkpoints, epoch_log, resume, runs, setup
+from pneumo_utils.training.metrics import auc_score, epoch_stats, predict_logits
+from pneumo_utils.training.setup import Parts
 
 
 @dataclass
@@ -116,17 +104,28 @@ def train_one_epoch(
     return torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
 
 
-def train(
+@dataclass
+class Fitted:
+    """What `fit` leaves for the steps composed after it (app/pipeline.py): the run folder,
+    and, in the process that has just trained it to the end, the data and device it used."""
+
+    run_dir: Path
+    already_finished: bool = False
+    data: XrayData | None = None
+    device: torch.device | None = None
+    progress: bool = False
+
+
+def fit(
     cfg: TrainConfig,
     out: str | os.PathLike,
     *,
     new_run: bool = False,
     fallback_checkpoint: bool = False,
     progress: bool | None = None,
-) -> Path:
+) -> Fitted:
     """Train (or resume, or do nothing for a finished run) into the run folder `out`; under
     torchrun, one run over every process of the launch (distributed.py)."""
-    started = time.perf_counter()
     cfg = resume.resolved_paths(cfg)
     cfg.check()
     world = distributed.join(cfg.device)
@@ -141,39 +140,23 @@ def train(
                 return resume.claim(cfg, run_dir, new_run, held)
 
             if world.from_main(claim) == "finished":
-                return run_dir
-            _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
+                return Fitted(run_dir, already_finished=True)
+            parts = _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
     finally:
         distributed.leave(world)
-    print(f"total wall time: {time.perf_counter() - started:.1f} s")
-    return run_dir
+    if not world.is_main:  # the run's scoring is rank 0's alone, every image once
+        return Fitted(run_dir)
+    return Fitted(run_dir, data=parts.data, device=parts.device, progress=progress)
 
 
-@dataclass
-class Parts:
-    """Everything a training is built from, once, before the first epoch."""
-
-    cfg: TrainConfig
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    data: XrayData
-    model: torch.nn.Module
-    forward_model: torch.nn.Module  # the model, or its torch.compile wrapper
-    optimizer: torch.optim.Optimizer
-    scheduler: object | None
-    scaler: torch.amp.GradScaler
-    criterion: torch.nn.Module
-    loaders: dict
-    generator: torch.Generator  # reseeded every epoch: shuffling, sampling, worker seeds
-    world: World  # this process among torchrun's (one process without it)
-
-
-def _train_locked(cfg: TrainConfig, run_dir: Path, world: World, fallback: bool, progress: bool):
-    """The epoch loop: train, score every evaluated split, select, save; then finalize. Every
-    rank computes the same row from gathered predictions; rank 0 alone writes."""
+def _train_locked(
+    cfg: TrainConfig, run_dir: Path, world: World, fallback: bool, progress: bool
+) -> Parts:
+    """The epoch loop: train, score every evaluated split, select, save. Every rank computes
+    the same row from gathered predictions; rank 0 alone writes."""
     if world.is_main:
-        runs.remove_leftovers(run_dir)
-    parts = _setup(cfg, run_dir, world, progress)
+        checkpoints.remove_leftovers(run_dir)
+    parts = setup.build(cfg, run_dir, world, progress)
     state = _resume(parts, run_dir, fallback)
     writer = epoch_log.tensorboard(run_dir, state.epochs_done) if world.is_main else None
     # A Ctrl-C stops at the next batch (interrupt.py); under torchrun, torchrun passes it on.
@@ -194,7 +177,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, world: World, fallback: bool,
             _step_scheduler(parts.scheduler, row["val_loss"])
             score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
             if state.improve(score, epoch) and world.is_main:
-                runs.save_best(run_dir, parts.model.state_dict(), epoch)
+                checkpoints.save_best(run_dir, parts.model.state_dict(), epoch)
             stale = state.stale_epochs
             state.stopped = cfg.early_stopping is not None and stale >= cfg.early_stopping
             seconds = time.perf_counter() - started
@@ -207,67 +190,9 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, world: World, fallback: bool,
                 print(
                     f"early stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs"
                 )
-    if world.is_main:  # the final metrics: rank 0 scores best.pt alone, every image once
-        epoch_log.close_tensorboard(writer, cfg, state)
-        finalize(run_dir, data=parts.data, device=parts.device, progress=progress)
-
-
-def _setup(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Parts:
-    """Device and precision (checked against a resumed run, as is the world size), seeds,
-    model, data, config.json, optimiser, schedule, loss and loaders."""
-    device = world.device(pick_device(cfg.device))
-    amp_dtype = autocast_dtype(device, cfg.amp)
-    resume.check_same_precision(run_dir, amp_dtype)
-    resume.check_same_world(run_dir, world)
-    if cfg.sync_bn and world.distributed and device.type != "cuda":
-        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
-    tune_backends(device, cfg.deterministic)
-    seed_everything(cfg.seed)
-    model, provenance = world.main_first(  # rank 0 fetches ImageNet weights, the others read them
-        lambda: models.build_model(
-            cfg.model,
-            dropout=cfg.dropout,
-            weights_file=cfg.weights,
-            freeze=cfg.freeze,
-            num_classes=len(get_task(cfg.task).class_names),
-        )
-    )
-    data = world.main_first(lambda: load_run_data(cfg, progress=progress))  # one cache build
     if world.is_main:
-        resume.write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype, world)
-    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
-    if cfg.sync_bn and world.distributed:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_weights = (
-        class_weights(data.splits["train"]["label"].to_numpy(), len(data.class_names))
-        if cfg.class_weighting
-        else None
-    )
-    generator = torch.Generator()
-    return Parts(
-        cfg=cfg,
-        device=device,
-        amp_dtype=amp_dtype,
-        data=data,
-        model=model,
-        forward_model=_forward_model(cfg, world, model, device),
-        optimizer=optimizer,
-        scheduler=_make_scheduler(cfg, optimizer),
-        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
-        criterion=torch.nn.CrossEntropyLoss(
-            weight=None if loss_weights is None else loss_weights.to(device)
-        ),
-        loaders=training_loaders(cfg, data, device, generator, world),
-        generator=generator,
-        world=world,
-    )
-
-
-def _forward_model(cfg: TrainConfig, world: World, model: torch.nn.Module, device):
-    """What the training step calls: the model, under DDP with torchrun, compiled if asked."""
-    wrapped = world.wrap(model, device)
-    return torch.compile(wrapped) if cfg.compile else wrapped
+        epoch_log.close_tensorboard(writer, cfg, state.best_epoch, state.best_score)
+    return parts
 
 
 def _seed_epoch(parts: Parts, epoch: int) -> None:
@@ -286,13 +211,13 @@ def _unfreeze(parts: Parts) -> None:
         return
     models.set_frozen(parts.model, "none")
     if parts.world.distributed:
-        parts.forward_model = _forward_model(parts.cfg, parts.world, parts.model, parts.device)
+        parts.forward_model = setup.forward_model(parts.cfg, parts.world, parts.model, parts.device)
 
 
 def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainState:
     """The loop state and weights of last.pt, or a fresh state; history.csv cut back to it."""
     state = TrainState()
-    checkpoint = runs.load_last(run_dir, fallback_checkpoint)
+    checkpoint = checkpoints.load_last(run_dir, fallback_checkpoint)
     if checkpoint is not None:
         parts.model.load_state_dict(checkpoint["model"])
         parts.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -304,22 +229,7 @@ def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainStat
     if parts.world.is_main and (state.history or (run_dir / runs.HISTORY).exists()):
         runs.write_table(run_dir, runs.HISTORY, state.history)  # drops rows after the checkpoint
     if state.epochs_done == 0:
-        splits = ("train", *EVALUATED_SPLITS)
-        sizes = " / ".join(f"{len(split_frame(parts.data, s))} {s}" for s in splits)
-        world = parts.world
-        processes = (
-            f", {world.size} processes of {world.batch_per_process(parts.cfg.batch_size)} images "
-            "per batch"
-            if world.distributed
-            else ""
-        )
-        print(
-            f"training {parts.cfg.model} on {hardware_summary(parts.device)} ({parts.device}, "
-            f"autocast {dtype_name(parts.amp_dtype)}{processes}): {sizes} images"
-        )
-        records = parts.data.records
-        if note := sample_note(records.attrs["root"], len(records)):
-            print(f"data: {note}: not a result")
+        print(setup.describe(parts))
     return state
 
 
@@ -364,7 +274,7 @@ def _evaluate_splits(parts: Parts) -> dict[str, float]:
 def _save_epoch(parts: Parts, run_dir: Path, state: TrainState, writer) -> None:
     """last.pt (weights, optimiser, schedule, scaler and loop state as one unit), then the
     tables and TensorBoard: a kill at any point resumes from a consistent epoch."""
-    runs.save_last(
+    checkpoints.save_last(
         run_dir,
         dict(
             model=parts.model.state_dict(),
@@ -377,17 +287,6 @@ def _save_epoch(parts: Parts, run_dir: Path, state: TrainState, writer) -> None:
     runs.write_table(run_dir, runs.HISTORY, state.history)
     runs.write_table(run_dir, runs.TIMING, state.timing)
     epoch_log.log_scalars(writer, state.history[-1])
-
-
-def _make_scheduler(cfg: TrainConfig, optimizer):
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=3)
-    if cfg.scheduler == "step":
-        milestones = [cfg.epochs // 2, cfg.epochs * 3 // 4]
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    return None
 
 
 def _step_scheduler(scheduler, val_loss: float) -> None:

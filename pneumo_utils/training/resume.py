@@ -13,12 +13,13 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from . import runs
-from .config import TrainConfig
-from .dataset import XrayData, dataset_fingerprint, find_dataset_root
-from .device import dtype_name, environment_info
-from .distributed import World
-from .errors import UserError
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.dataset import XrayData, dataset_fingerprint
+from pneumo_utils.data.files import find_dataset_root
+from pneumo_utils.runtime.device import dtype_name, environment_info
+from pneumo_utils.runtime.distributed import World
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.training import runs
 
 
 def resolved_paths(cfg: TrainConfig) -> TrainConfig:

@@ -1,5 +1,5 @@
-"""The run folder: its files, a typed view of config.json, readers, the lock, checkpoints, and
-the checks a resumed run must pass (same data, same precision, same number of processes).
+"""The run folder: its files, a typed view of config.json, its readers and writers, and the
+lock (checkpoints: checkpoints.py).
 
     config.json            configuration, data fingerprint, weights provenance, machine
     history.csv            one row per epoch: loss/accuracy overall and per class, every split
@@ -27,19 +27,19 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from .config import TrainConfig
-from .dataset import EVALUATED_SPLITS, dataset_label, sample_note
-from .errors import UserError
-from .fileio import atomic_torch_save, atomic_write_text, load_checkpoint
-from .tasks import Task, get_task
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.files import dataset_label, sample_note
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.runtime.fileio import atomic_write_text
+from pneumo_utils.splits import CURVE_SPLITS
+from pneumo_utils.tasks import Task, get_task
 
 CONFIG, HISTORY, TIMING, METRICS = "config.json", "history.csv", "timing.csv", "metrics.json"
 LAST, PREVIOUS, NEXT, BEST = "last.pt", "last.prev.pt", "last.next.pt", "best.pt"
 LOCK = ".lock"
+ROBUSTNESS_JSON, ROBUSTNESS_CSV = "robustness.json", "robustness.csv"
 # A run folder of the results: <recipe>-seed<N> (run_name), under runs/results/<dataset>.
 RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
-# The splits of history.csv, as its column prefixes.
-CURVE_SPLITS = ("train", *EVALUATED_SPLITS)
 
 
 def run_name(recipe: str, seed: int) -> str:
@@ -232,7 +232,7 @@ class RunLock:
         self.lock.release()
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- a run set aside
 
 
 def set_aside(run_dir: Path) -> Path:
@@ -243,49 +243,14 @@ def set_aside(run_dir: Path) -> Path:
     return target
 
 
-def save_last(run_dir: Path, checkpoint: dict) -> None:
-    """Write last.pt atomically, keeping the previous one as last.prev.pt."""
-    last, previous, temporary = run_dir / LAST, run_dir / PREVIOUS, run_dir / NEXT
-    atomic_torch_save(temporary, checkpoint)
-    if last.exists():
-        os.replace(last, previous)
-    os.replace(temporary, last)
+# ----------------------------------------------------------------------------- robustness report
 
 
-def load_last(run_dir: Path, fallback: bool) -> dict | None:
-    """The last checkpoint, None for a new run; the previous one if asked and last.pt is bad."""
-    last, previous = run_dir / LAST, run_dir / PREVIOUS
-    if not last.exists():
-        # A kill between the two renames of save_last leaves only the previous checkpoint.
-        return load_checkpoint(previous) if previous.exists() else None
-    try:
-        return load_checkpoint(last)
-    except UserError:
-        if not (fallback and previous.exists()):
-            raise
-        print(f"{last} is unreadable; resuming from {previous} as asked (--fallback-checkpoint)")
-        return load_checkpoint(previous)
+def read_report(run_dir: str | os.PathLike) -> dict:
+    """robustness.json: the best checkpoint on perturbed test images (analysis/robustness.py)."""
+    return json.loads((Path(run_dir) / ROBUSTNESS_JSON).read_text())
 
 
-def save_best(run_dir: Path, model_state: dict, epoch: int) -> None:
-    atomic_torch_save(run_dir / BEST, dict(model=model_state, epoch=epoch))
-
-
-def load_best(run_dir: str | os.PathLike) -> dict:
-    """best.pt: the model weights of the epoch chosen on validation, and that epoch."""
-    run_dir = Path(run_dir)
-    if not (run_dir / BEST).exists():
-        if is_finished(run_dir):
-            raise UserError(
-                f"{run_dir} is a finished run whose checkpoints are not here (the committed "
-                "runs keep their numbers, not their weights): train its model again with "
-                f"`python -m pneumo_utils train --config {run_dir / CONFIG} --out NEW_FOLDER`"
-            )
-        raise UserError(f"{run_dir} has no {BEST} yet: let the training finish at least one epoch")
-    return load_checkpoint(run_dir / BEST)
-
-
-def remove_leftovers(run_dir: Path) -> None:
-    """Temporary files of a write that a kill cut short."""
-    for leftover in run_dir.glob(".*.tmp-*"):
-        leftover.unlink()
+def write_report(run_dir: Path, report: dict, table: pd.DataFrame) -> None:
+    atomic_write_text(run_dir / ROBUSTNESS_JSON, json.dumps(json_safe(report), indent=1))
+    atomic_write_text(run_dir / ROBUSTNESS_CSV, table.to_csv(index=False))

@@ -1,0 +1,109 @@
+"""The robustness suite's perturbations: each family of changes other hospitals' radiographs
+show (framing, exposure, sharpness, noise, compression, rotation), the anatomy check and the
+occlusion pair, at strengths fixed before any result was read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+from pneumo_utils.data.transforms import (
+    add_noise,
+    band_mask,
+    blur,
+    median_grey,
+    recompress_jpeg,
+    reframe,
+    replace_border,
+    set_levels,
+)
+
+# How much of each side the occlusion pair and the border family treat as "the frame".
+FRAME_BAND = 0.15
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A family of changes at increasing strengths; `apply(image, strength, generator)`."""
+
+    family: str
+    kind: str  # natural (an acquisition change), anatomy (changes the anatomy), occlusion
+    what: str
+    unit: str
+    strengths: tuple[float, ...]
+    apply: Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
+
+    @property
+    def middle(self) -> float:
+        return self.strengths[len(self.strengths) // 2]
+
+
+def _translate(image: torch.Tensor, fraction: float) -> torch.Tensor:
+    shift = round(fraction * image.shape[-1])
+    return v2.functional.affine(image, angle=0.0, translate=[shift, shift], scale=1.0,
+                                shear=[0.0, 0.0], fill=0)  # fmt: skip
+
+
+def _cover_lungs(image: torch.Tensor, band: float) -> torch.Tensor:
+    """Everything but the outer `band` of the frame painted the image's median grey."""
+    out = image.clone()
+    out[:, ~band_mask(image.shape[1], image.shape[2], band)] = round(median_grey(image))
+    return out
+
+
+def _blur(image, sigma, _):
+    return blur(image, sigma * image.shape[-1] / 128)
+
+
+SUITE: tuple[Perturbation, ...] = (
+    Perturbation("zoom in", "natural", "field of view tighter: the central 1/s enlarged",
+                 "s", (1.1, 1.25, 1.4), lambda x, s, _: reframe(x, s)),
+    Perturbation("zoom out", "natural", "field of view wider: shrunk to s of the side, black "
+                 "margin", "s", (0.9, 0.8, 0.7), lambda x, s, _: reframe(x, s, fill=0)),
+    Perturbation("translation", "natural", "shifted right and down by s of the side, black "
+                 "fill", "s", (0.04, 0.08, 0.12), lambda x, s, _: _translate(x, s)),
+    Perturbation("border", "natural", "outer band of s of each side replaced by the median "
+                 "grey", "s", (0.05, 0.1, 0.15),
+                 lambda x, s, _: replace_border(x, s, median_grey(x))),
+    Perturbation("gamma", "natural", "gamma s (darker mid-tones)", "gamma", (1.25, 1.5, 2.0),
+                 lambda x, s, _: v2.functional.adjust_gamma(x, s)),
+    Perturbation("contrast", "natural", "contrast scaled by s around the mean", "s",
+                 (0.8, 0.6, 0.4), lambda x, s, _: v2.functional.adjust_contrast(x, s)),
+    Perturbation("black/white points", "natural", "black lifted and white lowered by s of the "
+                 "range (a washed-out window)", "s", (0.05, 0.1, 0.2),
+                 lambda x, s, _: set_levels(x, -s, 1 + s)),
+    Perturbation("blur", "natural", "Gaussian blur, sigma s px at 128 px", "sigma",
+                 (0.5, 1.0, 2.0), _blur),
+    Perturbation("noise", "natural", "Gaussian noise, sd s of the grey range", "sd",
+                 (0.02, 0.04, 0.08), lambda x, s, g: add_noise(x, s, g)),
+    Perturbation("jpeg", "natural", "re-encoded as JPEG at quality s", "quality",
+                 (50, 30, 15), lambda x, s, _: recompress_jpeg(x, int(s))),
+    Perturbation("rotation", "natural", "rotated by s degrees, black fill", "degrees",
+                 (5, 10, 15), lambda x, s, _: v2.functional.rotate(x, s, fill=0)),
+    Perturbation("horizontal flip", "anatomy", "mirrored left to right (the heart on the "
+                 "right)", "", (1,), lambda x, s, _: v2.functional.horizontal_flip(x)),
+    Perturbation("lungs covered", "occlusion", "only the outer band of s of each side kept, "
+                 "the rest median grey", "s", (FRAME_BAND,), lambda x, s, _: _cover_lungs(x, s)),
+    Perturbation("frame covered", "occlusion", "the outer band of s of each side median grey, "
+                 "the lungs kept", "s", (FRAME_BAND,),
+                 lambda x, s, _: replace_border(x, s, median_grey(x))),
+)  # fmt: skip
+
+
+def perturbed_copy(
+    images, perturbation: Perturbation, strength: float, pipeline=None
+) -> np.ndarray:
+    """Every image changed by one family at one strength, then, with `pipeline`
+    (XrayData.input_pipeline), made the model's input square; noise drawn per image index, so
+    the copy depends on nothing but the images."""
+    changed = []
+    for i, image in enumerate(images):
+        generator = torch.Generator().manual_seed(i)
+        tensor = torch.from_numpy(np.array(image))[None]  # a copy: decoded files are read-only
+        pixels = perturbation.apply(tensor, strength, generator)[0].numpy()
+        changed.append(pipeline(pixels)[0] if pipeline is not None else pixels)
+    return np.stack(changed)

@@ -1,0 +1,151 @@
+"""Scoring a finished run: its best checkpoint's predictions on every evaluated split, the
+threshold chosen on validation, its metrics on test (metrics.json) and its robustness report;
+and the metrics of its best checkpoint on any split (evaluate_run)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pneumo_utils.analysis.robustness import robustness_report
+from pneumo_utils.data.dataset import load_run_data, no_body_counts, split_frame
+from pneumo_utils.data.loaders import make_loader
+from pneumo_utils.data.transforms import evaluation_transform
+from pneumo_utils.runtime.device import autocast_dtype
+from pneumo_utils.splits import EVALUATED_SPLITS, POOLED, POOLED_VAL, REFRAMED_VAL
+from pneumo_utils.training import checkpoints, runs
+from pneumo_utils.training.checkpoints import load_trained_model
+from pneumo_utils.training.metrics import (
+    choose_threshold,
+    class_probabilities,
+    epoch_stats,
+    predict_logits,
+    task_metrics,
+    threshold_warning,
+)
+
+
+def finalize(
+    run_dir: Path,
+    data=None,
+    device: torch.device | None = None,
+    progress: bool = True,
+    robustness: bool = True,
+):
+    """Evaluate a run's best checkpoint: the threshold from cfg.threshold_on (two classes;
+    three are called by their most probable class), metrics on test, the predictions of every
+    evaluated split, and (`robustness`) the robustness report, written into the run folder."""
+    model, cfg, device = load_trained_model(run_dir, device)
+    data = data or load_run_data(cfg, progress=progress)
+    probs, labels = _predict_splits(run_dir, model, cfg, data, device)
+    threshold = _threshold(cfg, data.task, probs, labels) if data.task.binary else None
+    metrics = dict(
+        best_epoch=int(checkpoints.load_best(run_dir)["epoch"]),
+        selected_on=cfg.select_metric,
+        threshold_chosen_on=(
+            f"{cfg.threshold_on} (Youden's J)"
+            if data.task.binary
+            else "none: the most probable class"
+        ),
+        task=data.task.name,
+        crop_to_body=cfg.crop_to_body,
+        no_body_found=no_body_counts(data) if cfg.crop_to_body else None,
+        test=task_metrics(labels["test"], probs["test"], data.class_names, threshold),
+        test_at_0_5=task_metrics(labels["test"], probs["test"], data.class_names),
+        class_names=list(data.class_names),
+    )
+    runs.write_metrics(run_dir, metrics)
+    print(_final_line(metrics, cfg, probs["test"][:, 1]))
+    if robustness and data.task.binary:
+        robustness_report(run_dir, data=data, device=device, progress=progress)
+    return metrics
+
+
+def _predict_splits(run_dir: Path, model, cfg, data, device) -> tuple[dict, dict]:
+    """Class probabilities and labels of every evaluated split, each written to its
+    <split>_predictions.csv."""
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    probs, labels = {}, {}
+    for split in EVALUATED_SPLITS:
+        loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
+        logits, labels[split] = predict_logits(model, loader, device, amp_dtype, cfg.channels_last)
+        probs[split] = class_probabilities(logits)
+        scored = probs[split][:, 1:] if data.task.binary else probs[split]
+        files = split_frame(data, split)
+        reframing = {"reframing": files["reframing"].to_numpy()} if split == REFRAMED_VAL else {}
+        runs.write_table(
+            run_dir,
+            f"{split}_predictions.csv",
+            dict(
+                relpath=files["relpath"].to_numpy(),
+                **reframing,
+                label=labels[split],
+                # float64 text round-trips exactly: numbers read back from the file equal these
+                **{
+                    column: scored[:, i].astype(np.float64)
+                    for i, column in enumerate(data.task.probability_columns)
+                },
+            ),
+        )
+    return probs, labels
+
+
+def _threshold(cfg, task, probs: dict, labels: dict) -> float:
+    """Youden's J on the split of cfg.threshold_on; pooled, each set weighs a third (as in
+    pooled_val_loss), whatever its size."""
+    chosen_on = POOLED_VAL if cfg.threshold_on == POOLED else (cfg.threshold_on,)
+    return choose_threshold(
+        np.concatenate([labels[split] for split in chosen_on]),
+        np.concatenate([probs[split][:, 1] for split in chosen_on]),
+        np.concatenate([np.full(len(labels[s]), 1 / len(labels[s])) for s in chosen_on]),
+    )
+
+
+def _final_line(metrics: dict, cfg, test_probs: np.ndarray) -> str:
+    """The line a finished run ends with: its test numbers, and a word on a threshold that
+    means little (`test_probs`: P(class 1) of the test images)."""
+    test, names = metrics["test"], metrics["class_names"]
+    counts = ", ".join(f"{test[f'n_{name}']} {name}" for name in names)
+    if test["threshold"] is None:
+        decided = "each image called its most probable class"
+        scores = f"macro F1 {test['macro_f1']:.3f}, one-vs-rest AUC {test['roc_auc']:.3f}"
+    else:
+        decided = f"at threshold {test['threshold']:.3f} (chosen on {cfg.threshold_on})"
+        scores = (
+            f"sensitivity {test['sensitivity']:.3f}, specificity {test['specificity']:.3f}, "
+            f"AUC {test['roc_auc']:.3f}"
+        )
+    warning = test["threshold"] is not None and threshold_warning(
+        test["threshold"], cfg.threshold_on, test_probs, names
+    )
+    return (
+        (f"{warning}\n" if warning else "")
+        + f"best epoch {metrics['best_epoch']} on {test['n']} test images ({counts}) {decided}: "
+        + f"accuracy {test['accuracy']:.3f}, {scores}"
+        + "".join(f"; {k} undefined: {why}" for k, why in test["undefined"].items())
+    )
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike, data_dir: str | None = None, split: str = "test"
+) -> dict:
+    """Metrics of a run's best checkpoint on one split. `loss` and `acc_at_0_5` are at
+    threshold 0.5; every other metric is at the run's threshold, chosen on validation (three
+    classes: each image called its most probable class)."""
+    model, cfg, device = load_trained_model(run_dir)
+    data = load_run_data(cfg, data_dir)
+    loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
+    logits, labels = predict_logits(
+        model, loader, device, autocast_dtype(device, cfg.amp), cfg.channels_last
+    )
+    stats = epoch_stats(logits, labels, split, data.class_names)
+    threshold = runs.run_threshold(run_dir) if data.task.binary else None
+    return dict(
+        split=split,
+        loss=stats[f"{split}_loss"],
+        acc_at_0_5=stats[f"{split}_acc"],
+        **task_metrics(labels, class_probabilities(logits), data.class_names, threshold),
+    )

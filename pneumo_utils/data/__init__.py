@@ -1,0 +1,2 @@
+"""Files and splits, decoding, the crop to the body and the cache, transforms, loaders,
+PneumoniaMNIST."""

@@ -1,0 +1,1 @@
+"""The tables across runs, the screenings and the results page (docs/results.md)."""

@@ -1,0 +1,1 @@
+"""Where the code runs: device and precision, torchrun, Ctrl-C, atomic files, the user's errors."""

@@ -1,0 +1,152 @@
+"""What a training is built from, once, before its first epoch: device and precision (checked
+against a resumed run), seeds, model, data, config.json, optimiser, schedule, loss, loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pneumo_utils import model as models
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.dataset import XrayData, load_run_data, split_frame
+from pneumo_utils.data.files import sample_note
+from pneumo_utils.data.loaders import class_weights, training_loaders
+from pneumo_utils.runtime.device import (
+    autocast_dtype,
+    dtype_name,
+    hardware_summary,
+    pick_device,
+    seed_everything,
+    tune_backends,
+)
+from pneumo_utils.runtime.distributed import World
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.splits import EVALUATED_SPLITS
+from pneumo_utils.tasks import get_task
+from pneumo_utils.training import resume
+
+
+@dataclass
+class Parts:
+    """Everything a training is built from, once, before the first epoch."""
+
+    cfg: TrainConfig
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: XrayData
+    model: torch.nn.Module
+    forward_model: torch.nn.Module  # the model, or its torch.compile wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    scaler: torch.amp.GradScaler
+    criterion: torch.nn.Module
+    loaders: dict
+    generator: torch.Generator  # reseeded every epoch: shuffling, sampling, worker seeds
+    world: World  # this process among torchrun's (one process without it)
+
+
+def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Parts:
+    """The parts of a training, in the order they depend on each other."""
+    device, amp_dtype = _device_and_precision(cfg, run_dir, world)
+    seed_everything(cfg.seed)
+    # Rank 0 fetches ImageNet weights and builds the cache; the other ranks then read them.
+    model, provenance = world.main_first(lambda: _new_model(cfg))
+    data = world.main_first(lambda: load_run_data(cfg, progress=progress))
+    if world.is_main:
+        resume.write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype, world)
+    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
+    if cfg.sync_bn and world.distributed:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator()
+    return Parts(
+        cfg=cfg,
+        device=device,
+        amp_dtype=amp_dtype,
+        data=data,
+        model=model,
+        forward_model=forward_model(cfg, world, model, device),
+        optimizer=optimizer,
+        scheduler=_make_scheduler(cfg, optimizer),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        criterion=_criterion(cfg, data, device),
+        loaders=training_loaders(cfg, data, device, generator, world),
+        generator=generator,
+        world=world,
+    )
+
+
+def _device_and_precision(cfg: TrainConfig, run_dir: Path, world: World):
+    """This process's device and autocast dtype; a resumed run must keep both, and its world."""
+    device = world.device(pick_device(cfg.device))
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    resume.check_same_precision(run_dir, amp_dtype)
+    resume.check_same_world(run_dir, world)
+    if cfg.sync_bn and world.distributed and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
+    tune_backends(device, cfg.deterministic)
+    return device, amp_dtype
+
+
+def _new_model(cfg: TrainConfig):
+    """ResNet-18 for the run's task: the model and where its starting weights came from."""
+    imagenet, provenance = None, None
+    if cfg.model == "pretrained":
+        imagenet, provenance = models.load_imagenet_weights(cfg.weights)
+    model = models.build_model(
+        cfg.model,
+        dropout=cfg.dropout,
+        imagenet=imagenet,
+        freeze=cfg.freeze,
+        num_classes=len(get_task(cfg.task).class_names),
+    )
+    return model, provenance
+
+
+def _criterion(cfg: TrainConfig, data: XrayData, device: torch.device) -> torch.nn.Module:
+    """Cross-entropy, each class weighted by its inverse frequency in training if asked."""
+    weights = None
+    if cfg.class_weighting:
+        labels = data.splits["train"]["label"].to_numpy()
+        weights = class_weights(labels, len(data.class_names)).to(device)
+    return torch.nn.CrossEntropyLoss(weight=weights)
+
+
+def forward_model(cfg: TrainConfig, world: World, model: torch.nn.Module, device):
+    """What the training step calls: the model, under DDP with torchrun, compiled if asked."""
+    wrapped = world.wrap(model, device)
+    return torch.compile(wrapped) if cfg.compile else wrapped
+
+
+def _make_scheduler(cfg: TrainConfig, optimizer):
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=3)
+    if cfg.scheduler == "step":
+        milestones = [cfg.epochs // 2, cfg.epochs * 3 // 4]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    return None
+
+
+def describe(parts: Parts) -> str:
+    """The line a new run starts with: model, machine, precision, processes, split sizes."""
+    splits = ("train", *EVALUATED_SPLITS)
+    sizes = " / ".join(f"{len(split_frame(parts.data, s))} {s}" for s in splits)
+    world = parts.world
+    processes = (
+        f", {world.size} processes of {world.batch_per_process(parts.cfg.batch_size)} images "
+        "per batch"
+        if world.distributed
+        else ""
+    )
+    line = (
+        f"training {parts.cfg.model} on {hardware_summary(parts.device)} ({parts.device}, "
+        f"autocast {dtype_name(parts.amp_dtype)}{processes}): {sizes} images"
+    )
+    records = parts.data.records
+    if note := sample_note(records.attrs["root"], len(records)):
+        line += f"\ndata: {note}: not a result"
+    return line
