@@ -104,7 +104,7 @@ class TrainConfig:
     crop_to_body: bool = _setting(
         False,
         "every split, predict and export: crop each decoded image to the body's bounding box "
-        "before it is made square (body.py), so the frame's margin never reaches the model",
+        "before it is made square (data/body.py), so the frame's margin never reaches the model",
         "shortcuts",
     )
     aspect_jitter: float = _setting(

@@ -1,5 +1,4 @@
-"""The two ResNet-18 variants of the report, ImageNet weight loading, layer freezing, and a
-finished run's best model."""
+"""The two ResNet-18 variants of the report, ImageNet weight loading and layer freezing."""
 
 from __future__ import annotations
 

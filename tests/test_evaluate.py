@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pneumo_utils.analysis.bootstrap import BOOTSTRAP_METRICS, bootstrap_intervals, weighted_metrics
-from pneumo_utils.results.page import markdown_table
+from pneumo_utils.results.summary import markdown_table
 from pneumo_utils.tasks import TASKS
 from pneumo_utils.training.metrics import (
     binary_metrics,

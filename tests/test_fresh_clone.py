@@ -28,8 +28,8 @@ def test_a_linked_dataset_is_named_and_resumed_by_what_it_links_to(tiny_data, tm
     link.parent.mkdir()
     link.symlink_to(real)
     runs_root = tmp_path / "runs"
-    folder = settings.run_folder(runs_root, link, "smoke", 0, "smoke")
-    assert folder == settings.run_folder(runs_root, real, "smoke", 0, "smoke")
+    folder = runs.run_folder(runs_root, link, "smoke", 0, "smoke")
+    assert folder == runs.run_folder(runs_root, real, "smoke", 0, "smoke")
     assert folder.parent.name == "chest_xray_small"
     config = TrainConfig(data=str(link), epochs=1, batch_size=16, image_size=32, max_batches=2,
                          cache_dir=str(tmp_path / "cache"))  # fmt: skip

@@ -25,7 +25,7 @@ from pneumo_utils.recipes import (  # noqa: E402
     NEEDS_WEIGHTS,  # noqa: E402
     recipe_config,
 )
-from pneumo_utils.results import page as results_page  # noqa: E402
+from pneumo_utils.results import summary  # noqa: E402
 from pneumo_utils.results import tables as results  # noqa: E402
 from pneumo_utils.splits import EVALUATED_SPLITS
 from pneumo_utils.training import runs  # noqa: E402
@@ -72,7 +72,7 @@ def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path)
     )
     assert list(table.columns) == ["scratch", "pretrained"]
     assert table.loc["accuracy", "pretrained"] == NEEDS_WEIGHTS
-    assert "| accuracy |" in results_page.markdown_table(table)
+    assert "| accuracy |" in summary.markdown_table(table)
 
 
 def test_stand_in_weights_are_never_labelled_a_result(finished_run, tmp_path):

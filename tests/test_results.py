@@ -12,8 +12,11 @@ from pneumo_utils.app import settings  # noqa: E402
 from pneumo_utils.plots import evidence  # noqa: E402
 from pneumo_utils.plots import report as plots  # noqa: E402
 from pneumo_utils.recipes import NEEDS_WEIGHTS  # noqa: E402
-from pneumo_utils.results import page as results_page  # noqa: E402
-from pneumo_utils.results import robustness_tables, screening  # noqa: E402
+from pneumo_utils.results import (  # noqa: E402
+    robustness_tables,
+    screening,
+    summary,  # noqa: E402
+)
 from pneumo_utils.results import tables as results  # noqa: E402
 from pneumo_utils.runtime.errors import UserError  # noqa: E402
 from pneumo_utils.training.runs import read_history  # noqa: E402
@@ -78,7 +81,7 @@ def test_bar_distance_in_points(report_dir):
 
 def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
     runs = results.collect_runs(report_dir)
-    lines = results_page.markdown_table(screening.ablation_table(runs)).splitlines()
+    lines = summary.markdown_table(screening.ablation_table(runs)).splitlines()
     assert lines[0].startswith("| seed | recipe | selected on | selected epoch | val loss |")
     history = read_history(report_dir / "recipe-seed0").set_index("epoch")
     epoch = runs["best_epoch"].iloc[0]
@@ -98,7 +101,7 @@ def test_ablation_table_reads_validation_at_the_selected_epoch(report_dir):
 
 def test_results_table_keeps_pretrained_row_empty_without_official_weights(report_dir):
     runs = results.collect_runs(report_dir)
-    text = results_page.results_markdown(runs, rows={"recipe": "our recipe"})
+    text = summary.results_markdown(runs, rows={"recipe": "our recipe"})
     assert "| **ours**: our recipe | ResNet-18 from scratch, 32 px | 0.850 ± 0.071 |" in text
     assert NEEDS_WEIGHTS in text
     assert "Kermany" in text and "0.928" in text
@@ -158,7 +161,7 @@ def test_each_dataset_shows_its_own_runs(report_dir, finished_run, monkeypatch, 
         found = results.collect_runs(settings.notebook_settings().results_dir)
         assert sorted(found["accuracy"]) == expected
         assert set(found["dataset"]) == {Path(data).name}
-        assert Path(data).name in results_page.results_markdown(found, rows={"recipe": "ours"})
+        assert Path(data).name in summary.results_markdown(found, rows={"recipe": "ours"})
     planned = reproduce.plan(other_data)
     assert {run.folder.parent for run in planned} == {runs_root / "results" / "other_xrays"}
 
@@ -181,27 +184,28 @@ def test_readme_and_figures_table_come_from_the_committed_runs():
     """The README's numbers are the ones the committed runs give (no hand edits)."""
     runs = results.collect_runs(COMMITTED)
     medmnist = results.medmnist_runs(COMMITTED.parent)
-    table = _rows_without_pretrained(results_page.results_markdown(runs, medmnist=medmnist))
+    table = _rows_without_pretrained(summary.results_markdown(runs, medmnist=medmnist))
     readme = (REPO / "README.md").read_text().splitlines()
-    for line in results_page.readme_table(runs).splitlines():
+    for line in summary.readme_table(runs).splitlines():
         assert line in readme, f"README.md lacks (or has an old copy of) {line!r}"
     rendered = (REPO / "docs" / "results.md").read_text().splitlines()
     everything = _rows_without_pretrained(
-        results_page.markdown_table(screening.ablation_table(runs))
-        + results_page.markdown_table(results.bar_distance(runs, results.HEADLINE))
-        + results_page.markdown_table(results.bar_distance(runs, results.HEADLINE, results.AIM))
+        summary.markdown_table(screening.ablation_table(runs))
+        + summary.markdown_table(results.bar_distance(runs, results.HEADLINE))
+        + summary.markdown_table(results.bar_distance(runs, results.HEADLINE, results.AIM))
     )
-    robustness = results_page.markdown_table(
+    robustness = summary.markdown_table(
         robustness_tables.robustness_table(
             robustness_tables.robustness_reports(runs, results.HEADLINE)
         )
     ).splitlines()[2:]
     for line in table + everything + robustness:
-        assert line in rendered, "docs/results.md is stale: run notebooks/04"
+        assert line in rendered, "docs/results.md is stale: run python -m pneumo_utils results"
 
 
 def test_docs_tables_are_the_generated_ones():
-    """docs/shortcuts.md quotes its tables from docs/results.md, which notebook 04 writes."""
+    """docs/shortcuts.md quotes its tables from docs/results.md, which `python -m pneumo_utils
+    results` writes."""
     generated = (REPO / "docs" / "results.md").read_text().splitlines()
     quoted = [
         line

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pneumo_utils import UserError, train
+from pneumo_utils import TrainConfig, UserError, train
 from pneumo_utils.training.runs import RunLock, completed_epochs, read_history
 
 RUN_FILES = (
@@ -317,3 +317,21 @@ def test_a_ctrl_c_is_kept_until_the_next_batch_and_a_second_one_stops_at_once():
             os.kill(os.getpid(), signal.SIGINT)  # the second one: at once
         interrupt.check()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_early_stopping_fires_after_its_patience_and_says_so():
+    from pneumo_utils.training.epoch_log import summary_line
+    from pneumo_utils.training.loop import TrainState
+
+    state = TrainState()
+    for epoch, score in enumerate([1.0, 0.9, 0.95, 0.97], start=1):
+        state.improve(score, epoch)
+    assert state.best_epoch == 2 and state.stale_epochs == 2
+    assert state.out_of_patience(2) and not state.out_of_patience(3)
+    assert not state.out_of_patience(None)
+    splits = ("train", "val", "stressed_val", "frame_val", "test")
+    row = dict(epoch=4, lr=1e-3, **{f"{s}_{m}": 0.5 for s in splits for m in ("loss", "acc")})
+    config = TrainConfig(early_stopping=2, select_metric="val_loss")
+    line = summary_line(row, config, 1.0, is_best=False, stopped=True)
+    assert line.endswith("early stopping: no better val_loss for 2 epochs")
+    assert "early stopping" not in summary_line(row, config, 1.0, is_best=False)

@@ -1,2 +1,2 @@
-"""What a trained run is checked with: test scoring, the robustness suite, the shortcut audit,
-Grad-CAM."""
+"""What a trained run is checked with: test scoring, patient-bootstrap intervals, the
+robustness suite and its perturbations, the shortcut audit, Grad-CAM, the data's tables."""

@@ -56,9 +56,10 @@ def gradcam_examples(run: Path, per_class: int = 3) -> tuple[list[np.ndarray], l
 
 
 def gradcam_rows(named_runs: dict[str, Path], per_class: int = 3) -> tuple[dict, list[int]]:
-    """Grad-CAM rows for plots.plot_gradcam: for each named run, (heat maps, P(pneumonia), the
-    images), the same test files for every run, each decoded through that run's own input
-    pipeline (a run that crops to the body is explained on its cropped images); and the labels."""
+    """Grad-CAM rows for plots/evidence.py's plot_gradcam: for each named run, (heat maps,
+    P(pneumonia), the images), the same test files for every run, each decoded through that
+    run's own input pipeline (a run that crops to the body is explained on its cropped
+    images); and the labels."""
     rows, labels = {}, []
     for name, run in named_runs.items():
         images, labels = gradcam_examples(run, per_class)

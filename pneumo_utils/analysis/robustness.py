@@ -5,8 +5,8 @@ and the worst mistakes, at the run's own threshold, with patient-grouped bootstr
 `python -m pneumo_utils robustness RUN_DIR` (and `train`, for every new run) writes
 robustness.json (everything) and robustness.csv (the perturbation table). Perturbations act on
 the decoded test image at the run's resolution, before the run's intensity normalisation,
-so they reach the model the way a different acquisition would. The strengths are fixed here,
-before any result was read; nothing is chosen from this report.
+so they reach the model the way a different acquisition would. The strengths are fixed in
+perturbations.py, before any result was read; nothing is chosen from this report.
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
-"""What a user runs: the command line, predict, export, bench, download, reproduce, the notebooks'
-settings."""
+"""What a user runs: the command line, the run pipeline (train), the results command, predict,
+export, bench, download, reproduce, the notebooks' settings and headless runs."""

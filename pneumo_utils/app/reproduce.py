@@ -1,5 +1,6 @@
 """`python -m pneumo_utils reproduce`: train every run the results table reports (skipping the
-finished ones, resuming the partial ones), then run the notebooks that render the figures."""
+finished ones, resuming the partial ones), then render the results (the `results` command)
+and run the notebooks."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pneumo_utils.app.settings import default_data, default_runs, repo_root, run_folder
+from pneumo_utils.app.settings import default_data, default_runs, repo_root
 from pneumo_utils.data.files import find_dataset_root
 from pneumo_utils.data.pneumoniamnist import is_npz
 from pneumo_utils.recipes import RECIPES
@@ -47,7 +48,7 @@ def plan(data: str | os.PathLike, only: list[str] | None = None) -> list[Planned
             f"{', '.join(reported)}"
         )
     return [
-        PlannedRun(recipe, seed, run_folder(default_runs(), data, recipe, seed))
+        PlannedRun(recipe, seed, runs.run_folder(default_runs(), data, recipe, seed))
         for recipe, seeds in reported.items()
         if not only or recipe in only
         for seed in seeds

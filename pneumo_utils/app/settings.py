@@ -28,7 +28,7 @@ from pneumo_utils.recipes import (
 )
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.training import runs
-from pneumo_utils.training.runs import run_name
+from pneumo_utils.training.runs import results_dir, run_folder
 
 PROFILES = ("full", "smoke")
 # The recipe of each role in the notebooks: 02 trains the course report's protocol and the
@@ -63,32 +63,6 @@ def default_data() -> Path:
 def default_runs() -> Path:
     """The root of the run folders: $PNEUMO_RUNS, else runs/ in the repository folder."""
     return repo_root() / Path(os.environ.get("PNEUMO_RUNS") or "runs").expanduser()
-
-
-def dataset_name(data: str | os.PathLike) -> str:
-    """The name runs on a dataset are kept under: the folder name of its root."""
-    from pneumo_utils.data.files import dataset_label, find_dataset_root
-
-    try:
-        return dataset_label(find_dataset_root(data))
-    except UserError:  # not there (yet): its folder name still keeps its runs apart
-        return dataset_label(data)
-
-
-def results_dir(runs: Path, data: str | os.PathLike, profile: str = "full") -> Path:
-    """Where the runs on one dataset live: runs/results/<dataset> (smoke: runs/smoke/...).
-
-    Runs are kept apart per dataset, so a run is never taken for a result of data it was not
-    trained on.
-    """
-    return runs / ("results" if profile == "full" else "smoke") / dataset_name(data)
-
-
-def run_folder(
-    runs: Path, data: str | os.PathLike, recipe: str, seed: int, profile: str = "full"
-) -> Path:
-    """The one place a run's folder is named: <runs>/results/<dataset>/<recipe>-seed<N>."""
-    return results_dir(runs, data, profile) / run_name(recipe, seed)
 
 
 @dataclass(frozen=True)
@@ -148,7 +122,8 @@ def notebook_settings() -> Settings:
 
 def profile_config(role: str, settings: Settings, seed: int = 0) -> TrainConfig:
     """The configuration a notebook trains for a role of NOTEBOOK_RECIPES (or a recipe of
-    TASK_RECIPES): its recipe, on the notebook's data, shrunk to seconds in the smoke profile."""
+    recipes.TASK_RECIPES): its recipe, on the notebook's data, shrunk to seconds in the smoke
+    profile."""
     recipe = NOTEBOOK_RECIPES.get(role, role)
     config = recipe_config(recipe, data=str(settings.data), seed=seed)
     if recipe in PRETRAINED_RECIPES:

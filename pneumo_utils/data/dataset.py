@@ -56,7 +56,7 @@ class XrayData:
 
     @cached_property
     def stressed_val(self) -> np.ndarray:
-        """The validation images, in split order, stressed (see STRESSED_VAL)."""
+        """The validation images, in split order, stressed (see splits.STRESSED_VAL)."""
         val = self.splits["val"]
         return stressed_copy(
             self.images[val["cache_row"].to_numpy()],
@@ -80,7 +80,7 @@ class XrayData:
     def reframed_val(self) -> np.ndarray:
         """The validation images, each reframed every way of stresses.REFRAMINGS (in that
         order, each a block of the validation images in split order) as acquired, then through
-        the input pipeline (see REFRAMED_VAL)."""
+        the input pipeline (see splits.REFRAMED_VAL)."""
         val = self.splits["val"]
         acquired = self.acquired(val)
         out = np.empty((len(REFRAMINGS) * len(val), self.image_size, self.image_size), np.uint8)
@@ -92,7 +92,7 @@ class XrayData:
 
     @cached_property
     def frame_val(self) -> np.ndarray:
-        """The stressed validation images with the frame stressed as well (see FRAME_VAL)."""
+        """The stressed validation images with the frame stressed as well (see splits.FRAME_VAL)."""
         val = self.splits["val"]
         return frame_stressed_copy(
             self.stressed_val, val["folder_label"].to_numpy(), val["relpath"], self.seed

@@ -20,7 +20,6 @@ from PIL import Image
 from pneumo_utils.runtime.errors import UserError
 
 NPZ_NAME = "pneumoniamnist.npz"
-NATIVE_SIZE = 28
 NO_PATIENT_IDS = "no patient ids in PneumoniaMNIST: each image counts as its own patient"
 _REFETCH = (
     "download pneumoniamnist.npz again (MedMNIST v2, zenodo.org/records/10519652; the 28 px "

@@ -44,6 +44,7 @@ REFRAME_TIGHTER = (1.12, 1.3)
 REFRAME_LOOSER = (0.75, 0.9)
 REFRAME_BORDER = (0.04, 0.12)
 
+
 def stress(image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
     """One validation image with the training set's confounds turned against its label."""
     tensor = torch.from_numpy(np.ascontiguousarray(image))[None]

@@ -1,5 +1,5 @@
 """The figures of the data (notebook 01): class counts, the shortcut audit, sample images and
-the stressed validation copies. Style and palette as in plots.py."""
+the stressed validation copies. Style and palette as in report.py."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def plot_gradcam(maps: dict[str, tuple], labels: list[int]) -> plt.Figure:
 def plot_recipe_curves(curves: pd.DataFrame) -> plt.Figure:
     """Validation against test accuracy per epoch for each recipe of the results table.
 
-    `curves` is results.histories(): lines are the mean over seeds, bands ± 1 sd.
+    `curves` is tables.histories(): lines are the mean over seeds, bands ± 1 sd.
     The bottom row follows NORMAL, the class the published models get wrong.
     """
     frame = pd.concat(
@@ -101,7 +101,7 @@ def plot_ablation_curves(
     """A validation loss (`metric`) per epoch of each change against the recipe it was made
     to, at one seed.
 
-    `curves` is results.histories(); a dot marks the epoch each run selected. Only validation
+    `curves` is tables.histories(); a dot marks the epoch each run selected. Only validation
     is drawn: it is what the ablation may use to choose.
     """
     curves = curves[curves["seed"] == seed]

@@ -2,9 +2,9 @@
 
 Two sources. The notebooks' runs (seed 0 of each notebook recipe) give the per-model table
 with bootstrap intervals. The recipe × seed runs under runs/results/<dataset>/<recipe>-seed<N>
-(REPORTED_RUNS) give the README's table: mean ± sd over seeds beside published results, the
-validation ablation, the screenings and the distance from the bar. The page that shows them
-is page.py. Test numbers are only read here; every choice was made on validation.
+(REPORTED_RUNS) give mean ± sd over seeds and the distance from the bar; summary.py writes
+them beside published results (and the README's table), screening.py the validation
+evidence, page.py the page. Test numbers are only read; every choice was made on validation.
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ TASK_ROWS = {
     "bacterial-viral-crop": "bacterial vs viral, cropped to the body",
     "three-class": "three classes (sensitivity, specificity: NORMAL vs the rest)",
 }
-KERMANY_TYPES = {"accuracy": 0.907, "sensitivity": 0.886, "specificity": 0.909, "roc_auc": 0.940}
 # The task table: two-class and three-class metrics side by side (– where one does not apply).
 TASK_METRICS = {
     "accuracy": "accuracy",
@@ -88,7 +87,7 @@ TASK_METRICS = {
     "sensitivity": "sensitivity",
     "specificity": "specificity",
 }
-# Grad-CAM figures of notebook 04: figure name -> the recipes it compares (seed 0).
+# Grad-CAM figures of the results page: figure name -> the recipes it compares (seed 0).
 GRADCAM_PAIRS = {
     "gradcam_baseline_224px": ("baseline-224px",),
     "gradcam_shortcut": ("improved-stressed-val", "shortcut-all"),

@@ -1,1 +1,2 @@
-"""The training loop, the epoch's metrics, the run folder, resume and its log."""
+"""The training loop and what it is built from, the epoch's metrics, the run folder and its
+checkpoints, resume, the epoch's log line."""

@@ -40,11 +40,18 @@ def log_scalars(writer, row: dict) -> None:
     writer.flush()
 
 
-def summary_line(row: dict, cfg: TrainConfig, seconds: float, is_best: bool) -> str:
-    """One line per epoch. Accuracies here are of the most probable class (threshold 0.5
-    for two classes); the final line gives the test numbers at the threshold chosen on
-    validation."""
+def summary_line(
+    row: dict, cfg: TrainConfig, seconds: float, is_best: bool, stopped: bool = False
+) -> str:
+    """One line per epoch (and a second when early stopping ends the run). Accuracies here
+    are of the most probable class (threshold 0.5 for two classes); the final line gives the
+    test numbers at the threshold chosen on validation."""
     test_acc = "acc@0.5" if get_task(cfg.task).binary else "acc"
+    stop = (
+        f"\nearly stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs"
+        if stopped
+        else ""
+    )
     return (
         f"epoch {row['epoch']:>3}/{cfg.epochs}  "
         f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
@@ -52,7 +59,7 @@ def summary_line(row: dict, cfg: TrainConfig, seconds: float, is_best: bool) -> 
         f"stressed val loss {row['stressed_val_loss']:.3f} acc {row['stressed_val_acc']:.3f} | "
         f"frame val loss {row['frame_val_loss']:.3f} acc {row['frame_val_acc']:.3f} | "
         f"test loss {row['test_loss']:.3f} {test_acc} {row['test_acc']:.3f} | "
-        f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}"
+        f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}{stop}"
     )
 
 

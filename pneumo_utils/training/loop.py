@@ -54,6 +54,10 @@ class TrainState:
                  train_images_per_s=round(images_per_s, 1))
         )  # fmt: skip
 
+    def out_of_patience(self, patience: int | None) -> bool:
+        """Early stopping: `patience` epochs without a better score (never when None)."""
+        return patience is not None and self.stale_epochs >= patience
+
     def improve(self, score: float, epoch: int) -> bool:
         """Record an epoch's score; True when it is the best so far."""
         if score < self.best_score:
@@ -125,7 +129,7 @@ def fit(
     progress: bool | None = None,
 ) -> Fitted:
     """Train (or resume, or do nothing for a finished run) into the run folder `out`; under
-    torchrun, one run over every process of the launch (distributed.py)."""
+    torchrun, one run over every process of the launch (runtime/distributed.py)."""
     cfg = resume.resolved_paths(cfg)
     cfg.check()
     world = distributed.join(cfg.device)
@@ -159,7 +163,7 @@ def _train_locked(
     parts = setup.build(cfg, run_dir, world, progress)
     state = _resume(parts, run_dir, fallback)
     writer = epoch_log.tensorboard(run_dir, state.epochs_done) if world.is_main else None
-    # A Ctrl-C stops at the next batch (interrupt.py); under torchrun, torchrun passes it on.
+    # A Ctrl-C stops at the next batch (runtime/interrupt.py); torchrun passes it on itself.
     with contextlib.nullcontext() if world.distributed else StopAtNextBatch() as interrupt:
         for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
             if state.stopped:
@@ -178,18 +182,13 @@ def _train_locked(
             score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
             if state.improve(score, epoch) and world.is_main:
                 checkpoints.save_best(run_dir, parts.model.state_dict(), epoch)
-            stale = state.stale_epochs
-            state.stopped = cfg.early_stopping is not None and stale >= cfg.early_stopping
+            state.stopped = state.out_of_patience(cfg.early_stopping)
             seconds = time.perf_counter() - started
             state.record(row, seconds, images_per_s=len(labels) / train_seconds)
             if world.is_main:
                 _save_epoch(parts, run_dir, state, writer)
-            line = epoch_log.summary_line(row, cfg, seconds, state.best_epoch == epoch)
-            print(line, flush=True)
-            if state.stopped:
-                print(
-                    f"early stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs"
-                )
+            print(epoch_log.summary_line(row, cfg, seconds, state.best_epoch == epoch,
+                                         state.stopped), flush=True)  # fmt: skip
     if world.is_main:
         epoch_log.close_tensorboard(writer, cfg, state.best_epoch, state.best_score)
     return parts

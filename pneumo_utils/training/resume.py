@@ -24,7 +24,8 @@ from pneumo_utils.training import runs
 
 def resolved_paths(cfg: TrainConfig) -> TrainConfig:
     """The configuration with absolute data, cache and weights paths, so that config.json
-    means the same wherever a later command (finalize, evaluate, Grad-CAM) starts."""
+    means the same wherever a later step (train's scoring, evaluate, robustness, Grad-CAM)
+    starts."""
     absolute = {
         name: str(Path(value).expanduser().resolve())
         for name in ("data", "cache_dir", "weights")

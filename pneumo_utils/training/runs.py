@@ -6,7 +6,7 @@ lock (checkpoints: checkpoints.py).
     timing.csv             seconds and images/s per epoch (kept apart so history is reproducible)
     metrics.json           the best checkpoint on test, at a threshold chosen on validation
     {val,stressed_val,frame_val,reframed_val,test}_predictions.csv
-    robustness.json/.csv   the best checkpoint on perturbed test images (robustness.py)
+    robustness.json/.csv   the best checkpoint on perturbed test images (analysis/robustness.py)
     last.pt, best.pt       checkpoints (last.prev.pt is the one before last.pt)
     tb/                    TensorBoard events
 
@@ -28,7 +28,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from pneumo_utils.config import TrainConfig
-from pneumo_utils.data.files import dataset_label, sample_note
+from pneumo_utils.data.files import dataset_label, find_dataset_root, sample_note
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.runtime.fileio import atomic_write_text
 from pneumo_utils.splits import CURVE_SPLITS
@@ -45,6 +45,30 @@ RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 def run_name(recipe: str, seed: int) -> str:
     """The folder name of one recipe at one seed."""
     return f"{recipe}-seed{seed}"
+
+
+def dataset_name(data: str | os.PathLike) -> str:
+    """The name runs on a dataset are kept under: the folder name of its root."""
+    try:
+        return dataset_label(find_dataset_root(data))
+    except UserError:  # not there (yet): its folder name still keeps its runs apart
+        return dataset_label(data)
+
+
+def results_dir(runs_root: Path, data: str | os.PathLike, profile: str = "full") -> Path:
+    """Where the runs on one dataset live: runs/results/<dataset> (smoke: runs/smoke/...).
+
+    Runs are kept apart per dataset, so a run is never taken for a result of data it was not
+    trained on.
+    """
+    return runs_root / ("results" if profile == "full" else "smoke") / dataset_name(data)
+
+
+def run_folder(
+    runs_root: Path, data: str | os.PathLike, recipe: str, seed: int, profile: str = "full"
+) -> Path:
+    """The one place a run's folder is named: <runs>/results/<dataset>/<recipe>-seed<N>."""
+    return results_dir(runs_root, data, profile) / run_name(recipe, seed)
 
 
 @dataclass(frozen=True)
