@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from pneumo_utils.resnet import FREEZE_CHOICES, IMAGENET_WEIGHTS_FILE, MODEL_NAMES
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import SELECT_METRICS, THRESHOLD_SPLITS
 from pneumo_utils.tasks import TASKS
 
-MODEL_NAMES = ("scratch", "pretrained")
-FREEZE_CHOICES = ("none", "backbone", "layer1", "layer2", "layer3", "layer4")
 SCHEDULERS = ("none", "cosine", "plateau", "step")
 RESIZE_MODES = ("squash", "pad", "crop")
 INTENSITY_NORMS = ("none", "percentile", "equalize")
@@ -88,7 +87,7 @@ class TrainConfig:
     weights: str | None = _setting(
         None,
         "ImageNet weights file for --model pretrained (default: torchvision's cache, "
-        "$TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth)",
+        f"$TORCH_HOME/hub/checkpoints/{IMAGENET_WEIGHTS_FILE})",
         "model",
         recipe=False,
     )
@@ -210,10 +209,9 @@ class TrainConfig:
         None, "stop each pass after N batches (smoke runs only)", recipe=True
     )
 
-    def check(self) -> None:
-        """Refuse impossible settings before any work starts."""
-        # Each setting with a limit: whether it holds, and the limit as the error states it.
-        in_range = {
+    def _limits(self) -> dict[str, tuple[bool, str]]:
+        """Each setting with a limit: whether it holds, and the limit as the error states it."""
+        return {
             "epochs": (self.epochs >= 1, "at least 1"),
             "batch_size": (self.batch_size >= 1, "at least 1"),
             "lr": (self.lr > 0, "above 0"),
@@ -236,7 +234,10 @@ class TrainConfig:
                 "at least 1",
             ),
         }
-        for name, (ok, limits) in in_range.items():
+
+    def check(self) -> None:
+        """Refuse impossible settings before any work starts."""
+        for name, (ok, limits) in self._limits().items():
             if not ok:
                 raise UserError(
                     f"--{name.replace('_', '-')} {getattr(self, name)} is out of range: use "

@@ -11,13 +11,16 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
-from pneumo_utils.config import FREEZE_CHOICES, MODEL_NAMES
+from pneumo_utils.resnet import (
+    FREEZE_CHOICES,
+    IMAGENET_WEIGHTS_FILE,
+    MODEL_NAMES,
+    OFFICIAL_SHA256_PREFIX,
+    STAGES,
+    TORCHVISION_HEAD_PREFIX,
+)
 from pneumo_utils.runtime.errors import UserError, WeightsUnavailable
 from pneumo_utils.runtime.fileio import load_checkpoint
-
-# Stages in forward order; freezing "below layer3" freezes the stem, layer1 and layer2.
-STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
-OFFICIAL_SHA256_PREFIX = "f37072fd"  # torchvision's hash prefix for resnet18-f37072fd.pth
 
 
 def official_weights_path() -> Path:
@@ -50,8 +53,8 @@ def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
             except (URLError, OSError) as error:
                 raise WeightsUnavailable(
                     f"ImageNet weights for ResNet-18 are not at {path} and could not be "
-                    f"downloaded ({getattr(error, 'reason', error)}): copy resnet18-f37072fd.pth "
-                    "there (from https://download.pytorch.org/models/resnet18-f37072fd.pth) or "
+                    f"downloaded ({getattr(error, 'reason', error)}): copy {IMAGENET_WEIGHTS_FILE} "
+                    f"there (from https://download.pytorch.org/models/{IMAGENET_WEIGHTS_FILE}) or "
                     "pass --weights FILE (in a notebook: set PNEUMO_WEIGHTS=FILE)"
                 ) from error
     state = load_checkpoint(path)
@@ -68,20 +71,25 @@ def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
     return state, provenance
 
 
+def _backbone(state: dict) -> dict:
+    """A ResNet-18 state_dict without its head (ImageNet's 1000-way FC is replaced)."""
+    return {k: v for k, v in state.items() if not k.startswith(TORCHVISION_HEAD_PREFIX)}
+
+
 def _check_resnet18(state, path: Path) -> None:
     """A weights file must hold every ResNet-18 weight below the head, in its shape."""
     if not isinstance(state, dict):
         raise UserError(f"{path} is not a ResNet-18 state_dict: pass a .pth of one")
     try:
         resnet18(weights=None).load_state_dict(
-            {k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False
+            {k: v for k, v in state.items() if not k.startswith(TORCHVISION_HEAD_PREFIX)},
+            strict=False,
         )
     except RuntimeError as error:
         raise UserError(
             f"{path} is not a ResNet-18 state_dict ({str(error).splitlines()[0]})"
         ) from error
-    missing = [k for k in resnet18(weights=None).state_dict() if not k.startswith("fc.")
-               and k not in state]  # fmt: skip
+    missing = [k for k in _backbone(resnet18(weights=None).state_dict()) if k not in state]
     if missing:
         raise UserError(
             f"{path} is not a ResNet-18 state_dict: {len(missing)} weights missing, e.g. "
@@ -108,8 +116,7 @@ def build_model(
     model = resnet18(weights=None)
     if name == "pretrained":
         state = imagenet if imagenet is not None else load_imagenet_weights()[0]
-        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")},
-                              strict=False)  # fmt: skip
+        model.load_state_dict(_backbone(state), strict=False)
     model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
     set_frozen(model, freeze)
     return model

@@ -20,14 +20,9 @@ from pneumo_utils.config import TrainConfig  # noqa: E402
 from pneumo_utils.plots import evidence  # noqa: E402
 from pneumo_utils.plots import report as plots  # noqa: E402
 from pneumo_utils.plots import robustness as robustness_plots  # noqa: E402
-from pneumo_utils.recipes import (  # noqa: E402
-    HEADLINE,
-    NEEDS_WEIGHTS,  # noqa: E402
-    recipe_config,
-)
-from pneumo_utils.results import summary  # noqa: E402
-from pneumo_utils.results import tables as results  # noqa: E402
-from pneumo_utils.splits import EVALUATED_SPLITS
+from pneumo_utils.recipes import HEADLINE, NEEDS_WEIGHTS, recipe_config  # noqa: E402
+from pneumo_utils.results import comparison, summary  # noqa: E402
+from pneumo_utils.splits import EVALUATED_SPLITS  # noqa: E402
 from pneumo_utils.training import runs  # noqa: E402
 from pneumo_utils.training.runs import open_run, training_curves  # noqa: E402
 
@@ -67,7 +62,7 @@ def test_training_curves_long_form(finished_run):
 
 
 def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path):
-    table = results.results_table(
+    table = comparison.results_table(
         {"scratch": finished_run}, {"pretrained": NEEDS_WEIGHTS}, n_resamples=50
     )
     assert list(table.columns) == ["scratch", "pretrained"]

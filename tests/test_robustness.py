@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pneumo_utils.analysis import robustness
+from pneumo_utils.analysis.calibration import calibration, failures, subgroup, subgroup_rows
 from pneumo_utils.analysis.perturbations import SUITE, perturbed_copy
-from pneumo_utils.analysis.robustness import calibration, failures, subgroup, subgroup_rows
 from pneumo_utils.data.transforms import band_mask
 from pneumo_utils.splits import EVALUATED_SPLITS
 from pneumo_utils.tasks import FOLDER_CLASSES

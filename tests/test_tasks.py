@@ -167,7 +167,7 @@ def test_a_task_trains_predicts_exports_and_plots_end_to_end(task, tiny_typed_da
     assert set(written["label"]) == set(names)  # the tiny data's classes are learnt
 
     from pneumo_utils.analysis.scoring import evaluate_run
-    from pneumo_utils.results.tables import metrics_table
+    from pneumo_utils.results.comparison import metrics_table
 
     assert evaluate_run(run, split="val")["n"] == len(read_predictions(run, "val"))
     assert len(metrics_table(run)) > 0

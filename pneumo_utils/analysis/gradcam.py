@@ -12,6 +12,7 @@ import torch
 from pneumo_utils.data.inputs import decode_input
 from pneumo_utils.data.loaders import to_model_input
 from pneumo_utils.data.transforms import evaluation_transform
+from pneumo_utils.resnet import LAST_STAGE
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.training import runs
 from pneumo_utils.training.checkpoints import load_trained_model
@@ -36,7 +37,8 @@ def gradcam(run_dir: str | os.PathLike, images: list[np.ndarray]) -> tuple[np.nd
     if normalize is not None:
         batch = torch.stack([normalize(image) for image in batch])
     inputs = to_model_input(batch, torch.device("cpu"), channels_last=False)
-    with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
+    last_block = getattr(model, LAST_STAGE)[-1]
+    with GradCAM(model=model, target_layers=[last_block]) as cam:
         heat = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(1)] * len(images))
         probs = torch.softmax(model(inputs), dim=1)[:, 1].detach().numpy()
     return heat, probs

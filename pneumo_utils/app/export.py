@@ -11,8 +11,13 @@ import pandas as pd
 from safetensors.torch import save_file
 
 from pneumo_utils.analysis.bootstrap import bootstrap_intervals, prediction_patients
-from pneumo_utils.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from pneumo_utils.recipes import recipe_changes
+from pneumo_utils.resnet import (
+    HEAD_PREFIX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TORCHVISION_HEAD_PREFIX,
+)
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.runtime.fileio import (
     atomic_torch_save,
@@ -26,7 +31,10 @@ CARD = "MODEL_CARD.md"
 
 def torchvision_state_dict(checkpoint_model: dict) -> dict:
     """pneumo_utils' head is Sequential(Dropout, Linear): `fc.1.*` becomes torchvision's `fc.*`."""
-    return {key.replace("fc.1.", "fc."): value for key, value in checkpoint_model.items()}
+    return {
+        key.replace(HEAD_PREFIX, TORCHVISION_HEAD_PREFIX): value
+        for key, value in checkpoint_model.items()
+    }
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:

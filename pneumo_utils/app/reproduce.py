@@ -90,6 +90,14 @@ def reproduce(
     for run in todo:  # every recipe exists before hours of training start
         if run.recipe not in RECIPES:
             raise UserError(f"the results table names {run.recipe!r}, which is not in RECIPES")
+    _train_all(todo, data, parallel)
+    if render:
+        _render(data)
+
+
+def _train_all(todo: list[PlannedRun], data: Path, parallel: int) -> None:
+    """The runs, `parallel` at once, each on a free GPU where there are several; a failed run
+    stops nothing else and is named at the end."""
     gpus = torch.cuda.device_count()
     # Two trainings on two cores: one thread each beats two threads fighting in each.
     threads = max(1, (os.cpu_count() or 1) // parallel)
@@ -115,14 +123,18 @@ def reproduce(
             f"{len(failed)} run(s) failed: {', '.join(run.folder.name for run in failed)}; see "
             f"{failed[0].log}, fix the cause and run the same command again (runs resume)"
         )
-    if render and is_npz(find_dataset_root(data)):
+
+
+def _render(data: Path) -> None:
+    """The results page and figures (the `results` command), then the notebooks."""
+    if is_npz(find_dataset_root(data)):
         print("PneumoniaMNIST runs done: `python -m pneumo_utils results` renders them beside the "
               "chest_xray_224 runs")  # fmt: skip
-    elif render:
-        from pneumo_utils.app.headless import run_notebooks
-        from pneumo_utils.app.render import render_results
-        from pneumo_utils.app.settings import notebook_settings
+        return
+    from pneumo_utils.app.headless import run_notebooks
+    from pneumo_utils.app.render import render_results
+    from pneumo_utils.app.settings import notebook_settings
 
-        os.environ["PNEUMO_DATA"] = str(data)
-        render_results(notebook_settings())  # `python -m pneumo_utils results`
-        run_notebooks(repo_root() / "notebooks")
+    os.environ["PNEUMO_DATA"] = str(data)
+    render_results(notebook_settings())  # `python -m pneumo_utils results`
+    run_notebooks(repo_root() / "notebooks")

@@ -13,13 +13,11 @@ from torchvision.transforms import v2
 from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.dataset import XrayData, split_frame
 from pneumo_utils.data.transforms import evaluation_transform, training_transform
+from pneumo_utils.resnet import IMAGENET_MEAN, IMAGENET_STD
 from pneumo_utils.runtime.device import default_workers
 from pneumo_utils.runtime.distributed import SINGLE, World
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import EVALUATED_SPLITS, VALIDATION_COPIES
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class XrayDataset(Dataset):

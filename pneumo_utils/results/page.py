@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from pneumo_utils.recipes import FORMER_HEADLINES, HEADLINE
+from pneumo_utils.results.comparison import results_table
 from pneumo_utils.results.robustness_tables import (
     robustness_distance,
     robustness_reports,
@@ -31,7 +32,6 @@ from pneumo_utils.results.tables import (
     bar_distance,
     dataset_of,
     official_pretrained,
-    results_table,
     seed_summary,
 )
 from pneumo_utils.runtime.fileio import atomic_write_text
@@ -96,27 +96,9 @@ def write_results_page(
     ]
     tasks = table[table["recipe"].isin(list(TASK_ROWS))]
     if not tasks.empty:
-        sections.append(
-            f"""## Bacterial vs viral pneumonia, and three classes (docs/tasks.md)
-
-Kermany et al.'s second result is bacterial vs viral on the 390 PNEUMONIA test images: accuracy
-0.907, sensitivity 0.886, specificity 0.909, AUC 0.940 (chosen on the test set). Ours, mean ±
-sd over seeds; for three classes sensitivity and specificity are NORMAL against the rest:
-
-{markdown_table(seed_summary(tasks, TASK_METRICS))}
-{_task_robustness(tasks)}
-{figure("task_curves")}
-{figure("task_per_class")}
-{figure("task_confusion")}"""
-        )
+        sections.append(_task_section(tasks, figure))
     if medmnist is not None:
-        sections.append(
-            f"""## PneumoniaMNIST (MedMNIST's split, 28 px; docs/medmnist.md)
-
-{markdown_table(seed_summary(medmnist, {**TEST_METRICS, "accuracy_at_0_5": "accuracy at 0.5"}))}
-{figure("medmnist_curves")}
-{figure("medmnist_confusion")}"""
-        )
+        sections.append(_medmnist_section(medmnist, figure))
     if notebook_runs:
         sections.append(_notebook_section(notebook_runs, n_resamples, figure))
     sections.append(
@@ -129,6 +111,29 @@ sd over seeds; for three classes sensitivity and specificity are NORMAL against 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(sections))
     return path
+
+
+def _task_section(tasks: pd.DataFrame, figure) -> str:
+    """Bacterial vs viral and three classes, beside Kermany et al.'s second result."""
+    return f"""## Bacterial vs viral pneumonia, and three classes (docs/tasks.md)
+
+Kermany et al.'s second result is bacterial vs viral on the 390 PNEUMONIA test images: accuracy
+0.907, sensitivity 0.886, specificity 0.909, AUC 0.940 (chosen on the test set). Ours, mean ±
+sd over seeds; for three classes sensitivity and specificity are NORMAL against the rest:
+
+{markdown_table(seed_summary(tasks, TASK_METRICS))}
+{_task_robustness(tasks)}
+{figure("task_curves")}
+{figure("task_per_class")}
+{figure("task_confusion")}"""
+
+
+def _medmnist_section(medmnist: pd.DataFrame, figure) -> str:
+    return f"""## PneumoniaMNIST (MedMNIST's split, 28 px; docs/medmnist.md)
+
+{markdown_table(seed_summary(medmnist, {**TEST_METRICS, "accuracy_at_0_5": "accuracy at 0.5"}))}
+{figure("medmnist_curves")}
+{figure("medmnist_confusion")}"""
 
 
 def _summary_section(
