@@ -56,31 +56,41 @@ def predict_files(
     with bar:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
-            rows, pixels = [], []
-            for path in chunk:
-                row = dict(path=str(path), **dict.fromkeys(probability_columns, ""), label="",
-                           threshold=threshold, error="")  # fmt: skip
-                try:
-                    image = torch.from_numpy(decode_input(path, cfg).copy())[None]
-                    pixels.append(image if normalize is None else normalize(image))
-                except (BadImageError, OSError) as error:
-                    row["error"] = str(error)
-                rows.append(row)
+            rows, pixels = _decoded(chunk, cfg, normalize, probability_columns, threshold)
             if pixels:
                 with torch.inference_mode(), autocast(device, amp_dtype):
                     logits = model(to_model_input(torch.stack(pixels), device, cfg.channels_last))
                 probabilities = iter(torch.softmax(logits.float(), dim=1).cpu().numpy())
                 for row in rows:
                     if not row["error"]:
-                        p = next(probabilities)
-                        shown = p[1:] if task.binary else p
-                        row.update(
-                            zip(probability_columns, np.round(shown, 6).tolist(), strict=True)
-                        )
-                        called = int(p[1] >= threshold) if task.binary else int(p.argmax())
-                        row["label"] = task.class_names[called]
+                        _call(row, next(probabilities), task, threshold)
             bar.update(len(chunk))
             yield from rows
+
+
+def _decoded(chunk: list[Path], cfg, normalize, columns, threshold) -> tuple[list, list]:
+    """Each file's row (its reason in `error` when it cannot be read) and the pixels of those
+    that could, in order."""
+    rows, pixels = [], []
+    for path in chunk:
+        row = dict(path=str(path), **dict.fromkeys(columns, ""), label="", threshold=threshold,
+                   error="")  # fmt: skip
+        try:
+            image = torch.from_numpy(decode_input(path, cfg).copy())[None]
+            pixels.append(image if normalize is None else normalize(image))
+        except (BadImageError, OSError) as error:
+            row["error"] = str(error)
+        rows.append(row)
+    return rows, pixels
+
+
+def _call(row: dict, probabilities: np.ndarray, task: Task, threshold) -> None:
+    """A row's probabilities (P(class 1), or each class's) and its label: class 1 at or above
+    the threshold for two classes, the most probable class for three."""
+    shown = probabilities[1:] if task.binary else probabilities
+    row.update(zip(task.probability_columns, np.round(shown, 6).tolist(), strict=True))
+    called = int(probabilities[1] >= threshold) if task.binary else int(probabilities.argmax())
+    row["label"] = task.class_names[called]
 
 
 def write_predictions(

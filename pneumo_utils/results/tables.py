@@ -148,39 +148,43 @@ def collect_runs(results_dir: str | Path, include_smoke: bool = False) -> pd.Dat
                 f"{run} was trained on {dataset}, not {results_dir.name}: a results page shows "
                 f"one dataset's runs; move it to {results_dir.parent / dataset}"
             )
-        history = runs.completed_epochs(run).set_index("epoch")
-        selected = history.loc[metrics["best_epoch"]]
-        late = history.tail(late_epochs(saved.config.epochs))
-        rows.append(
-            {
-                "recipe": match["recipe"],
-                "seed": int(match["seed"]),
-                "dataset": dataset,
-                "not_a_result": saved.not_a_result,
-                "changes": recipe_changes(saved.config),
-                "image_size": saved.config.image_size,
-                "best_epoch": metrics["best_epoch"],
-                "selected_on": metrics["selected_on"],
-                "train_images": saved.data["splits"]["train"],
-                "test_images": metrics["test"]["n"],
-                "hardware": saved.hardware,
-                "task": saved.config.task,
-                **{key: metrics["test"][key] for key in TEST_METRICS},
-                "macro_f1": metrics["test"].get("macro_f1", np.nan),
-                "accuracy_at_0_5": metrics["test_at_0_5"]["accuracy"],
-                **{key: float(selected.get(key, np.nan)) for key in VAL_METRICS},
-                "late_val_loss": float(late["val_loss"].mean()),
-                # Runs from before the stressed validation set have no such column.
-                "late_stressed_val_loss": float(np.mean(late.get("stressed_val_loss", np.nan))),
-                "run": run,
-            }
-        )
+        rows.append(_run_row(run, match, saved, metrics))
     if not rows:
         raise UserError(
             f"no finished runs in {results_dir}: train them with `python -m pneumo_utils "
             "reproduce` (or `train --recipe NAME --seed N --out <that folder>/NAME-seedN`)"
         )
     return pd.DataFrame(rows)
+
+
+def _run_row(run: Path, match, saved: runs.SavedRun, metrics: dict) -> dict:
+    """A finished run as one row: what it is, its test numbers, its validation numbers at the
+    selected epoch and over its last epochs."""
+    history = runs.completed_epochs(run).set_index("epoch")
+    selected = history.loc[metrics["best_epoch"]]
+    late = history.tail(late_epochs(saved.config.epochs))
+    return {
+        "recipe": match["recipe"],
+        "seed": int(match["seed"]),
+        "dataset": saved.dataset,
+        "not_a_result": saved.not_a_result,
+        "changes": recipe_changes(saved.config),
+        "image_size": saved.config.image_size,
+        "best_epoch": metrics["best_epoch"],
+        "selected_on": metrics["selected_on"],
+        "train_images": saved.data["splits"]["train"],
+        "test_images": metrics["test"]["n"],
+        "hardware": saved.hardware,
+        "task": saved.config.task,
+        **{key: metrics["test"][key] for key in TEST_METRICS},
+        "macro_f1": metrics["test"].get("macro_f1", np.nan),
+        "accuracy_at_0_5": metrics["test_at_0_5"]["accuracy"],
+        **{key: float(selected.get(key, np.nan)) for key in VAL_METRICS},
+        "late_val_loss": float(late["val_loss"].mean()),
+        # Runs from before the stressed validation set have no such column.
+        "late_stressed_val_loss": float(np.mean(late.get("stressed_val_loss", np.nan))),
+        "run": run,
+    }
 
 
 def dataset_of(table: pd.DataFrame) -> str:
