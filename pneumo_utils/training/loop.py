@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -171,7 +171,7 @@ def _train_locked(
             started = time.perf_counter()
             _seed_epoch(parts, epoch)
             if cfg.unfreeze_after is not None and epoch > cfg.unfreeze_after:
-                _unfreeze(parts)
+                parts = _unfreeze(parts)
             trained = _train_epoch(parts, run_dir, state, epoch, progress, interrupt)
             logits, labels = world.gather(*trained)
             train_seconds = time.perf_counter() - started
@@ -203,14 +203,16 @@ def _seed_epoch(parts: Parts, epoch: int) -> None:
         parts.loaders["train"].sampler.set_epoch(epoch)
 
 
-def _unfreeze(parts: Parts) -> None:
+def _unfreeze(parts: Parts) -> Parts:
     """Train every layer from now on. DDP only averages the gradients of the parameters that
-    were trainable when it wrapped the model, so it wraps the model again."""
+    were trainable when it wrapped the model, so the model is wrapped again (new parts)."""
     if all(p.requires_grad for p in parts.model.parameters()):
-        return
+        return parts
     models.set_frozen(parts.model, "none")
-    if parts.world.distributed:
-        parts.forward_model = setup.forward_model(parts.cfg, parts.world, parts.model, parts.device)
+    if not parts.world.distributed:
+        return parts
+    wrapped = setup.forward_model(parts.cfg, parts.world, parts.model, parts.device)
+    return replace(parts, forward_model=wrapped)
 
 
 def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainState:

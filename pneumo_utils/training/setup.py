@@ -28,7 +28,7 @@ from pneumo_utils.tasks import get_task
 from pneumo_utils.training import resume
 
 
-@dataclass
+@dataclass(frozen=True)
 class Parts:
     """Everything a training is built from, once, before the first epoch."""
 
