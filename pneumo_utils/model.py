@@ -80,16 +80,14 @@ def _check_resnet18(state, path: Path) -> None:
     """A weights file must hold every ResNet-18 weight below the head, in its shape."""
     if not isinstance(state, dict):
         raise UserError(f"{path} is not a ResNet-18 state_dict: pass a .pth of one")
+    reference = resnet18(weights=None)
     try:
-        resnet18(weights=None).load_state_dict(
-            {k: v for k, v in state.items() if not k.startswith(TORCHVISION_HEAD_PREFIX)},
-            strict=False,
-        )
+        reference.load_state_dict(_backbone(state), strict=False)
     except RuntimeError as error:
         raise UserError(
             f"{path} is not a ResNet-18 state_dict ({str(error).splitlines()[0]})"
         ) from error
-    missing = [k for k in _backbone(resnet18(weights=None).state_dict()) if k not in state]
+    missing = [k for k in _backbone(reference.state_dict()) if k not in state]
     if missing:
         raise UserError(
             f"{path} is not a ResNet-18 state_dict: {len(missing)} weights missing, e.g. "

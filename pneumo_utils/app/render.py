@@ -109,8 +109,9 @@ def _robustness_figures(table, settings: Settings) -> None:
     if HEADLINE not in reports:
         return
     save_figure(plot_reliability(reports[HEADLINE][0]), "reliability", settings.figures)
-    if tables.runs_with_checkpoints([HEADLINE], settings.results_dir):
-        headline_run = settings.run_dir(HEADLINE)
+    with_weights = tables.runs_with_checkpoints([HEADLINE], settings.results_dir)
+    if with_weights:
+        headline_run = with_weights[HEADLINE]
         images, failures = failure_examples(headline_run)
         heat, _ = gradcam(headline_run, images)
         threshold = reports[HEADLINE][0]["threshold"]
