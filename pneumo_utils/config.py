@@ -161,11 +161,15 @@ class TrainConfig:
         False, "validate on the official 16-image val/ instead", "data"
     )
     select_metric: str = _setting(
-        "val_loss", "validation score that picks best.pt", "selection", SELECT_METRICS
+        "val_loss",
+        "validation score that picks best.pt (a loss: lowest; AUC, balanced accuracy: highest)",
+        "selection",
+        SELECT_METRICS,
     )
     threshold_on: str = _setting(
         "val",
-        "validation split whose predictions pick the decision threshold (Youden's J)",
+        "validation split whose predictions pick the decision threshold (Youden's J); "
+        "worst_block: the threshold whose worst validation block is best (docs/frame.md)",
         "selection",
         THRESHOLD_SPLITS,
     )

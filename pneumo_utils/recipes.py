@@ -37,6 +37,10 @@ _SENSOR = dict(blur_noise=0.3, intensity_jitter=0.2)
 # stressed and the reframed validation sets; threshold by Youden's J on the three pooled.
 _POOLED_RULE = dict(select_metric="pooled_val_loss", threshold_on="pooled_val")
 _CROP = dict(_SHORTCUT_ALL, **_POOLED_RULE, crop_to_body=True)
+# The view round's rule (docs/frame.md, round 4): checkpoint and threshold by the worst of the
+# clean, stressed and view validation blocks, scored at the operating point.
+_WORST_BLOCK_RULE = dict(select_metric="worst_block_bacc", threshold_on="worst_block")
+_VIEW = dict(_CROP, **_WORST_BLOCK_RULE)
 _MEDMNIST = dict(
     image_size=28, epochs=100, batch_size=128, scheduler="step", dropout=0.0,
     select_metric="val_auc", threshold_on="val",
@@ -76,6 +80,9 @@ RECIPES: dict[str, dict] = {
     "crop-jitter-40ep": dict(_CROP, **_FRAME_JITTER, epochs=40),
     "crop-jitter-wide": dict(_CROP, frame_jitter=0.6),
     "nocrop-jitter": dict(_SHORTCUT_ALL, **_POOLED_RULE, **_FRAME_JITTER),
+    # The view screening (docs/frame.md, round 4): crop-only's settings chosen by the worst-block
+    # rule; the levers are added by the commit after the rule's.
+    "view-control": _VIEW,
     # The crop screening's winner with the task changed, chosen by the same rule (docs/frame.md).
     "bacterial-viral-crop": dict(_CROP, task="bacterial-viral"),
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch

@@ -13,8 +13,16 @@ FRAME_VAL = "frame_val"
 # a changed border than its own frame, then through the run's input pipeline
 # (stresses.REFRAMINGS): the split that sees a frame cue in either direction.
 REFRAMED_VAL = "reframed_val"
+# The view blocks (stresses.VIEW_STRESSES, docs/frame.md round 4): the carved validation images
+# once each way, whatever their class: a tighter view into the body's box and a grey or white
+# band inside it, both on the model's input square where the input pipeline cannot undo them,
+# and a looser view as acquired, then through the pipeline.
+TIGHTER_VAL = "tighter_val"
+BAND_VAL = "band_val"
+LOOSER_VAL = "looser_val"
+VIEW_VAL = (TIGHTER_VAL, BAND_VAL, LOOSER_VAL)
 # The copies of validation made from its images; each has the files of validation.
-VALIDATION_COPIES = (STRESSED_VAL, FRAME_VAL, REFRAMED_VAL)
+VALIDATION_COPIES = (STRESSED_VAL, FRAME_VAL, REFRAMED_VAL, *VIEW_VAL)
 # Every split a run scores after each epoch and at the end, in this order.
 EVALUATED_SPLITS = ("val", *VALIDATION_COPIES, "test")
 # The splits of history.csv (its column prefixes) and of the training curves, in this order.
@@ -26,8 +34,14 @@ POOLED = "pooled_val"
 # The validation score that picks best.pt (lowest loss or highest AUC), and the split whose
 # predictions pick the decision threshold (Youden's J).
 SELECTED_ON = ("val", STRESSED_VAL, FRAME_VAL)
+# The worst-block rule (docs/frame.md, round 4): each of these validation sets is a block of
+# its own; the threshold is the one whose worst block has the highest balanced accuracy, and
+# that balanced accuracy (`worst_block_bacc`, higher is better) picks the checkpoint.
+WORST_BLOCKS = ("val", STRESSED_VAL, *VIEW_VAL)
+WORST_BLOCK = "worst_block"
 SELECT_METRICS = (
     *(f"{split}_{score}" for split in SELECTED_ON for score in ("loss", "auc")),
     f"{POOLED}_loss",
+    f"{WORST_BLOCK}_bacc",
 )
-THRESHOLD_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, POOLED)
+THRESHOLD_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, POOLED, WORST_BLOCK)

@@ -15,7 +15,14 @@ from pneumo_utils.data.dataset import load_run_data, no_body_counts, split_frame
 from pneumo_utils.data.loaders import make_loader
 from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.device import autocast_dtype
-from pneumo_utils.splits import EVALUATED_SPLITS, POOLED, POOLED_VAL, REFRAMED_VAL
+from pneumo_utils.splits import (
+    EVALUATED_SPLITS,
+    POOLED,
+    POOLED_VAL,
+    REFRAMED_VAL,
+    WORST_BLOCK,
+    WORST_BLOCKS,
+)
 from pneumo_utils.training import checkpoints, runs
 from pneumo_utils.training.checkpoints import load_trained_model
 from pneumo_utils.training.metrics import (
@@ -24,7 +31,9 @@ from pneumo_utils.training.metrics import (
     epoch_stats,
     predict_logits,
     task_metrics,
+    threshold_rule,
     threshold_warning,
+    worst_block_threshold,
 )
 
 
@@ -46,7 +55,7 @@ def finalize(
         best_epoch=int(checkpoints.load_best(run_dir)["epoch"]),
         selected_on=cfg.select_metric,
         threshold_chosen_on=(
-            f"{cfg.threshold_on} (Youden's J)"
+            threshold_rule(cfg.threshold_on)
             if data.task.binary
             else "none: the most probable class"
         ),
@@ -94,8 +103,10 @@ def _predict_splits(run_dir: Path, model, cfg, data, device) -> tuple[dict, dict
 
 
 def _threshold(cfg, task, probs: dict, labels: dict) -> float:
-    """Youden's J on the split of cfg.threshold_on; pooled, each set weighs a third (as in
-    pooled_val_loss), whatever its size."""
+    """The threshold of cfg.threshold_on: the worst-block rule over its blocks, or Youden's J
+    on one split; pooled, each set weighs a third (as in pooled_val_loss), whatever its size."""
+    if cfg.threshold_on == WORST_BLOCK:
+        return worst_block_threshold([(labels[s], probs[s][:, 1]) for s in WORST_BLOCKS])[0]
     chosen_on = POOLED_VAL if cfg.threshold_on == POOLED else (cfg.threshold_on,)
     return choose_threshold(
         np.concatenate([labels[split] for split in chosen_on]),

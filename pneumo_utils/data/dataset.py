@@ -23,12 +23,21 @@ from pneumo_utils.data.files import scan_dataset
 from pneumo_utils.data.pneumoniamnist import decode_npz
 from pneumo_utils.data.stresses import (
     REFRAMINGS,
+    VIEW_STRESSES,
     frame_stressed_copy,
     reframe_variant,
     stressed_copy,
+    view_variant,
 )
 from pneumo_utils.runtime.errors import UserError
-from pneumo_utils.splits import REFRAMED_VAL, SPLITS, VALIDATION_COPIES
+from pneumo_utils.splits import (
+    BAND_VAL,
+    LOOSER_VAL,
+    REFRAMED_VAL,
+    SPLITS,
+    TIGHTER_VAL,
+    VALIDATION_COPIES,
+)
 from pneumo_utils.tasks import FOLDER_CLASSES, TASKS, Task, get_task, task_records
 
 
@@ -77,18 +86,48 @@ class XrayData:
         return frame_input(grey, self.image_size, self.resize, self.crop_to_body)
 
     @cached_property
+    def _acquired_val(self) -> list[np.ndarray]:
+        return self.acquired(self.splits["val"])
+
+    @cached_property
     def reframed_val(self) -> np.ndarray:
         """The validation images, each reframed every way of stresses.REFRAMINGS (in that
         order, each a block of the validation images in split order) as acquired, then through
         the input pipeline (see splits.REFRAMED_VAL)."""
         val = self.splits["val"]
-        acquired = self.acquired(val)
         out = np.empty((len(REFRAMINGS) * len(val), self.image_size, self.image_size), np.uint8)
         for block, reframing in enumerate(REFRAMINGS):
-            for i, (grey, name) in enumerate(zip(acquired, val["relpath"], strict=True)):
+            for i, (grey, name) in enumerate(zip(self._acquired_val, val["relpath"], strict=True)):
                 changed = reframe_variant(grey, reframing, name, self.seed)
                 out[block * len(val) + i] = self.input_pipeline(changed)[0]
         return out
+
+    def _view_block(self, split: str) -> np.ndarray:
+        """The validation images stressed the way of view block `split` (stresses.VIEW_STRESSES):
+        on the input square, or as acquired and then through the input pipeline."""
+        val = self.splits["val"]
+        on_square = VIEW_STRESSES[split][1] == "square"
+        sources = self.images[val["cache_row"].to_numpy()] if on_square else self._acquired_val
+        out = np.empty((len(val), self.image_size, self.image_size), np.uint8)
+        for i, (grey, name) in enumerate(zip(sources, val["relpath"], strict=True)):
+            changed = view_variant(grey, split, name, self.seed)
+            out[i] = changed if on_square else self.input_pipeline(changed)[0]
+        return out
+
+    @cached_property
+    def tighter_val(self) -> np.ndarray:
+        """See splits.TIGHTER_VAL."""
+        return self._view_block(TIGHTER_VAL)
+
+    @cached_property
+    def band_val(self) -> np.ndarray:
+        """See splits.BAND_VAL."""
+        return self._view_block(BAND_VAL)
+
+    @cached_property
+    def looser_val(self) -> np.ndarray:
+        """See splits.LOOSER_VAL."""
+        return self._view_block(LOOSER_VAL)
 
     @cached_property
     def frame_val(self) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The stressed validation sets, built from the carved validation images with the operations of
 transforms.py: the stressed set (the training set's acquisition confounds turned against each
 label), the frame-stressed set (the frame turned too) and the reframed set (every image
-tighter, looser and with a changed border, whatever its class). Each image's draws depend on
-the seed and its file name alone."""
+tighter, looser and with a changed border, whatever its class), and the view blocks (a
+tighter view into the body's box and a band inside it, on the model's input square, and a
+looser view as acquired). Each image's draws depend on the seed and its file name alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import zlib
 
 import numpy as np
 import torch
+from torchvision.transforms import v2
 
+from pneumo_utils.data.body import body_box
 from pneumo_utils.data.transforms import (
     anisotropic_scale,
     median_grey,
@@ -19,6 +22,7 @@ from pneumo_utils.data.transforms import (
     replace_border,
     set_levels,
 )
+from pneumo_utils.splits import BAND_VAL, LOOSER_VAL, TIGHTER_VAL, VIEW_VAL
 
 # The stressed validation set: NORMAL images are given the look of the training PNEUMONIA
 # files (a wider original squashed harder, no pure black) and PNEUMONIA images the look of
@@ -93,10 +97,70 @@ REFRAMINGS = (reframe_tighter, reframe_looser, change_border)
 def reframe_variant(grey: np.ndarray, reframing, name: str, seed: int) -> np.ndarray:
     """An acquired grey image reframed one way, its draws from the seed, the file name and the
     reframing alone (not the order, not the machine, not the label)."""
-    stream = 10 + REFRAMINGS.index(reframing)
+    return _one_way(grey, reframing, name, seed, 10 + REFRAMINGS.index(reframing))
+
+
+def _one_way(grey: np.ndarray, change, name: str, seed: int, stream: int) -> np.ndarray:
     rng = np.random.default_rng([seed, zlib.crc32(str(name).encode()), stream])
     tensor = torch.from_numpy(np.array(grey))[None]  # a writable copy: decoded files are not
-    return reframing(tensor, rng)[0].numpy()
+    return change(tensor, rng)[0].numpy()
+
+
+# The view blocks (docs/frame.md, round 4): stresses as strong as the test set's, acting on the
+# anatomy. The reframed set's tighter block (1.12-1.3 of the acquired frame) is undone by the
+# crop to the body, and test images' bodies already fill their frame, so the tighter view is
+# taken inside the body's box of the model's input square: the central 1/s of the box, s from
+# VIEW_ZOOM_IN (mean 1.35, above the robustness suite's middle zoom-in of 1.25), off-centre,
+# enlarged to the whole square. The band is painted inside the body's box (b of each side of
+# the box), a grey between the box's median and white, as a shutter or a burnt-in border
+# would be. The looser view is the reframed set's, as acquired.
+VIEW_ZOOM_IN = (1.2, 1.5)
+VIEW_BAND = (0.06, 0.14)
+
+
+def _body_region(square: torch.Tensor) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the body in a model input square; the whole square when
+    no body is found (body.body_box's rule)."""
+    box = body_box(square[0].numpy())
+    return box if box is not None else (0, square.shape[1], 0, square.shape[2])
+
+
+def tighter_view(square: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The central 1/s of the body's box, off-centre, enlarged to the whole square."""
+    top, bottom, left, right = _body_region(square)
+    shift = (rng.uniform(-1, 1), rng.uniform(-1, 1))
+    zoomed = reframe(square[:, top:bottom, left:right], rng.uniform(*VIEW_ZOOM_IN), shift=shift)
+    return v2.functional.resize(zoomed, list(square.shape[1:]), antialias=True)
+
+
+def band_inside_body(square: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The outer band of the body's box painted a grey between the box's median and white."""
+    top, bottom, left, right = _body_region(square)
+    box = square[:, top:bottom, left:right]
+    fill = rng.uniform(median_grey(box), 255)
+    out = square.clone()
+    out[:, top:bottom, left:right] = replace_border(box, rng.uniform(*VIEW_BAND), fill)
+    return out
+
+
+def looser_view(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The reframed set's looser view: the acquired image shrunk into a black margin."""
+    return reframe_looser(image, rng)
+
+
+# Each view block: its split, the stress, and whether it acts on the image as acquired (then
+# the input pipeline follows) or on the model's input square (after the pipeline).
+VIEW_STRESSES = {
+    TIGHTER_VAL: (tighter_view, "square"),
+    BAND_VAL: (band_inside_body, "square"),
+    LOOSER_VAL: (looser_view, "acquired"),
+}
+
+
+def view_variant(grey: np.ndarray, split: str, name: str, seed: int) -> np.ndarray:
+    """An image stressed the way of view block `split`: draws from the seed, the file name and
+    the block alone, the same for both classes."""
+    return _one_way(grey, VIEW_STRESSES[split][0], name, seed, 20 + VIEW_VAL.index(split))
 
 
 def _per_file(images, labels, names, seed: int, stream: int, function) -> np.ndarray:

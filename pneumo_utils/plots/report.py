@@ -33,13 +33,22 @@ SPLIT_LABELS = {
     "stressed_val": "stressed val",
     "frame_val": "frame-stressed val",
     "reframed_val": "reframed val",
+    "tighter_val": "val, tighter view",
+    "band_val": "val, band in the body",
+    "looser_val": "val, looser view",
     "test": "test",
 }
 # Each split differs from the others in colour (colour-blind safe: no two oranges) and in line
 # style, so the curves read in grey print too.
-PALETTE = dict(zip(CURVE_SPLITS, ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#949494", "#000000"],
-                   strict=True))  # fmt: skip
-DASHES = dict(zip(CURVE_SPLITS, ["", (4, 2), (1, 1.5), (5, 1.5, 1, 1.5), (2, 2), ""], strict=True))
+PALETTE = dict(
+    train="#0173B2", val="#DE8F05", stressed_val="#029E73", frame_val="#CC78BC",
+    reframed_val="#949494", tighter_val="#CA9161", band_val="#56B4E9", looser_val="#D55E00",
+    test="#000000",
+)  # fmt: skip
+DASHES = dict(
+    train="", val=(4, 2), stressed_val=(1, 1.5), frame_val=(5, 1.5, 1, 1.5), reframed_val=(2, 2),
+    tighter_val=(6, 2, 1, 2), band_val=(3, 1), looser_val=(8, 3), test="",
+)  # fmt: skip
 # Lines of several runs in one panel: colour and style both differ.
 RUN_COLOURS = ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#000000", "#949494"]
 RUN_STYLES = ["-", "--", "-.", (0, (1, 1)), (0, (5, 1)), (0, (3, 1, 1, 1))]

@@ -38,6 +38,7 @@ SELECTION_NAMES = {
     "frame_val": "frame-stressed validation",
     "pooled_val": "the clean, stressed and reframed validation sets",
     "reframed_val": "reframed validation",
+    "worst_block": "the worst of the clean, stressed and view validation blocks",
 }
 
 

@@ -27,9 +27,14 @@ from pneumo_utils.runtime.device import autocast
 from pneumo_utils.runtime.distributed import SINGLE, World
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.runtime.interrupt import StopAtNextBatch
-from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL
+from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL, WORST_BLOCKS
 from pneumo_utils.training import checkpoints, epoch_log, resume, runs, setup
-from pneumo_utils.training.metrics import auc_score, epoch_stats, predict_logits
+from pneumo_utils.training.metrics import (
+    auc_score,
+    epoch_stats,
+    predict_logits,
+    worst_block_scores,
+)
 from pneumo_utils.training.setup import Parts
 
 
@@ -261,14 +266,17 @@ def _evaluate_splits(parts: Parts) -> dict[str, float]:
     every batch) and the predictions are gathered."""
     model = parts.model if parts.world.distributed else parts.forward_model
     parts.world.share_buffers(parts.model)
-    row = {}
+    row, blocks = {}, []
     for split in EVALUATED_SPLITS:
         logits, labels = parts.world.gather(*predict_logits(
             model, parts.loaders[split], parts.device, parts.amp_dtype, parts.cfg.channels_last,
         ))  # fmt: skip
         row.update(epoch_stats(logits, labels, split, parts.data.class_names))
         row[f"{split}_auc"] = auc_score(labels, logits)
+        if split in WORST_BLOCKS:
+            blocks.append((labels, logits))
     row["pooled_val_loss"] = sum(row[f"{split}_loss"] for split in POOLED_VAL) / len(POOLED_VAL)
+    row.update(worst_block_scores(blocks))
     return row
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import (
+    balanced_accuracy_score,
     confusion_matrix,
     f1_score,
     precision_score,
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from pneumo_utils.data.loaders import to_model_input
 from pneumo_utils.runtime.device import autocast
+from pneumo_utils.splits import WORST_BLOCK
 
 
 @torch.inference_mode()
@@ -105,6 +107,51 @@ def choose_threshold(
     while last + 1 < len(youden) and youden[last + 1] == youden[first]:
         last += 1
     return float(min((thresholds[first] + thresholds[last]) / 2, 1.0))
+
+
+def worst_block_threshold(blocks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """The worst-block rule (docs/frame.md, round 4) over `blocks`, each (labels, P(class 1))
+    of one validation set: the threshold whose worst block has the highest balanced accuracy,
+    and that balanced accuracy. A drop of specificity on one block shows in full, where a
+    mean of losses over blocks let it through. Among thresholds of equal worst, the highest
+    mean balanced accuracy over the blocks; among those, the middle one. A block missing a
+    class is scored on the class it has.
+
+    Meant for validation predictions only."""
+    cuts = np.unique(np.concatenate([probs for _, probs in blocks]))
+    cuts = np.concatenate([cuts[:1], (cuts[1:] + cuts[:-1]) / 2, [np.nextafter(cuts[-1], 2)]])
+    per_block = []  # balanced accuracy of each block at every cut: an image >= cut is positive
+    for labels, probs in blocks:
+        positives = np.sort(probs[labels == 1])
+        negatives = np.sort(probs[labels == 0])
+        with np.errstate(invalid="ignore"):
+            sensitivity = 1 - np.searchsorted(positives, cuts, "left") / len(positives)
+            specificity = np.searchsorted(negatives, cuts, "left") / len(negatives)
+        per_block.append(np.nanmean(np.stack([sensitivity, specificity]), axis=0))
+    per_block = np.stack(per_block)
+    worst, mean = per_block.min(axis=0), per_block.mean(axis=0)
+    tied = np.flatnonzero(worst == worst.max())
+    best = tied[mean[tied] == mean[tied].max()]
+    return float(min(cuts[best[len(best) // 2]], 1.0)), float(worst.max())
+
+
+def worst_block_scores(blocks: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """The worst-block rule's numbers of an epoch from each block's (labels, logits): two
+    classes as worst_block_threshold; more, each image called its most probable class."""
+    if blocks[0][1].shape[1] == 2:
+        pairs = [(labels, positive_probability(logits)) for labels, logits in blocks]
+        threshold, worst = worst_block_threshold(pairs)
+    else:
+        threshold = float("nan")
+        worst = min(balanced_accuracy_score(labels, logits.argmax(1)) for labels, logits in blocks)
+    return dict(worst_block_bacc=float(worst), worst_block_threshold=threshold)
+
+
+def threshold_rule(threshold_on: str) -> str:
+    """How a run's threshold was chosen, as metrics.json says it."""
+    if threshold_on == WORST_BLOCK:
+        return "worst_block (the highest balanced accuracy of the worst validation block)"
+    return f"{threshold_on} (Youden's J)"
 
 
 def threshold_warning(

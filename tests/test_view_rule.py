@@ -1,0 +1,216 @@
+"""The view round's rule (docs/frame.md, round 4): the view blocks of validation, which act on
+the anatomy where the input pipeline cannot undo them, and the worst-block selection rule;
+all on tiny generated images and predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score
+
+from pneumo_utils.data import body
+from pneumo_utils.data.dataset import load_data, split_frame
+from pneumo_utils.data.stresses import (
+    VIEW_BAND,
+    VIEW_STRESSES,
+    VIEW_ZOOM_IN,
+    band_inside_body,
+    tighter_view,
+    view_variant,
+)
+from pneumo_utils.splits import (
+    BAND_VAL,
+    EVALUATED_SPLITS,
+    LOOSER_VAL,
+    TIGHTER_VAL,
+    VIEW_VAL,
+    WORST_BLOCKS,
+)
+from pneumo_utils.training import runs
+from pneumo_utils.training.metrics import worst_block_scores, worst_block_threshold
+
+ROBUSTNESS_MIDDLE_ZOOM_IN = 1.25  # the robustness suite's middle zoom-in (docs/frame.md)
+
+
+def _body_in_margin(size: int = 96, box=(18, 84, 24, 76), seed: int = 0) -> np.ndarray:
+    """A square with a textured body in a black margin, the body's box `box`."""
+    rng = np.random.default_rng(seed)
+    square = np.zeros((size, size), np.uint8)
+    top, bottom, left, right = box
+    body_pixels = rng.normal(150, 30, (bottom - top, right - left))
+    square[top:bottom, left:right] = np.clip(body_pixels, 40, 255).astype(np.uint8)
+    return square
+
+
+def test_the_tighter_view_is_stronger_than_the_suites_middle_zoom_in():
+    assert sum(VIEW_ZOOM_IN) / 2 >= ROBUSTNESS_MIDDLE_ZOOM_IN
+    assert VIEW_ZOOM_IN[0] > 1
+
+
+def test_the_tighter_view_zooms_into_the_body_not_the_frame():
+    """The margin is gone and the body fills the square: the view is tighter relative to the
+    body, which a crop to the body cannot take back (it finds the whole square)."""
+    square = torch.from_numpy(_body_in_margin())[None]
+    tighter = tighter_view(square, np.random.default_rng(0))
+    assert tighter.shape == square.shape
+    assert (tighter == 0).float().mean() < 0.01  # no black margin left
+    assert body.body_box(tighter[0].numpy()) == (0, 96, 0, 96)
+    # Each side of the body's box shows at most 1/1.2 of the body: the texture is enlarged.
+    assert tighter.float().std() > 0 and not torch.equal(tighter, square)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_tighter_view_keeps_the_centre_of_a_filled_square(seed):
+    """On a square the body fills (as after the crop), the view is its central 1/s enlarged:
+    the centre pixel's neighbourhood stays in view, the corners do not."""
+    size = 64
+    ramp = np.add.outer(np.arange(size), np.arange(size)).astype(np.float32)
+    square = torch.from_numpy((60 + ramp).astype(np.uint8))[None]
+    tighter = tighter_view(square, np.random.default_rng(seed))
+    # A linear ramp enlarged by s has a gradient 1/s as steep: between 1/1.5 and 1/1.2.
+    gradient = float(tighter[0, 32, 40].float() - tighter[0, 32, 24].float()) / 16
+    assert 1 / VIEW_ZOOM_IN[1] - 0.05 <= gradient <= 1 / VIEW_ZOOM_IN[0] + 0.05
+
+
+def test_the_band_is_painted_inside_the_body_grey_to_white():
+    square = torch.from_numpy(_body_in_margin())[None]
+    banded = band_inside_body(square, np.random.default_rng(3))
+    top, bottom, left, right = body.body_box(square[0].numpy())
+    outside = torch.ones_like(square, dtype=torch.bool)
+    outside[:, top:bottom, left:right] = False
+    assert torch.equal(banded[outside], square[outside])  # the margin is untouched
+    changed = banded != square
+    assert changed.any()
+    rows = changed[0].any(dim=1).nonzero().flatten()
+    assert rows.min() >= top and rows.max() < bottom  # every change is inside the box
+    band = banded[0, top, left + (right - left) // 2].item()  # the box's top edge, mid-width
+    assert band >= square[0, top:bottom, left:right].float().median().item() - 1
+    # The centre of the body is left as it is: only the outer band of at most 14% is painted.
+    height = bottom - top
+    inner = slice(top + int(VIEW_BAND[1] * height) + 1, bottom - int(VIEW_BAND[1] * height) - 1)
+    assert torch.equal(banded[0, inner, 40:60], square[0, inner, 40:60])
+
+
+def test_view_draws_depend_on_seed_name_and_block_only():
+    grey = _body_in_margin()
+    first = view_variant(grey, TIGHTER_VAL, "a.jpeg", seed=0)
+    np.testing.assert_array_equal(first, view_variant(grey, TIGHTER_VAL, "a.jpeg", seed=0))
+    assert not np.array_equal(first, view_variant(grey, TIGHTER_VAL, "b.jpeg", seed=0))
+    assert not np.array_equal(first, view_variant(grey, TIGHTER_VAL, "a.jpeg", seed=1))
+    # The stresses take no label: both classes are stressed alike.
+    for stress, _ in VIEW_STRESSES.values():
+        assert "label" not in stress.__code__.co_varnames
+
+
+@pytest.mark.parametrize("crop", [False, True])
+def test_the_view_blocks_are_the_validation_images_stressed(tiny_data, cache_dir, crop):
+    data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False, crop_to_body=crop)
+    val = data.splits["val"]
+    assert set(VIEW_VAL) <= set(EVALUATED_SPLITS) and set(WORST_BLOCKS) <= set(EVALUATED_SPLITS)
+    for split in VIEW_VAL:
+        images = getattr(data, split)
+        assert images.shape == (len(val), 32, 32)
+        pd.testing.assert_frame_equal(split_frame(data, split), val)
+    first = val["relpath"].iat[0]
+    # The tighter view and the band act on the model's input square (after the pipeline)...
+    square = data.images[val["cache_row"].iat[0]]
+    np.testing.assert_array_equal(data.tighter_val[0], view_variant(square, TIGHTER_VAL, first, 0))
+    np.testing.assert_array_equal(data.band_val[0], view_variant(square, BAND_VAL, first, 0))
+    # ...the looser view on the image as acquired, then through the pipeline.
+    acquired = data.acquired(val.iloc[:1])[0]
+    looser = data.input_pipeline(view_variant(acquired, LOOSER_VAL, first, 0))[0]
+    np.testing.assert_array_equal(data.looser_val[0], looser)
+
+
+# ------------------------------------------------------------------------ the worst-block rule
+
+
+def _brute_force(blocks) -> float:
+    """The highest worst-block balanced accuracy over a fine grid of thresholds."""
+    best = 0.0
+    for cut in np.linspace(0, 1.0001, 2001):
+        worst = min(balanced_accuracy_score(y, p >= cut) for y, p in blocks)
+        best = max(best, worst)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_rule_finds_the_threshold_whose_worst_block_is_best(seed):
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for shift in (0.0, 0.15, -0.1):
+        labels = rng.integers(0, 2, 60)
+        probs = np.clip(0.35 + 0.3 * labels + shift + rng.normal(0, 0.15, 60), 0, 1)
+        blocks.append((labels, probs))
+    threshold, worst = worst_block_threshold(blocks)
+    assert worst == pytest.approx(_brute_force(blocks), abs=1e-9)
+    at_threshold = min(balanced_accuracy_score(y, p >= threshold) for y, p in blocks)
+    assert at_threshold == pytest.approx(worst)
+
+
+def test_a_specificity_drop_on_one_block_decides_where_a_mean_loss_did_not():
+    """The round's reason (docs/frame.md): model A ranks every block well but one block's
+    NORMAL images all move up, past any threshold that suits the others (its specificity
+    falls by 40 points); model B is less confident everywhere. The mean log loss over the
+    blocks prefers A; the worst block's balanced accuracy prefers B."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [100, 300])
+
+    def block(normal_mean, pneumonia_mean, spread, moved=0.0):
+        probs = np.where(labels == 1, pneumonia_mean, normal_mean) + rng.normal(0, spread, 400)
+        probs[: int(moved * 100)] = 0.999  # NORMAL images called PNEUMONIA with confidence
+        return labels, np.clip(probs, 0.001, 0.999)
+
+    model_a = [block(0.02, 0.98, 0.01), block(0.02, 0.98, 0.01), block(0.02, 0.98, 0.01, 0.4)]
+    model_b = [block(0.25, 0.75, 0.08) for _ in range(3)]
+
+    def mean_loss(blocks):
+        return np.mean([
+            -np.mean(np.where(y == 1, np.log(p), np.log(1 - p))) for y, p in blocks
+        ])  # fmt: skip
+
+    assert mean_loss(model_a) < mean_loss(model_b)
+    assert worst_block_threshold(model_b)[1] > worst_block_threshold(model_a)[1] + 0.1
+
+
+def test_a_block_with_one_class_is_scored_on_that_class():
+    blocks = [
+        (np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])),
+        (np.array([1, 1, 1]), np.array([0.7, 0.9, 0.95])),
+    ]
+    threshold, worst = worst_block_threshold(blocks)
+    assert worst == 1.0 and 0.2 < threshold <= 0.7
+
+
+def test_three_classes_are_scored_by_their_most_probable_class():
+    labels = np.array([0, 1, 2, 2])
+    logits = np.eye(3)[[0, 1, 2, 1]] * 5
+    scores = worst_block_scores([(labels, logits), (labels, np.eye(3)[labels] * 5)])
+    expected = balanced_accuracy_score(labels, [0, 1, 2, 1])
+    assert scores["worst_block_bacc"] == pytest.approx(expected)
+    assert np.isnan(scores["worst_block_threshold"])
+
+
+def test_a_run_selects_and_thresholds_by_the_worst_block(tiny_config, tmp_path):
+    """The history records the rule's numbers every epoch; best.pt is the epoch of the highest
+    worst-block balanced accuracy, and the run's threshold is that epoch's."""
+    from dataclasses import replace
+
+    from pneumo_utils.analysis.scoring import finalize
+    from pneumo_utils.training.loop import fit
+
+    config = replace(
+        tiny_config, epochs=3, select_metric="worst_block_bacc", threshold_on="worst_block"
+    )
+    fitted = fit(config, tmp_path / "run", progress=False)
+    out = fitted.run_dir
+    finalize(out, data=fitted.data, device=fitted.device, progress=False, robustness=False)
+    history = runs.read_history(out)
+    assert {"worst_block_bacc", "worst_block_threshold"} <= set(history.columns)
+    best = history.loc[history["worst_block_bacc"].idxmax()]
+    metrics = runs.read_metrics(out)
+    assert metrics["best_epoch"] == int(best["epoch"])
+    assert metrics["test"]["threshold"] == pytest.approx(best["worst_block_threshold"], abs=1e-6)
+    assert metrics["threshold_chosen_on"].startswith("worst_block")
