@@ -16,7 +16,7 @@ from pneumo_utils.tasks import TASKS
 
 SCHEDULERS = ("none", "cosine", "plateau", "step")
 RESIZE_MODES = ("squash", "pad", "crop")
-INTENSITY_NORMS = ("none", "percentile", "equalize")
+INTENSITY_NORMS = ("none", "percentile", "percentile-centre", "equalize")
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N"
 # Settings that change how fast a run goes or where it reads from, not what it computes.
 NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
@@ -125,6 +125,19 @@ class TrainConfig:
         "of a random grey, and one time in two an outer band of up to F/2 erased; 0 is off",
         "shortcuts",
     )
+    view_jitter: float = _setting(
+        0.0,
+        "training, every class alike, after the input pipeline: field of view from 1.1 times "
+        "wider to (1+V) times tighter, off-centre, and one time in two an outer band of up to "
+        "14%% a random grey between the median and white (docs/frame.md); 0 is off",
+        "shortcuts",
+    )
+    thorax_mask: bool = _setting(
+        False,
+        "every split, predict and export: paint everything outside the ellipse inscribed in the "
+        "square black, hiding the corners where the body's outline shows",
+        "shortcuts",
+    )
     blur_noise: float = _setting(
         0.0,
         "training: with this probability each, Gaussian blur (sigma 0.3-1.5 px at 128 px) and "
@@ -145,8 +158,8 @@ class TrainConfig:
     )
     intensity_norm: str = _setting(
         "none",
-        "per-image grey-level normalisation, every split: percentile stretch (0.5-99.5%%) or "
-        "histogram equalisation",
+        "per-image grey-level normalisation, every split: percentile stretch (0.5-99.5%%), the "
+        "same with the percentiles of the central half of each side, or histogram equalisation",
         "shortcuts",
         INTENSITY_NORMS,
     )
@@ -227,6 +240,7 @@ class TrainConfig:
             "intensity_jitter": (0 <= self.intensity_jitter <= 0.3, "0 to 0.3"),
             "counter_framing": (0 <= self.counter_framing <= 1, "0 to 1"),
             "frame_jitter": (0 <= self.frame_jitter <= 1, "0 to 1"),
+            "view_jitter": (0 <= self.view_jitter <= 1, "0 to 1"),
             "blur_noise": (0 <= self.blur_noise <= 1, "0 to 1"),
             "jpeg_quality_min": (
                 self.jpeg_quality_min is None or 1 <= self.jpeg_quality_min <= 95,

@@ -81,8 +81,12 @@ RECIPES: dict[str, dict] = {
     "crop-jitter-wide": dict(_CROP, frame_jitter=0.6),
     "nocrop-jitter": dict(_SHORTCUT_ALL, **_POOLED_RULE, **_FRAME_JITTER),
     # The view screening (docs/frame.md, round 4): crop-only's settings chosen by the worst-block
-    # rule; the levers are added by the commit after the rule's.
+    # rule; with framing variety after the input pipeline (40 epochs), with the percentiles of
+    # the normalisation taken in the centre, and with the thorax alone in view.
     "view-control": _VIEW,
+    "view-variety": dict(_VIEW, view_jitter=0.5, epochs=40),
+    "view-centre-norm": dict(_VIEW, intensity_norm="percentile-centre"),
+    "view-thorax": dict(_VIEW, thorax_mask=True),
     # The crop screening's winner with the task changed, chosen by the same rule (docs/frame.md).
     "bacterial-viral-crop": dict(_CROP, task="bacterial-viral"),
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch

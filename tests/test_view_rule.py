@@ -214,3 +214,98 @@ def test_a_run_selects_and_thresholds_by_the_worst_block(tiny_config, tmp_path):
     assert metrics["best_epoch"] == int(best["epoch"])
     assert metrics["test"]["threshold"] == pytest.approx(best["worst_block_threshold"], abs=1e-6)
     assert metrics["threshold_chosen_on"].startswith("worst_block")
+
+
+# ---------------------------------------------------------------- the levers of the screening
+
+# How far the normalised pixels of the lungs may move when the frame changes, in grey levels.
+LUNG_TOLERANCE = 2
+
+
+def _chest(size: int = 96, seed: int = 0) -> torch.Tensor:
+    """A body-cropped square: darker lung fields left and right of a bright mediastinum, with
+    texture, and air in the corners outside the body's outline, as after the crop to the body."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.normal(170, 2, (size, size)) + 20 * np.sin(np.arange(size) / 9)[:, None]
+    lung = slice(size // 5, 4 * size // 5)
+    pixels[lung, size // 8 : 7 * size // 16] -= 90
+    pixels[lung, 9 * size // 16 : 7 * size // 8] -= 90
+    centred = (np.arange(size) + 0.5) / size - 0.5
+    pixels[np.add.outer(centred**2, centred**2) > 0.3] = 8  # air beyond the outline
+    return torch.from_numpy(np.clip(pixels, 0, 255).astype(np.uint8))[None]
+
+
+def test_a_band_leaves_the_lungs_where_centre_percentiles_put_them():
+    """A white band of 14% (the widest of the view blocks) changes every normalised pixel when
+    the percentiles are the whole frame's, and none when they are the centre's."""
+    from pneumo_utils.data.transforms import normalize_intensity, replace_border
+
+    chest = _chest()
+    banded = replace_border(chest, 0.14, 255)
+    lungs = (slice(None), slice(30, 66), slice(16, 40))
+    moved = {}
+    for mode in ("percentile", "percentile-centre"):
+        before = normalize_intensity(chest, mode)[lungs].float()
+        after = normalize_intensity(banded, mode)[lungs].float()
+        moved[mode] = (after - before).abs().max().item()
+    assert moved["percentile-centre"] <= LUNG_TOLERANCE < moved["percentile"]
+
+
+def test_a_tighter_view_moves_the_lungs_less_with_centre_percentiles():
+    """A 1.25 times tighter view takes the air in the corners out of the frame: with the whole
+    frame's percentiles the lungs' normalised mean grey level moves by more than twice the
+    tolerance; with the centre's, by at most that. (The centre's mix of lung and mediastinum
+    changes too, so this lever takes away a part of the scale cue, not the whole.)"""
+    from pneumo_utils.data.transforms import normalize_intensity, reframe
+
+    chest = _chest()
+    tighter = reframe(chest, 1.25)
+    moved = {}
+    for mode in ("percentile", "percentile-centre"):
+        before = normalize_intensity(chest, mode)[0, 30:66, 16:40].float().mean()
+        # The same lung field in the enlarged view: (x - 48) * 1.25 + 48.
+        after = normalize_intensity(tighter, mode)[0, 26:71, 8:38].float().mean()
+        moved[mode] = abs(after - before).item()
+    assert moved["percentile-centre"] <= 2 * LUNG_TOLERANCE < moved["percentile"]
+
+
+def test_framing_variety_goes_both_ways_and_paints_bands_grey_to_white():
+    from pneumo_utils.data.transforms import VIEW_BAND, RandomView
+
+    chest = _chest(64)
+    view = RandomView(0.5)
+    torch.manual_seed(0)
+    outcomes = [view(chest) for _ in range(200)]
+    assert all(o.shape == chest.shape for o in outcomes)
+    median = chest.float().median().item()
+    corners = [o[0, 0, 0].item() for o in outcomes]
+    # Tighter views (the corner is body), wider ones (a margin below the median) and bands
+    # (between the median and white) all occur.
+    assert any(c > median + 20 for c in corners) and any(c < median - 40 for c in corners)
+    # A band never reaches beyond VIEW_BAND of the side: the centre is always body texture.
+    centre = int(64 * (0.5 - VIEW_BAND))
+    assert all(o[0, centre:-centre, centre:-centre].float().mean() < 255 for o in outcomes)
+
+
+def test_the_thorax_mask_hides_the_corners_of_every_split(tiny_config):
+    from dataclasses import replace
+
+    from pneumo_utils.data.transforms import evaluation_transform, training_transform
+
+    chest = _chest(32)
+    config = replace(tiny_config, thorax_mask=True, view_jitter=0.5, augment=True)
+    for transform in (evaluation_transform(config), training_transform(config)):
+        masked = transform(chest)
+        assert masked[0, 0, 0] == masked[0, -1, -1] == masked[0, 0, -1] == 0
+        assert (masked[0, 12:20, 12:20] > 0).all()  # the centre stays in view
+    plain = evaluation_transform(replace(tiny_config, thorax_mask=True))(chest)
+    assert torch.equal(plain[0, 8:24, 8:24], chest[0, 8:24, 8:24])
+
+
+def test_view_jitter_out_of_range_is_refused(tiny_config):
+    from dataclasses import replace
+
+    from pneumo_utils.runtime.errors import UserError
+
+    with pytest.raises(UserError, match="--view-jitter 1.5 is out of range"):
+        replace(tiny_config, view_jitter=1.5).check()

@@ -72,6 +72,8 @@ LEVERS = {
     "jpeg_quality_min": "JPEG re-compression",
     "counter_framing": "counter-framing",
     "frame_jitter": "framing variety",
+    "view_jitter": "framing variety after the crop",
+    "thorax_mask": "thorax mask",
     "blur_noise": "blur and noise",
 }
 
@@ -143,12 +145,14 @@ def _input_section(config, decision: str) -> str:
         if config.crop_to_body
         else ""
     )
+    masked = "the corners outside the inscribed ellipse black, " if config.thorax_mask else ""
     return f"""## Input
 A chest radiograph as 8-bit grey, {cropped}made square by `{config.resize}` at
-{config.image_size} px, {normalisation}repeated to 3 channels, scaled to [0, 1] and normalised
-with mean {IMAGENET_MEAN} and sd {IMAGENET_STD}. Settings: `image_size={config.image_size}`,
-`resize="{config.resize}"`, `crop_to_body={config.crop_to_body}`,
-`intensity_norm="{norm}"`.
+{config.image_size} px, {normalisation}{masked}repeated to 3 channels, scaled to [0, 1] and
+normalised with mean {IMAGENET_MEAN} and sd {IMAGENET_STD}. Settings:
+`image_size={config.image_size}`, `resize="{config.resize}"`,
+`crop_to_body={config.crop_to_body}`, `intensity_norm="{norm}"`,
+`thorax_mask={config.thorax_mask}`.
 `pneumo_utils.preprocess(path_or_array, config)` gives exactly this input (a 1x3xSxS tensor)
 and `python -m pneumo_utils predict` does all of it. {decision}
 """

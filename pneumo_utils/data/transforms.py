@@ -11,7 +11,8 @@ Training images pass these stages, in this order:
    stressed validation sets are built from the same operations, aimed against the training
    set's confounds;
 3. intensity normalisation, the same for every split (training, validation, test, predict);
-4. the classic augmentation: small rotations, shifts, zoom and exposure changes.
+4. the classic augmentation: small rotations, shifts, zoom and exposure changes;
+5. the thorax mask, the same for every split.
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ import math
 import torch
 from torchvision.transforms import v2
 
-# Percentiles that `percentile` normalisation maps to black and white.
+# Percentiles that `percentile` normalisation maps to black and white; `percentile-centre` takes
+# them in the central region only (CENTRE of each side, centred), which a band or a margin at
+# the edges of the frame does not reach, so the frame does not move the normalised pixels.
 PERCENTILES = (0.005, 0.995)
+CENTRE = 0.5
 # Counter-framing in training: the same directions, wider ranges.
 COUNTER_ZOOM_IN = (1.1, 1.5)
 COUNTER_ZOOM_OUT = (0.65, 0.92)
+# Framing variety after the pipeline (RandomView): the widest view, and the widest band.
+VIEW_WIDER = 1.1
+VIEW_BAND = 0.14
 
 
 def anisotropic_scale(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -107,13 +114,23 @@ def add_noise(image: torch.Tensor, std: float, generator: torch.Generator | None
     return (image.float() + noise).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def central_region(image: torch.Tensor, share: float = CENTRE) -> torch.Tensor:
+    """The central `share` of each side of the frame."""
+    _, height, width = image.shape
+    rows, cols = max(1, round(height * share)), max(1, round(width * share))
+    top, left = (height - rows) // 2, (width - cols) // 2
+    return image[:, top : top + rows, left : left + cols]
+
+
 def normalize_intensity(image: torch.Tensor, mode: str) -> torch.Tensor:
     """Per-image grey-level normalisation: `percentile` stretches the 0.5th-99.5th percentiles
-    to black and white; `equalize` flattens the histogram; `none` leaves the image as it is."""
+    to black and white, `percentile-centre` the same percentiles of the central region;
+    `equalize` flattens the histogram; `none` leaves the image as it is."""
     if mode == "equalize":
         return v2.functional.equalize(image)
-    if mode == "percentile":
-        low, high = torch.quantile(image.float().flatten(), torch.tensor(PERCENTILES)) / 255
+    if mode in ("percentile", "percentile-centre"):
+        measured = central_region(image) if mode == "percentile-centre" else image
+        low, high = torch.quantile(measured.float().flatten(), torch.tensor(PERCENTILES)) / 255
         if high - low < 1 / 255:  # a flat image has no range to stretch
             return image
         return set_levels(image, low.item(), high.item())
@@ -187,6 +204,41 @@ class RandomFraming:
         return image
 
 
+class RandomView:
+    """Framing variety after the input pipeline, the same for every class (docs/frame.md, round
+    4): a field of view from VIEW_WIDER times wider to (1 + j) times tighter (log-uniform),
+    off-centre by up to the room the zoom leaves, a wider view's margin a random grey between
+    black and the image's median; and, one time in two, an outer band of up to VIEW_BAND of each
+    side painted a random grey between the median and white, as a shutter or a burnt-in border
+    would be. After the crop to the body the frame is the body's box, so the view changes
+    relative to the body."""
+
+    def __init__(self, jitter: float):
+        self.log_range = (-math.log(VIEW_WIDER), math.log1p(jitter))
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        median = median_grey(image)
+        factor = math.exp(_uniform(*self.log_range))
+        shift = (_uniform(-1, 1), _uniform(-1, 1))
+        image = reframe(image, factor, _uniform(0, median), shift=shift)
+        if torch.rand(()).item() < 0.5:
+            image = replace_border(image, _uniform(0, VIEW_BAND), _uniform(median, 255))
+        return image
+
+
+class ThoraxMask:
+    """Everything outside the ellipse inscribed in the square painted black: a fixed mask over
+    the corners of the frame, where the body's outline (shoulders, flanks) shows after the crop
+    to the body. The same mask for every image, so the mask itself tells nothing."""
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        _, height, width = image.shape
+        rows = (torch.arange(height) + 0.5) / height - 0.5
+        cols = (torch.arange(width) + 0.5) / width - 0.5
+        inside = (rows[:, None] ** 2 + cols[None, :] ** 2) <= 0.25
+        return image * inside
+
+
 class RandomBlurNoise:
     """With probability `p` each: Gaussian blur (sigma 0.3-1.5 px at 128 px, scaled with the
     image) and Gaussian noise (sd up to 4% of the grey range): sharper and softer detectors."""
@@ -245,6 +297,8 @@ def training_transform(cfg) -> v2.Compose | TrainingTransform | None:
         steps.append(RandomAspect(cfg.aspect_jitter))
     if cfg.frame_jitter:
         steps.append(RandomFraming(cfg.frame_jitter))
+    if cfg.view_jitter:
+        steps.append(RandomView(cfg.view_jitter))
     if cfg.intensity_jitter:
         steps.append(RandomLevels(cfg.intensity_jitter))
     if cfg.blur_noise:
@@ -255,12 +309,18 @@ def training_transform(cfg) -> v2.Compose | TrainingTransform | None:
         steps.append(NormalizeIntensity(cfg.intensity_norm))
     if cfg.augment:
         steps.append(classic_augmentation())
+    if cfg.thorax_mask:  # last, so that every image shows exactly the same mask
+        steps.append(ThoraxMask())
     image_steps = v2.Compose(steps) if steps else None
     if cfg.counter_framing:
         return TrainingTransform(CounterFraming(cfg.counter_framing), image_steps)
     return image_steps
 
 
-def evaluation_transform(cfg) -> NormalizeIntensity | None:
-    """The transform of every image the model judges outside training: normalisation only."""
-    return NormalizeIntensity(cfg.intensity_norm) if cfg.intensity_norm != "none" else None
+def evaluation_transform(cfg) -> v2.Compose | None:
+    """The transform of every image the model judges outside training: normalisation, and the
+    thorax mask if the run has one; None when it does nothing."""
+    steps = [NormalizeIntensity(cfg.intensity_norm)] if cfg.intensity_norm != "none" else []
+    if cfg.thorax_mask:
+        steps.append(ThoraxMask())
+    return v2.Compose(steps) if steps else None
