@@ -286,8 +286,23 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """The settings of a dict (a run's config.json holds them under "config"). A key that
+        is not a setting is refused, never dropped: dropping it would fall back to a default
+        silently (a whole config.json read as settings trains at 224 px)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        if isinstance(values.get("config"), dict):
+            raise UserError(
+                "these are a whole run's config.json, not its settings: pass its \"config\" "
+                "part (TrainConfig.from_dict(saved[\"config\"])), or use "
+                "pneumo_utils.load_run_config(RUN_DIR)"
+            )
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(
+                f"unknown setting(s) {', '.join(unknown)}: a TrainConfig has "
+                f"{', '.join(sorted(known))}"
+            )
+        return cls(**values)
 
     def differences(self, other: TrainConfig) -> list[str]:
         """What `other` changes in the settings that define a run's results, as 'key: a -> b'."""

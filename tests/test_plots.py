@@ -4,7 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from dataclasses import fields  # noqa: E402
+from dataclasses import asdict, fields  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -25,6 +25,8 @@ from pneumo_utils.results import comparison, summary  # noqa: E402
 from pneumo_utils.splits import EVALUATED_SPLITS  # noqa: E402
 from pneumo_utils.training import runs  # noqa: E402
 from pneumo_utils.training.runs import open_run, training_curves  # noqa: E402
+
+from .conftest import make_dataset  # noqa: E402
 
 
 def test_every_report_figure_renders(finished_run, tmp_path):
@@ -97,7 +99,8 @@ def test_settings_profiles(monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMO_PROFILE", "full")
     monkeypatch.setenv("PNEUMO_DATA", str(tmp_path))
     full = notebook_settings()
-    assert full.figures.name == "figures" and full.data == tmp_path
+    # An empty folder is not the committed runs' dataset: its figures stay out of figures/.
+    assert full.figures == full.runs / "figures" / tmp_path.name and full.data == tmp_path
     assert profile_config("headline", full) == recipe_config(HEADLINE, data=str(tmp_path))
     assert profile_config("pretrained", full).freeze == "layer3"
     scratch, pretrained = profile_config("headline", full), profile_config("pretrained", full)
@@ -114,6 +117,36 @@ def test_settings_profiles(monkeypatch, tmp_path):
     with pytest.raises(Exception, match="not a profile"):
         notebook_settings()
     assert isinstance(full, Settings)
+
+
+def test_figures_of_other_data_never_go_to_the_committed_figures(tmp_path):
+    """figures/ holds the committed runs' figures: drawn from those runs alone (no dataset) or
+    from their dataset (the same files). A partial copy of that dataset, under the same folder
+    name, and any other dataset get a folder of their own, outside figures/."""
+    from pneumo_utils.app.settings import figures_folder
+    from pneumo_utils.data.dataset import dataset_fingerprint
+
+    committed_runs = tmp_path / "runs"
+    data = tmp_path / "chest_xray"
+    make_dataset(data, dict(train=3, val=1, test=2))
+    folder = committed_runs / "results" / "chest_xray" / "headline-seed0"
+    folder.mkdir(parents=True)
+    record = {
+        "config": asdict(TrainConfig(data=str(data))),
+        "data": {"root": str(data), "fingerprint": dataset_fingerprint(data),
+                 "splits": {"train": 400, "val": 40, "test": 600}},
+        "weights": None,
+        "environment": {},
+    }  # fmt: skip
+    runs.write_config(folder, record)
+    root = tmp_path / "repo"
+    assert figures_folder(root, tmp_path / "absent", committed_runs, "full") == root / "figures"
+    assert figures_folder(root, data, committed_runs, "full") == root / "figures"
+    next(data.glob("train/NORMAL/*.jpeg")).unlink()  # now a partial copy
+    other = figures_folder(root, data, committed_runs, "full")
+    assert other == committed_runs / "figures" / "chest_xray"
+    smoke = figures_folder(root, data, committed_runs, "smoke")
+    assert smoke == committed_runs / "smoke" / "figures"
 
 
 def test_hyperparameter_table_shows_the_changes_beside_the_report_protocol():

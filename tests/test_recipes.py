@@ -102,3 +102,20 @@ def test_reproduce_gives_each_training_a_free_gpu(monkeypatch, tmp_path):
     monkeypatch.setattr(reproduce, "_launch", fake_launch)
     reproduce.reproduce(tmp_path, parallel=2, render=False)
     assert clashes == []
+
+
+def test_from_dict_refuses_unknown_keys_and_a_whole_config_json():
+    """A key that is not a setting, or a whole run's config.json, is refused in one line:
+    dropping it would silently fall back to defaults (224 px instead of the run's 128)."""
+    import json
+    from dataclasses import asdict
+
+    committed = Path(__file__).parents[1] / "runs/results/chest_xray_224/crop-only-seed0"
+    saved = json.loads((committed / "config.json").read_text())
+    config = TrainConfig.from_dict(saved["config"])
+    assert config.image_size == 128 and config.crop_to_body
+    with pytest.raises(UserError, match="whole run's config.json") as refused:
+        TrainConfig.from_dict(saved)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(UserError, match="unknown setting.*image_sise"):
+        TrainConfig.from_dict({**asdict(config), "image_sise": 64})

@@ -335,3 +335,16 @@ def test_early_stopping_fires_after_its_patience_and_says_so():
     line = summary_line(row, config, 1.0, is_best=False, stopped=True)
     assert line.endswith("early stopping: no better val_loss for 2 epochs")
     assert "early stopping" not in summary_line(row, config, 1.0, is_best=False)
+
+
+def test_a_smoke_run_says_not_a_result_whatever_its_data(tiny_config, tmp_path, capsys):
+    """A smoke run (a few batches per pass) on a dataset that is not the embedded sample is
+    still not a result: its first line, its last line and its model card say so."""
+    from pneumo_utils.app.export import export_run
+
+    run = train(replace(tiny_config, epochs=1, max_batches=1), tmp_path / "smoke", progress=False)
+    printed = capsys.readouterr().out.splitlines()
+    assert "not a result: smoke run" in printed
+    assert any(line.startswith("not a result (smoke run): best epoch 1") for line in printed)
+    card = (export_run(run, tmp_path / "export") / "MODEL_CARD.md").read_text()
+    assert "**Not a result: smoke run.**" in card

@@ -4,6 +4,8 @@ all on tiny generated images and predictions."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -309,3 +311,53 @@ def test_view_jitter_out_of_range_is_refused(tiny_config):
 
     with pytest.raises(UserError, match="--view-jitter 1.5 is out of range"):
         replace(tiny_config, view_jitter=1.5).check()
+
+
+# ------------------------------------------------------------------------- the screening
+
+
+def _view_arm(finished_run, folder, scores):
+    """A copy of a finished run whose history has the worst-block scores `scores`."""
+    shutil.copytree(finished_run, folder, ignore=shutil.ignore_patterns("*.pt"))
+    history = runs.read_history(folder).iloc[:1]
+    rows = [
+        history.assign(epoch=i + 1, worst_block_bacc=score, worst_block_threshold=0.5)
+        for i, score in enumerate(scores)
+    ]
+    runs.write_table(folder, runs.HISTORY, pd.concat(rows).to_dict("records"))
+
+
+def test_the_view_screening_takes_the_highest_worst_block_and_breaks_ties_late(
+    finished_run, tmp_path
+):
+    from pneumo_utils.results import screening
+
+    late = [0.80] * 5
+    scores = {"view-control": [0.900, *late], "view-variety": [0.897, *[0.88] * 5]}
+    for recipe in screening.VIEW_SCREENING:
+        _view_arm(finished_run, tmp_path / f"{recipe}-seed0", scores.get(recipe, [0.85, *late]))
+    table = screening.view_screening_table(tmp_path)
+    assert list(table.index[:2]) == ["view-variety", "view-control"]  # tied within 0.005
+    assert table.loc["view-control", "at epoch"] == 1
+    assert screening.view_screening_winner(tmp_path) == "view-variety"
+    shutil.rmtree(tmp_path / "view-thorax-seed0")
+    _view_arm(finished_run, tmp_path / "view-thorax-seed0", [0.99])  # now ahead, untied
+    assert screening.view_screening_winner(tmp_path) == "view-thorax"
+    shutil.rmtree(tmp_path / "view-variety-seed0")
+    with pytest.raises(ValueError, match="every arm finished"):
+        screening.view_screening_winner(tmp_path)
+
+
+def test_validation_blocks_read_each_block_at_the_runs_threshold(finished_run):
+    from pneumo_utils.results.screening import validation_blocks
+    from pneumo_utils.training.metrics import binary_metrics
+
+    table = validation_blocks(finished_run)
+    threshold = runs.run_threshold(finished_run)
+    assert {"val", "tighter val", "band val", "looser val"} <= set(table.index)
+    assert sum(name.startswith("reframed val: ") for name in table.index) == 3
+    val = runs.read_predictions(finished_run, "val")
+    expected = binary_metrics(val["label"].to_numpy(), val["p_pneumonia"].to_numpy(), threshold,
+                              ("NORMAL", "PNEUMONIA"))  # fmt: skip
+    assert table.loc["val", "specificity"] == round(expected["specificity"], 3)
+    assert table.loc["val", "sensitivity"] == round(expected["sensitivity"], 3)

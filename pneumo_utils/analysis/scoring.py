@@ -67,7 +67,9 @@ def finalize(
         class_names=list(data.class_names),
     )
     runs.write_metrics(run_dir, metrics)
-    print(_final_line(metrics, cfg, probs["test"][:, 1]))
+    reasons = runs.open_run(run_dir).not_a_result
+    print((f"not a result ({reasons}): " if reasons else "")
+          + _final_line(metrics, cfg, probs["test"][:, 1]))  # fmt: skip
     if robustness and data.task.binary:
         robustness_report(run_dir, data=data, device=device, progress=progress)
     return metrics

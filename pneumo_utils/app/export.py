@@ -11,6 +11,7 @@ import pandas as pd
 from safetensors.torch import save_file
 
 from pneumo_utils.analysis.bootstrap import bootstrap_intervals, prediction_patients
+from pneumo_utils.data.inputs import INPUT_SETTINGS
 from pneumo_utils.recipes import recipe_changes
 from pneumo_utils.resnet import (
     HEAD_PREFIX,
@@ -103,13 +104,7 @@ task `{task.name}` ({task.description}), classes {classes}. Recipe: {recipe_chan
 {config.epochs} epochs, seed {config.seed}; best epoch {metrics["best_epoch"]} chosen on
 `{metrics["selected_on"]}`.
 
-```python
-import torch, torchvision
-model = torchvision.models.resnet18(num_classes={n_classes})
-model.load_state_dict(torch.load("{stem}.pth"))
-```
-
-{_input_section(config, _decision(task, metrics))}
+{_input_section(config, _decision(task, metrics), n_classes, stem)}
 ## Data
 Trained on `{dataset}`, {saved.data["splits"]["train"]} training images; validation carved
 from the training patients. Kermany et al. 2018 (Mendeley Data v2, CC BY 4.0) is paediatric
@@ -135,8 +130,9 @@ hospitals, scanners, adults or other projections. One centre, paediatric patient
 """
 
 
-def _input_section(config, decision: str) -> str:
-    """The input the weights expect, setting by setting: what `preprocess` does."""
+def _input_section(config, decision: str, n_classes: int, stem: str) -> str:
+    """The input the weights expect, setting by setting, and a snippet that computes it and
+    the probabilities as `predict` does (in fp32)."""
     norm = config.intensity_norm
     normalisation = f"per-image intensity normalisation `{norm}`, " if norm != "none" else ""
     cropped = (
@@ -146,15 +142,31 @@ def _input_section(config, decision: str) -> str:
         else ""
     )
     masked = "the corners outside the inscribed ellipse black, " if config.thorax_mask else ""
+    settings = ", ".join(f"{name}={getattr(config, name)!r}" for name in INPUT_SETTINGS)
     return f"""## Input
 A chest radiograph as 8-bit grey, {cropped}made square by `{config.resize}` at
 {config.image_size} px, {normalisation}{masked}repeated to 3 channels, scaled to [0, 1] and
-normalised with mean {IMAGENET_MEAN} and sd {IMAGENET_STD}. Settings:
-`image_size={config.image_size}`, `resize="{config.resize}"`,
-`crop_to_body={config.crop_to_body}`, `intensity_norm="{norm}"`,
-`thorax_mask={config.thorax_mask}`.
-`pneumo_utils.preprocess(path_or_array, config)` gives exactly this input (a 1x3xSxS tensor)
-and `python -m pneumo_utils predict` does all of it. {decision}
+normalised with mean {IMAGENET_MEAN} and sd {IMAGENET_STD}. {decision}
+
+In this folder, with `pneumo_utils` installed (`preprocess` does all of the above; only these
+settings of a TrainConfig change the input):
+
+```python
+import torch, torchvision
+from pneumo_utils import TrainConfig, preprocess
+
+model = torchvision.models.resnet18(num_classes={n_classes})
+model.load_state_dict(torch.load("{stem}.pth"))
+model.eval()
+config = TrainConfig({settings})
+with torch.no_grad():
+    probabilities = torch.softmax(model(preprocess("chest.jpeg", config)), dim=1)[0]
+print(probabilities.tolist())
+```
+
+`python -m pneumo_utils predict RUN_DIR FILES` gives the same probabilities, to 1e-6 in fp32;
+where the run trained with mixed precision and the hardware has it (bf16), `predict` computes
+in it too and differs by up to about 1e-2.
 """
 
 

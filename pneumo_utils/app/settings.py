@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.dataset import dataset_fingerprint
 from pneumo_utils.data.files import EMBEDDED_SAMPLE
 from pneumo_utils.recipes import (
     HEADLINE,
@@ -109,15 +110,40 @@ def notebook_settings() -> Settings:
         )
     # Relative paths count from the repository folder, wherever the notebook kernel runs.
     data, runs = default_data(), default_runs()
-    # Smoke figures are never results: they stay beside the smoke runs, out of figures/.
-    figures = root / "figures" if profile == "full" else runs / "smoke" / "figures"
     return Settings(
         data=data,
         runs=runs,
         profile=profile,
-        figures=figures,
+        figures=figures_folder(root, data, runs, profile),
         weights=os.environ.get("PNEUMO_WEIGHTS"),
     )
+
+
+def figures_folder(root: Path, data: Path, runs_root: Path, profile: str) -> Path:
+    """Where the notebooks' figures go. The committed figures/ holds the report's figures of
+    the committed runs and their dataset: they go there when the dataset is absent (they are
+    drawn from the committed runs alone) or is that dataset (the same file names and sizes).
+    Figures of any other data (a partial copy, another dataset) go to runs/figures/<dataset>,
+    and smoke figures beside the smoke runs, so that neither overwrites the report's."""
+    if profile != "full":
+        return runs_root / "smoke" / "figures"
+    if not data.exists() or _is_committed_runs_data(data, results_dir(runs_root, data)):
+        return root / "figures"
+    return runs_root / "figures" / runs.dataset_name(data)
+
+
+def _is_committed_runs_data(data: Path, committed: Path) -> bool:
+    """Whether `data` has the files (names and sizes) that the committed pneumonia-task runs
+    in `committed` trained on."""
+    for config in sorted(committed.glob(f"*/{runs.CONFIG}")):
+        saved = runs.open_run(config.parent)
+        if saved.task.name == "pneumonia" and saved.is_result:
+            try:
+                found = dataset_fingerprint(data, saved.data.get("skipped"))
+            except UserError:  # not a dataset at all: other data
+                return False
+            return found == saved.data["fingerprint"]
+    return False
 
 
 def profile_config(role: str, settings: Settings, seed: int = 0) -> TrainConfig:

@@ -24,6 +24,8 @@ from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.errors import UserError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
+# The TrainConfig settings that define a model's input: `preprocess` reads these and no other.
+INPUT_SETTINGS = ("image_size", "resize", "crop_to_body", "intensity_norm", "thorax_mask")
 
 
 def _is_image(path: Path) -> bool:
@@ -88,8 +90,9 @@ def decode_input(path: Path, cfg) -> np.ndarray:
 def preprocess(path_or_array, cfg) -> torch.Tensor:
     """One image exactly as a run's model takes it, for plain torchvision weights (export): a
     file path (or a 2-D 8-bit grey array, as acquired) through the input pipeline of `cfg` (a
-    TrainConfig: crop to the body, square, intensity normalisation), then as a 1x3xSxS float
-    tensor normalised with ImageNet's statistics."""
+    TrainConfig, of which INPUT_SETTINGS count: crop to the body, square, intensity
+    normalisation, thorax mask), then as a 1x3xSxS float tensor normalised with ImageNet's
+    statistics."""
     if isinstance(path_or_array, (str, os.PathLike)):
         square = decode_input(Path(path_or_array), cfg)
     else:

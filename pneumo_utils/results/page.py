@@ -21,6 +21,7 @@ from pneumo_utils.results.screening import (
     crop_screening_table,
     frame_screening_table,
     screening_table,
+    view_screening_table,
 )
 from pneumo_utils.results.summary import markdown_table, results_markdown
 from pneumo_utils.results.tables import (
@@ -205,8 +206,24 @@ Against the frame issue's bar and aim:
 def _screening_sections(table: pd.DataFrame, figure) -> list[str]:
     """The frame and shortcut screenings, and validation at the selected epoch of every run."""
     sections = []
+    results_dir = Path(table["run"].iloc[0]).parent
     try:
-        crop = crop_screening_table(Path(table["run"].iloc[0]).parent)
+        view = view_screening_table(results_dir)
+    except ValueError:  # not every arm is among these runs: the screening is left out
+        view = None
+    if view is not None:
+        sections.append(
+            f"""## The view screening (seed 0, chosen by the worst validation block)
+
+The rule (docs/frame.md, round 4): the highest balanced accuracy of the worst of the clean,
+stressed, tighter, band and looser validation blocks, at the threshold whose worst block is
+best, over the epochs; arms within 0.005 of the best are decided by the mean over the last 5
+epochs. Validation numbers only.
+
+{markdown_table(view)}"""
+        )
+    try:
+        crop = crop_screening_table(results_dir)
     except ValueError:  # not every arm is among these runs: the screening is left out
         crop = None
     if crop is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pneumo_utils.splits import VIEW_VAL, WORST_BLOCKS
 from pneumo_utils.training import runs
 
 # The shortcut screening: each lever against the improved recipe chosen on stressed validation.
@@ -27,6 +28,11 @@ FRAME_LATE = 5
 CROP_SCREENING = ("crop-only", "crop-jitter", "crop-jitter-sensor", "crop-jitter-40ep",
                   "crop-jitter-wide", "nocrop-jitter")  # fmt: skip
 POOLED_TIE = 0.005
+# The view screening (docs/frame.md, round 4): the arms, seed 0; the score is the highest
+# worst-block balanced accuracy over the epochs; arms within VIEW_TIE of the best are decided by
+# the higher mean over the last FRAME_LATE epochs.
+VIEW_SCREENING = ("view-control", "view-variety", "view-centre-norm", "view-thorax")
+VIEW_TIE = 0.005
 IMPROVED = "improved-128px"
 # The validation ablation: each change against the recipe it was made to, at one seed.
 ABLATIONS = {
@@ -152,13 +158,7 @@ def crop_screening_table(results_dir) -> pd.DataFrame:
     (not a smoke run): the rule chooses among all of them or not at all."""
     rows = []
     for recipe in CROP_SCREENING:
-        run_dir = Path(results_dir) / runs.run_name(recipe, ABLATION_SEED)
-        if not runs.is_finished(run_dir) or not runs.open_run(run_dir).is_result:
-            raise ValueError(
-                f"the crop screening needs every arm finished: {run_dir} is not (train it with "
-                f"`python -m pneumo_utils train --recipe {recipe} --seed {ABLATION_SEED}`)"
-            )
-        history = runs.completed_epochs(run_dir).set_index("epoch")
+        history = _finished_arm(results_dir, recipe, "crop")
         epoch = int(history["pooled_val_loss"].idxmin())
         at = history.loc[epoch]
         rows.append(
@@ -183,6 +183,92 @@ def crop_screening_table(results_dir) -> pd.DataFrame:
     names = {"score": "score: lowest pooled val loss",
              "late": f"pooled val loss, last {FRAME_LATE}"}  # fmt: skip
     return ranked.round({"score": 4, "late": 4}).rename(columns=names).set_index("recipe")
+
+
+def _finished_arm(results_dir, recipe: str, screening: str) -> pd.DataFrame:
+    """The completed epochs of a screening arm at seed 0, which must have finished as a result
+    (not a smoke run): a rule chooses among all of its arms or not at all."""
+    run_dir = Path(results_dir) / runs.run_name(recipe, ABLATION_SEED)
+    if not runs.is_finished(run_dir) or not runs.open_run(run_dir).is_result:
+        raise ValueError(
+            f"the {screening} screening needs every arm finished: {run_dir} is not (train it "
+            f"with `python -m pneumo_utils train --recipe {recipe} --seed {ABLATION_SEED}`)"
+        )
+    return runs.completed_epochs(run_dir).set_index("epoch")
+
+
+def view_screening_table(results_dir) -> pd.DataFrame:
+    """The view screening at seed 0, ranked by the rule of docs/frame.md (round 4): the highest
+    worst-block balanced accuracy over the epochs (the epoch the run selected), and where arms
+    are within VIEW_TIE of the best, the higher mean over the last FRAME_LATE epochs first.
+    Beside the score: the epoch's threshold, and each block's loss and AUC at that epoch."""
+    rows = []
+    for recipe in VIEW_SCREENING:
+        history = _finished_arm(results_dir, recipe, "view")
+        epoch = int(history["worst_block_bacc"].idxmax())
+        at = history.loc[epoch]
+        rows.append(
+            {
+                "recipe": recipe,
+                "epochs": len(history),
+                "score": float(at["worst_block_bacc"]),
+                "at epoch": epoch,
+                "late": float(history["worst_block_bacc"].tail(FRAME_LATE).mean()),
+                "threshold": round(float(at["worst_block_threshold"]), 4),
+                **{
+                    f"{split.replace('_', ' ')} loss / AUC": (
+                        f"{_number(at[f'{split}_loss'])} / {_number(at[f'{split}_auc'])}"
+                    )
+                    for split in WORST_BLOCKS
+                },
+            }
+        )
+    table = pd.DataFrame(rows)
+    tied = table["score"] >= table["score"].max() - VIEW_TIE
+    table["tied with the best"] = tied
+    ranked = pd.concat([
+        table[tied].sort_values(["late", "score"], ascending=False, kind="stable"),
+        table[~tied].sort_values("score", ascending=False, kind="stable"),
+    ])  # fmt: skip
+    names = {"score": "score: worst-block balanced accuracy",
+             "late": f"worst-block balanced accuracy, last {FRAME_LATE}"}  # fmt: skip
+    return ranked.round({"score": 4, "late": 4}).rename(columns=names).set_index("recipe")
+
+
+def validation_blocks(run_dir) -> pd.DataFrame:
+    """Each validation block of a finished run at the run's own threshold: specificity,
+    sensitivity, and the mean P(positive) of the negative images; the old reframed set's
+    blocks apart (a block per reframing) beside the view blocks that replace them. Validation
+    only: it shows what a block lets the rule see (docs/frame.md, round 4)."""
+    threshold = runs.run_threshold(run_dir)
+    rows = {}
+    for split in ("val", "stressed_val", "reframed_val", *VIEW_VAL):
+        path = Path(run_dir) / f"{split}_predictions.csv"
+        if not path.exists():
+            continue
+        predictions = runs.read_predictions(run_dir, split)
+        parts = (
+            predictions.groupby("reframing", sort=False)
+            if "reframing" in predictions
+            else [(None, predictions)]
+        )
+        for reframing, block in parts:
+            name = split if reframing is None else f"{split}: {reframing.replace('_', ' ')}"
+            negative, positive = block[block["label"] == 0], block[block["label"] == 1]
+            column = block.columns[-1]  # P(class 1)
+            rows[name.replace("_", " ")] = {
+                "specificity": round(float((negative[column] < threshold).mean()), 3),
+                "sensitivity": round(float((positive[column] >= threshold).mean()), 3),
+                "mean P, negative images": round(float(negative[column].mean()), 3),
+            }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(
+        f"block (threshold {threshold:.4f})"
+    )
+
+
+def view_screening_winner(results_dir) -> str:
+    """The recipe the view screening's rule picks (the first row of view_screening_table)."""
+    return str(view_screening_table(results_dir).index[0])
 
 
 def crop_screening_winner(results_dir) -> str:

@@ -45,7 +45,8 @@ def summary_line(
 ) -> str:
     """One line per epoch (and a second when early stopping ends the run). Accuracies here
     are of the most probable class (threshold 0.5 for two classes); the final line gives the
-    test numbers at the threshold chosen on validation."""
+    test numbers at the threshold chosen on validation. The score that selects the checkpoint
+    (cfg.select_metric) is shown by its name."""
     test_acc = "acc@0.5" if get_task(cfg.task).binary else "acc"
     stop = (
         f"\nearly stopping: no better {cfg.select_metric} for {cfg.early_stopping} epochs"
@@ -57,7 +58,7 @@ def summary_line(
         f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
         f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} | "
         f"stressed val loss {row['stressed_val_loss']:.3f} acc {row['stressed_val_acc']:.3f} | "
-        f"frame val loss {row['frame_val_loss']:.3f} acc {row['frame_val_acc']:.3f} | "
+        f"{cfg.select_metric.replace('_', ' ')} {row[cfg.select_metric]:.4f} | "
         f"test loss {row['test_loss']:.3f} {test_acc} {row['test_acc']:.3f} | "
         f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}{stop}"
     )

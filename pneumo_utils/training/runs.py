@@ -84,15 +84,8 @@ class SavedRun:
     @property
     def not_a_result(self) -> str | None:
         """Why this run's numbers are not a result (smoke run, stand-in weights), or None."""
-        reasons = []
-        if self.weights and not self.weights.get("official"):
-            reasons.append("stand-in weights")
-        if self.config.max_batches:
-            reasons.append("smoke run")
         n_images = sum(self.data.get("splits", {}).values())
-        if note := sample_note(self.data["root"], n_images):
-            reasons.append(note)
-        return ", ".join(reasons) or None
+        return not_a_result(self.config, self.weights, self.data["root"], n_images)
 
     @property
     def is_result(self) -> bool:
@@ -119,6 +112,20 @@ class SavedRun:
         if gpu := self.environment.get("gpu"):
             return f"{gpu} ({self.environment['device']})"
         return f"{self.environment['processor']} ({self.environment['device']})"
+
+
+def not_a_result(config: TrainConfig, weights: dict | None, root, n_images: int) -> str | None:
+    """Why a run's numbers are not a result, or None: a smoke run (a few batches per pass),
+    whatever its data; ImageNet weights that are not the official file; a sample of a dataset
+    (files.sample_note)."""
+    reasons = []
+    if weights and not weights.get("official"):
+        reasons.append("stand-in weights")
+    if config.max_batches:
+        reasons.append("smoke run")
+    if note := sample_note(root, n_images):
+        reasons.append(note)
+    return ", ".join(reasons) or None
 
 
 def open_run(run_dir: str | os.PathLike) -> SavedRun:

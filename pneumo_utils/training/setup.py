@@ -11,7 +11,6 @@ import torch
 from pneumo_utils import model as models
 from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.dataset import XrayData, load_run_data, split_frame
-from pneumo_utils.data.files import sample_note
 from pneumo_utils.data.loaders import class_weights, training_loaders
 from pneumo_utils.runtime.device import (
     autocast_dtype,
@@ -25,7 +24,7 @@ from pneumo_utils.runtime.distributed import World
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import EVALUATED_SPLITS
 from pneumo_utils.tasks import get_task
-from pneumo_utils.training import resume
+from pneumo_utils.training import resume, runs
 
 
 @dataclass(frozen=True)
@@ -147,6 +146,6 @@ def describe(parts: Parts) -> str:
         f"autocast {dtype_name(parts.amp_dtype)}{processes}): {sizes} images"
     )
     records = parts.data.records
-    if note := sample_note(records.attrs["root"], len(records)):
-        line += f"\ndata: {note}: not a result"
+    if reasons := runs.not_a_result(parts.cfg, None, records.attrs["root"], len(records)):
+        line += f"\nnot a result: {reasons}"
     return line
