@@ -130,6 +130,14 @@ class World:
         dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
         return bool(agreed.item())
 
+    def smallest(self, value: torch.Tensor) -> int:
+        """The smallest of an integer (a tensor on this rank's device) over the ranks."""
+        if not self.distributed:
+            return int(value)
+        smallest = value.detach().to(torch.int64).reshape(1)
+        dist.all_reduce(smallest, op=dist.ReduceOp.MIN)
+        return int(smallest.item())
+
     def gather(self, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every rank's predictions on every rank (the metrics do not depend on their order)."""
         if not self.distributed:

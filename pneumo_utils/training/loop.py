@@ -72,6 +72,11 @@ class TrainState:
         return False
 
 
+# Steps between the loop's reads of the per-step numbers on the device (finite-loss check,
+# progress bar).
+READ_EVERY = 50
+
+
 class NonFiniteLoss(Exception):
     def __init__(self, step: int):
         super().__init__(step)
@@ -86,9 +91,13 @@ def train_one_epoch(
     interrupt=None,
 ):  # fmt: skip
     """One pass over the training set; returns the logits and labels it saw. `interrupt`
-    (interrupt.StopAtNextBatch) raises a recorded Ctrl-C before the next batch."""
+    (interrupt.StopAtNextBatch) raises a recorded Ctrl-C before the next batch.
+
+    The per-step numbers stay on the device: the loop reads them every READ_EVERY steps (the
+    finite-loss check and the progress bar), not after every step, so a GPU is not made to
+    wait for the host hundreds of times a second."""
     models.train_mode(model)
-    all_logits, all_labels = [], []
+    all_logits, all_labels, finite, losses = [], [], [], []
     total = len(loader) if cfg.max_batches is None else min(len(loader), cfg.max_batches)
     batches = tqdm(loader, desc="train", total=total, leave=False, disable=not progress)
     for step, (images, labels) in enumerate(batches):
@@ -101,16 +110,32 @@ def train_one_epoch(
         with autocast(device, amp_dtype):
             logits = model(inputs)
             loss = world.batch_loss(criterion, logits.float(), labels)
-        if not world.all_true(torch.isfinite(loss)):  # every rank stops at the same step
-            raise NonFiniteLoss(step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        all_logits.append(logits.detach().float().cpu())
-        all_labels.append(labels.cpu())
-        batches.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    return torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
+        all_logits.append(logits.detach().float())
+        all_labels.append(labels)
+        losses.append(loss.detach())
+        finite.append(torch.isfinite(losses[-1]))
+        if (step + 1) % READ_EVERY == 0 or step + 1 == total:
+            _stop_if_non_finite(world, finite, first_step=step + 1 - len(finite))
+            finite = []
+            batches.set_postfix(loss=f"{torch.stack(losses[-READ_EVERY:]).mean():.3f}",
+                                refresh=False)  # fmt: skip
+    return torch.cat(all_logits).cpu().numpy(), torch.cat(all_labels).cpu().numpy()
+
+
+def _stop_if_non_finite(world: World, finite: list[torch.Tensor], first_step: int) -> None:
+    """Raise NonFiniteLoss at the first step of this window whose loss was not finite on any
+    rank (every rank stops at the same step). Its epoch is never saved, so the steps taken after
+    it change nothing that lasts."""
+    flags = torch.stack(finite)
+    if world.all_true(flags.all()):
+        return
+    # This rank's first non-finite step in the window (its length where there is none).
+    local = torch.where(flags.all(), len(finite), (~flags).int().argmax())
+    raise NonFiniteLoss(first_step + world.smallest(local))
 
 
 @dataclass
