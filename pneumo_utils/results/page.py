@@ -203,14 +203,19 @@ Against the frame issue's bar and aim:
     return sections
 
 
+def _every_arm_finished(screening_table, results_dir: Path) -> pd.DataFrame | None:
+    """A screening's table, or None when not every arm is among these runs (it is left out)."""
+    try:
+        return screening_table(results_dir)
+    except ValueError:
+        return None
+
+
 def _screening_sections(table: pd.DataFrame, figure) -> list[str]:
     """The frame and shortcut screenings, and validation at the selected epoch of every run."""
     sections = []
     results_dir = Path(table["run"].iloc[0]).parent
-    try:
-        view = view_screening_table(results_dir)
-    except ValueError:  # not every arm is among these runs: the screening is left out
-        view = None
+    view = _every_arm_finished(view_screening_table, results_dir)
     if view is not None:
         sections.append(
             f"""## The view screening (seed 0, chosen by the worst validation block)
@@ -222,10 +227,7 @@ epochs. Validation numbers only.
 
 {markdown_table(view)}"""
         )
-    try:
-        crop = crop_screening_table(results_dir)
-    except ValueError:  # not every arm is among these runs: the screening is left out
-        crop = None
+    crop = _every_arm_finished(crop_screening_table, results_dir)
     if crop is not None:
         sections.append(
             f"""## The crop screening (seed 0, chosen on the pooled validation sets)

@@ -175,13 +175,22 @@ def crop_screening_table(results_dir) -> pd.DataFrame:
                 "reframed val AUC": _number(at["reframed_val_auc"]),
             }
         )
-    table = pd.DataFrame(rows)
-    tied = table["score"] <= table["score"].min() + POOLED_TIE
-    table["tied with the best"] = tied
-    ranked = pd.concat([table[tied].sort_values(["late", "score"], kind="stable"),
-                        table[~tied].sort_values("score", kind="stable")])  # fmt: skip
     names = {"score": "score: lowest pooled val loss",
              "late": f"pooled val loss, last {FRAME_LATE}"}  # fmt: skip
+    return _ranked(pd.DataFrame(rows), POOLED_TIE, higher_is_better=False, names=names)
+
+
+def _ranked(table: pd.DataFrame, tie: float, higher_is_better: bool, names: dict) -> pd.DataFrame:
+    """Screening arms best first by "score"; those within `tie` of the best are ranked among
+    themselves by "late" (the mean over the last epochs) first."""
+    best = table["score"].max() if higher_is_better else table["score"].min()
+    tied = (table["score"] - best).abs() <= tie
+    table = table.assign(**{"tied with the best": tied})
+    ascending = not higher_is_better
+    ranked = pd.concat([
+        table[tied].sort_values(["late", "score"], ascending=ascending, kind="stable"),
+        table[~tied].sort_values("score", ascending=ascending, kind="stable"),
+    ])  # fmt: skip
     return ranked.round({"score": 4, "late": 4}).rename(columns=names).set_index("recipe")
 
 
@@ -223,16 +232,9 @@ def view_screening_table(results_dir) -> pd.DataFrame:
                 },
             }
         )
-    table = pd.DataFrame(rows)
-    tied = table["score"] >= table["score"].max() - VIEW_TIE
-    table["tied with the best"] = tied
-    ranked = pd.concat([
-        table[tied].sort_values(["late", "score"], ascending=False, kind="stable"),
-        table[~tied].sort_values("score", ascending=False, kind="stable"),
-    ])  # fmt: skip
     names = {"score": "score: worst-block balanced accuracy",
              "late": f"worst-block balanced accuracy, last {FRAME_LATE}"}  # fmt: skip
-    return ranked.round({"score": 4, "late": 4}).rename(columns=names).set_index("recipe")
+    return _ranked(pd.DataFrame(rows), VIEW_TIE, higher_is_better=True, names=names)
 
 
 def validation_blocks(run_dir) -> pd.DataFrame:
