@@ -166,6 +166,27 @@ def test_non_finite_loss_stops_with_epoch_and_step(tiny_config, tmp_path, monkey
     assert (out / "last.pt").read_bytes() == good
 
 
+def test_a_non_finite_loss_found_at_a_later_read_names_its_own_step(
+    tiny_config, tmp_path, monkeypatch
+):
+    """The loop reads the per-step numbers every READ_EVERY steps: a non-finite loss at step 1
+    is found after step 2, and the error still names step 1."""
+    from pneumo_utils.training import loop
+
+    monkeypatch.setattr(loop, "READ_EVERY", 2)
+    real = torch.nn.CrossEntropyLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, logits, labels):
+        calls["n"] += 1
+        return real(self, logits, labels) * (float("nan") if calls["n"] == 1 else 1)
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    with pytest.raises(UserError, match="non-finite loss at epoch 1, step 1"):
+        train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
+    assert calls["n"] >= 2  # the second step ran before the read found the first
+
+
 def _resume_with(config, out):
     """Continue a 1-epoch run as a 2-epoch one (same recipe otherwise)."""
     saved = json.loads((out / "config.json").read_text())

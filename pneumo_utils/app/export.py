@@ -73,7 +73,7 @@ LEVERS = {
     "jpeg_quality_min": "JPEG re-compression",
     "counter_framing": "counter-framing",
     "frame_jitter": "framing variety",
-    "view_jitter": "framing variety after the crop",
+    "view_jitter": "framing variety after the input pipeline",
     "thorax_mask": "thorax mask",
     "blur_noise": "blur and noise",
 }

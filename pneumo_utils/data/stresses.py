@@ -113,7 +113,11 @@ def _one_way(grey: np.ndarray, change, name: str, seed: int, stream: int) -> np.
 # VIEW_ZOOM_IN (mean 1.35, above the robustness suite's middle zoom-in of 1.25), off-centre,
 # enlarged to the whole square. The band is painted inside the body's box (b of each side of
 # the box), a grey between the box's median and white, as a shutter or a burnt-in border
-# would be. The looser view is the reframed set's, as acquired.
+# would be. The looser view is made as the reframed set's, as acquired, with draws of its own;
+# after a crop to the body it comes close to the clean image (the crop takes the margin back),
+# which is what it checks: that a wider view stays harmless. A body's box that is not square
+# is enlarged to the square, so without the crop the tighter view also squashes the anatomy,
+# as the pipeline's own squash does.
 VIEW_ZOOM_IN = (1.2, 1.5)
 VIEW_BAND = (0.06, 0.14)
 
@@ -144,7 +148,7 @@ def band_inside_body(square: torch.Tensor, rng: np.random.Generator) -> torch.Te
 
 
 def looser_view(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """The reframed set's looser view: the acquired image shrunk into a black margin."""
+    """A looser view as the reframed set's: the acquired image shrunk into a black margin."""
     return reframe_looser(image, rng)
 
 

@@ -42,7 +42,7 @@ SPLIT_LABELS = {
 # style, so the curves read in grey print too.
 PALETTE = dict(
     train="#0173B2", val="#DE8F05", stressed_val="#029E73", frame_val="#CC78BC",
-    reframed_val="#949494", tighter_val="#CA9161", band_val="#56B4E9", looser_val="#D55E00",
+    reframed_val="#949494", tighter_val="#6A3D9A", band_val="#56B4E9", looser_val="#E7298A",
     test="#000000",
 )  # fmt: skip
 DASHES = dict(

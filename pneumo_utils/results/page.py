@@ -21,6 +21,7 @@ from pneumo_utils.results.screening import (
     crop_screening_table,
     frame_screening_table,
     screening_table,
+    view_blocks_table,
     view_screening_table,
 )
 from pneumo_utils.results.summary import markdown_table, results_markdown
@@ -223,9 +224,14 @@ def _screening_sections(table: pd.DataFrame, figure) -> list[str]:
 The rule (docs/frame.md, round 4): the highest balanced accuracy of the worst of the clean,
 stressed, tighter, band and looser validation blocks, at the threshold whose worst block is
 best, over the epochs; arms within 0.005 of the best are decided by the mean over the last 5
-epochs. Validation numbers only.
+epochs. Validation numbers only. The rule picks `{view.index[0]}`.
 
-{markdown_table(view)}"""
+{markdown_table(view)}
+
+Specificity of each validation block at each arm's own threshold (the old reframed set's
+blocks beside the view blocks):
+
+{markdown_table(view_blocks_table(results_dir))}"""
         )
     crop = _every_arm_finished(crop_screening_table, results_dir)
     if crop is not None:

@@ -242,7 +242,10 @@ def validation_blocks(run_dir) -> pd.DataFrame:
     sensitivity, and the mean P(positive) of the negative images; the old reframed set's
     blocks apart (a block per reframing) beside the view blocks that replace them. Validation
     only: it shows what a block lets the rule see (docs/frame.md, round 4)."""
-    threshold = runs.run_threshold(run_dir)
+    task = runs.open_run(run_dir).task
+    if not task.binary:
+        raise ValueError(f"{run_dir} has no threshold to read its blocks at: a {task.name} run")
+    threshold, column = runs.run_threshold(run_dir), task.probability_columns[0]
     rows = {}
     for split in ("val", "stressed_val", "reframed_val", *VIEW_VAL):
         path = Path(run_dir) / f"{split}_predictions.csv"
@@ -257,7 +260,6 @@ def validation_blocks(run_dir) -> pd.DataFrame:
         for reframing, block in parts:
             name = split if reframing is None else f"{split}: {reframing.replace('_', ' ')}"
             negative, positive = block[block["label"] == 0], block[block["label"] == 1]
-            column = block.columns[-1]  # P(class 1)
             rows[name.replace("_", " ")] = {
                 "specificity": round(float((negative[column] < threshold).mean()), 3),
                 "sensitivity": round(float((positive[column] >= threshold).mean()), 3),
@@ -268,9 +270,17 @@ def validation_blocks(run_dir) -> pd.DataFrame:
     )
 
 
-def view_screening_winner(results_dir) -> str:
-    """The recipe the view screening's rule picks (the first row of view_screening_table)."""
-    return str(view_screening_table(results_dir).index[0])
+def view_blocks_table(results_dir) -> pd.DataFrame:
+    """Specificity of every validation block of each view-screening arm at the arm's own
+    threshold (validation_blocks): where the old reframed blocks hid a drop, the view blocks
+    show it. Validation only."""
+    rows = {
+        recipe: validation_blocks(Path(results_dir) / runs.run_name(recipe, ABLATION_SEED))[
+            "specificity"
+        ]
+        for recipe in VIEW_SCREENING
+    }
+    return pd.DataFrame(rows).T.rename_axis("specificity at the run's threshold")
 
 
 def crop_screening_winner(results_dir) -> str:

@@ -40,6 +40,10 @@ def log_scalars(writer, row: dict) -> None:
     writer.flush()
 
 
+# The scores the epoch line shows anyway; any other selection score is shown by its name.
+SHOWN_SCORES = ("val_loss", "stressed_val_loss")
+
+
 def summary_line(
     row: dict, cfg: TrainConfig, seconds: float, is_best: bool, stopped: bool = False
 ) -> str:
@@ -53,12 +57,17 @@ def summary_line(
         if stopped
         else ""
     )
+    selection = (
+        f"{cfg.select_metric.replace('_', ' ')} {row[cfg.select_metric]:.4f} | "
+        if cfg.select_metric not in SHOWN_SCORES
+        else ""
+    )
     return (
         f"epoch {row['epoch']:>3}/{cfg.epochs}  "
         f"train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} | "
         f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} | "
         f"stressed val loss {row['stressed_val_loss']:.3f} acc {row['stressed_val_acc']:.3f} | "
-        f"{cfg.select_metric.replace('_', ' ')} {row[cfg.select_metric]:.4f} | "
+        f"{selection}"
         f"test loss {row['test_loss']:.3f} {test_acc} {row['test_acc']:.3f} | "
         f"lr {row['lr']:.1e}  {seconds:.0f}s{'  *best*' if is_best else ''}{stop}"
     )

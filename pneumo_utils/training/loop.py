@@ -95,7 +95,9 @@ def train_one_epoch(
 
     The per-step numbers stay on the device: the loop reads them every READ_EVERY steps (the
     finite-loss check and the progress bar), not after every step, so a GPU is not made to
-    wait for the host hundreds of times a second."""
+    wait for the host hundreds of times a second. (fp16 autocast on CUDA still waits once a
+    step: GradScaler checks the gradients for inf.) A non-finite loss is found at the next
+    read: the steps taken after it change nothing that lasts, since the epoch is not saved."""
     models.train_mode(model)
     all_logits, all_labels, finite, losses = [], [], [], []
     total = len(loader) if cfg.max_batches is None else min(len(loader), cfg.max_batches)
@@ -120,9 +122,9 @@ def train_one_epoch(
         finite.append(torch.isfinite(losses[-1]))
         if (step + 1) % READ_EVERY == 0 or step + 1 == total:
             _stop_if_non_finite(world, finite, first_step=step + 1 - len(finite))
+            window = torch.stack(losses[-len(finite) :]).mean()
+            batches.set_postfix(loss=f"{window:.3f}", refresh=False)
             finite = []
-            batches.set_postfix(loss=f"{torch.stack(losses[-READ_EVERY:]).mean():.3f}",
-                                refresh=False)  # fmt: skip
     return torch.cat(all_logits).cpu().numpy(), torch.cat(all_labels).cpu().numpy()
 
 

@@ -114,16 +114,22 @@ def worst_block_threshold(blocks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[
     of one validation set: the threshold whose worst block has the highest balanced accuracy,
     and that balanced accuracy. A drop of specificity on one block shows in full, where a
     mean of losses over blocks let it through. Among thresholds of equal worst, the highest
-    mean balanced accuracy over the blocks; among those, the middle one. A block missing a
-    class is scored on the class it has.
+    mean balanced accuracy over the blocks; among those, the middle one (the upper middle one
+    of an even number). A block missing a class is scored on the class it has; a prediction
+    that is not finite makes both numbers NaN, which no epoch's score can beat.
 
     Meant for validation predictions only."""
-    cuts = np.unique(np.concatenate([probs for _, probs in blocks]))
+    if any(len(labels) == 0 for labels, _ in blocks):
+        raise ValueError("the worst-block rule needs images in every block: one is empty")
+    pooled = np.concatenate([np.asarray(probs, np.float64) for _, probs in blocks])
+    if not np.isfinite(pooled).all():
+        return float("nan"), float("nan")
+    cuts = np.unique(pooled)
     cuts = np.concatenate([cuts[:1], (cuts[1:] + cuts[:-1]) / 2, [np.nextafter(cuts[-1], 2)]])
     per_block = []  # balanced accuracy of each block at every cut: an image >= cut is positive
     for labels, probs in blocks:
-        positives = np.sort(probs[labels == 1])
-        negatives = np.sort(probs[labels == 0])
+        positives = np.sort(np.asarray(probs, np.float64)[labels == 1])
+        negatives = np.sort(np.asarray(probs, np.float64)[labels == 0])
         with np.errstate(invalid="ignore"):
             sensitivity = 1 - np.searchsorted(positives, cuts, "left") / len(positives)
             specificity = np.searchsorted(negatives, cuts, "left") / len(negatives)
@@ -132,7 +138,7 @@ def worst_block_threshold(blocks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[
     worst, mean = per_block.min(axis=0), per_block.mean(axis=0)
     tied = np.flatnonzero(worst == worst.max())
     best = tied[mean[tied] == mean[tied].max()]
-    return float(min(cuts[best[len(best) // 2]], 1.0)), float(worst.max())
+    return float(cuts[best[len(best) // 2]]), float(worst.max())
 
 
 def worst_block_scores(blocks: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:

@@ -145,7 +145,7 @@ def describe(parts: Parts) -> str:
         f"training {parts.cfg.model} on {hardware_summary(parts.device)} ({parts.device}, "
         f"autocast {dtype_name(parts.amp_dtype)}{processes}): {sizes} images"
     )
-    records = parts.data.records
-    if reasons := runs.not_a_result(parts.cfg, None, records.attrs["root"], len(records)):
+    root, n_images = parts.data.records.attrs["root"], sum(map(len, parts.data.splits.values()))
+    if reasons := runs.not_a_result(parts.cfg, None, root, n_images):
         line += f"\nnot a result: {reasons}"
     return line
