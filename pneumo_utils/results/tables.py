@@ -24,6 +24,7 @@ from pneumo_utils.results.screening import (
     FRAME_SCREENING,
     SCREENING,
     VAL_METRICS,
+    VIEW_SCREENING,
     late_epochs,
 )
 from pneumo_utils.runtime.errors import UserError
@@ -48,6 +49,7 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     HEADLINE: (0, 1, 2, 3, 4),
     **{recipe: (0, 1, 2) for recipe in TASK_RECIPES},
     "bacterial-viral-crop": (0, 1, 2),
+    **{recipe: (0,) for recipe in VIEW_SCREENING},
 }
 # PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and the headline's levers.
 MEDMNIST_RUNS: dict[str, tuple[int, ...]] = {
