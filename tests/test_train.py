@@ -149,14 +149,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(tiny_config, tmp_path, monkey
     out = train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
     (out / "metrics.json").unlink()
     good = (out / "last.pt").read_bytes()
-    real = torch.nn.CrossEntropyLoss.forward
-    calls = {"n": 0}
-
-    def poisoned(self, logits, labels):
-        calls["n"] += 1
-        return real(self, logits, labels) * (float("nan") if calls["n"] == 2 else 1)
-
-    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    _poison_loss(monkeypatch, at_call=2)
     config = replace(tiny_config, epochs=2)
     with pytest.raises(UserError, match="non-finite loss at epoch 2, step 2"):
         _resume_with(config, out)
@@ -174,17 +167,23 @@ def test_a_non_finite_loss_found_at_a_later_read_names_its_own_step(
     from pneumo_utils.training import loop
 
     monkeypatch.setattr(loop, "READ_EVERY", 2)
+    calls = _poison_loss(monkeypatch, at_call=1)
+    with pytest.raises(UserError, match="non-finite loss at epoch 1, step 1"):
+        train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
+    assert calls["n"] >= 2  # the second step ran before the read found the first
+
+
+def _poison_loss(monkeypatch, at_call: int) -> dict:
+    """Make the training loss NaN at its `at_call`-th computation; returns the call count."""
     real = torch.nn.CrossEntropyLoss.forward
     calls = {"n": 0}
 
     def poisoned(self, logits, labels):
         calls["n"] += 1
-        return real(self, logits, labels) * (float("nan") if calls["n"] == 1 else 1)
+        return real(self, logits, labels) * (float("nan") if calls["n"] == at_call else 1)
 
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
-    with pytest.raises(UserError, match="non-finite loss at epoch 1, step 1"):
-        train(replace(tiny_config, epochs=1), tmp_path / "run", progress=False)
-    assert calls["n"] >= 2  # the second step ran before the read found the first
+    return calls
 
 
 def _resume_with(config, out):
