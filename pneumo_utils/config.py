@@ -294,7 +294,7 @@ class TrainConfig:
             raise UserError(
                 "these are a whole run's config.json, not its settings: pass its \"config\" "
                 "part (TrainConfig.from_dict(saved[\"config\"])), or use "
-                "pneumo_utils.load_run_config(RUN_DIR)"
+                "pneumo_utils.open_run(RUN_DIR).config"
             )
         unknown = sorted(set(values) - known)
         if unknown:

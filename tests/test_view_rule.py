@@ -282,7 +282,7 @@ def test_a_tighter_view_moves_the_lungs_less_with_centre_percentiles():
 
 
 def test_framing_variety_goes_both_ways_and_paints_bands_grey_to_white():
-    from pneumo_utils.data.transforms import VIEW_BAND, RandomView
+    from pneumo_utils.data.transforms import VIEW_JITTER_BAND, RandomView
 
     chest = _chest(64)
     view = RandomView(0.5)
@@ -294,8 +294,8 @@ def test_framing_variety_goes_both_ways_and_paints_bands_grey_to_white():
     # Tighter views (the corner is body), wider ones (a margin below the median) and bands
     # (between the median and white) all occur.
     assert any(c > median + 20 for c in corners) and any(c < median - 40 for c in corners)
-    # A band never reaches beyond VIEW_BAND of the side: the centre is always body texture.
-    centre = int(64 * (0.5 - VIEW_BAND))
+    # A band never reaches beyond VIEW_JITTER_BAND of the side: the centre is always body.
+    centre = int(64 * (0.5 - VIEW_JITTER_BAND))
     assert all(o[0, centre:-centre, centre:-centre].float().mean() < 255 for o in outcomes)
 
 

@@ -147,17 +147,12 @@ def band_inside_body(square: torch.Tensor, rng: np.random.Generator) -> torch.Te
     return out
 
 
-def looser_view(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """A looser view as the reframed set's: the acquired image shrunk into a black margin."""
-    return reframe_looser(image, rng)
-
-
 # Each view block: its split, the stress, and whether it acts on the image as acquired (then
 # the input pipeline follows) or on the model's input square (after the pipeline).
 VIEW_STRESSES = {
     TIGHTER_VAL: (tighter_view, "square"),
     BAND_VAL: (band_inside_body, "square"),
-    LOOSER_VAL: (looser_view, "acquired"),
+    LOOSER_VAL: (reframe_looser, "acquired"),
 }
 
 

@@ -32,7 +32,7 @@ COUNTER_ZOOM_IN = (1.1, 1.5)
 COUNTER_ZOOM_OUT = (0.65, 0.92)
 # Framing variety after the pipeline (RandomView): the widest view, and the widest band.
 VIEW_WIDER = 1.1
-VIEW_BAND = 0.14
+VIEW_JITTER_BAND = 0.14
 
 
 def anisotropic_scale(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -208,10 +208,10 @@ class RandomView:
     """Framing variety after the input pipeline, the same for every class (docs/frame.md, round
     4): a field of view from VIEW_WIDER times wider to (1 + j) times tighter (log-uniform),
     off-centre by up to the room the zoom leaves, a wider view's margin a random grey between
-    black and the image's median; and, one time in two, an outer band of up to VIEW_BAND of each
-    side painted a random grey between the median and white, as a shutter or a burnt-in border
-    would be. After the crop to the body the frame is the body's box, so the view changes
-    relative to the body."""
+    black and the image's median; and, one time in two, an outer band of up to
+    VIEW_JITTER_BAND of each side painted a random grey between the median and white, as a
+    shutter or a burnt-in border would be. After the crop to the body the frame is the body's
+    box, so the view changes relative to the body."""
 
     def __init__(self, jitter: float):
         self.log_range = (-math.log(VIEW_WIDER), math.log1p(jitter))
@@ -222,7 +222,7 @@ class RandomView:
         shift = (_uniform(-1, 1), _uniform(-1, 1))
         image = reframe(image, factor, _uniform(0, median), shift=shift)
         if torch.rand(()).item() < 0.5:
-            image = replace_border(image, _uniform(0, VIEW_BAND), _uniform(median, 255))
+            image = replace_border(image, _uniform(0, VIEW_JITTER_BAND), _uniform(median, 255))
         return image
 
 

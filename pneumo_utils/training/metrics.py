@@ -121,15 +121,15 @@ def worst_block_threshold(blocks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[
     Meant for validation predictions only."""
     if any(len(labels) == 0 for labels, _ in blocks):
         raise ValueError("the worst-block rule needs images in every block: one is empty")
-    pooled = np.concatenate([np.asarray(probs, np.float64) for _, probs in blocks])
+    blocks = [(labels, np.asarray(probs, np.float64)) for labels, probs in blocks]
+    pooled = np.concatenate([probs for _, probs in blocks])
     if not np.isfinite(pooled).all():
         return float("nan"), float("nan")
     cuts = np.unique(pooled)
     cuts = np.concatenate([cuts[:1], (cuts[1:] + cuts[:-1]) / 2, [np.nextafter(cuts[-1], 2)]])
     per_block = []  # balanced accuracy of each block at every cut: an image >= cut is positive
     for labels, probs in blocks:
-        positives = np.sort(np.asarray(probs, np.float64)[labels == 1])
-        negatives = np.sort(np.asarray(probs, np.float64)[labels == 0])
+        positives, negatives = np.sort(probs[labels == 1]), np.sort(probs[labels == 0])
         with np.errstate(invalid="ignore"):
             sensitivity = 1 - np.searchsorted(positives, cuts, "left") / len(positives)
             specificity = np.searchsorted(negatives, cuts, "left") / len(negatives)
