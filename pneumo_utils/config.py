@@ -19,7 +19,11 @@ RESIZE_MODES = ("squash", "pad", "crop")
 INTENSITY_NORMS = ("none", "percentile", "percentile-centre", "equalize")
 DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N"
 # Settings that change how fast a run goes or where it reads from, not what it computes.
-NOT_COMPARED_ON_RESUME = {"data", "workers", "device", "cache_dir", "pin_memory"}
+NOT_COMPARED_ON_RESUME = {"data", "device", "cache_dir"}
+# Settings that older runs saved and that no longer exist: they changed how fast a run went, not
+# what it computed (training now holds its images on the device, with no loader processes), so
+# a saved config that has them is read without them.
+RETIRED_SETTINGS = {"workers", "pin_memory"}
 # Setting groups that define a recipe; other groups (data, run) hold where and how fast.
 RECIPE_GROUPS = ("model", "optimisation", "shortcuts", "selection")
 
@@ -203,18 +207,12 @@ class TrainConfig:
         "(--no-channels-last: NCHW)",
         flag="--no-channels-last",
     )
-    pin_memory: bool = _setting(
-        True, "CUDA: copy batches from pageable memory", flag="--no-pin-memory"
-    )
     compile: bool = _setting(False, "torch.compile the model")
     deterministic: bool = _setting(False, "bit-identical CUDA runs (slower kernels)")
     sync_bn: bool = _setting(
         False,
         "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only); "
         "off: each process normalises its own share of the batch",
-    )
-    workers: int | None = _setting(
-        None, "loader processes (default: 0 on CPU; on a GPU, the CPU cores less one, at most 6)"
     )
     skip_bad_images: bool = _setting(
         False, "leave out unreadable files (listed in a warning) instead of stopping", "data"
@@ -292,10 +290,11 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         if isinstance(values.get("config"), dict):
             raise UserError(
-                "these are a whole run's config.json, not its settings: pass its \"config\" "
-                "part (TrainConfig.from_dict(saved[\"config\"])), or use "
+                'these are a whole run\'s config.json, not its settings: pass its "config" '
+                'part (TrainConfig.from_dict(saved["config"])), or use '
                 "pneumo_utils.open_run(RUN_DIR).config"
             )
+        values = {k: v for k, v in values.items() if k not in RETIRED_SETTINGS}
         unknown = sorted(set(values) - known)
         if unknown:
             raise UserError(

@@ -13,7 +13,7 @@ from dataclasses import asdict, fields, replace
 from pneumo_utils.config import TrainConfig
 from pneumo_utils.runtime.errors import UserError
 
-# The settings a recipe may change; the rest (data, device, workers...) do not define it.
+# The settings a recipe may change; the rest (data, device, cache...) do not define it.
 RECIPE_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.metadata["recipe"])
 
 _IMPROVED = dict(

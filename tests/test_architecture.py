@@ -57,7 +57,8 @@ def test_the_contracts_hold():
     [
         ("data/dataset.py", "from pneumo_utils.app import cli"),  # a lower layer imports the app
         ("training/loop.py", "from pneumo_utils.analysis import robustness"),  # the loop, an extra
-        ("training/runs.py", "from pneumo_utils.training import loop"),  # a cycle in training
+        ("training/checkpoints.py", "from pneumo_utils.training import loop"),  # a cycle
+        ("training/loop.py", "from pneumo_utils.data import stresses"),  # the loop, the dataset
     ],
 )
 def test_a_wrong_way_import_breaks_the_contracts(tmp_path, module, planted):
@@ -71,6 +72,50 @@ def test_a_wrong_way_import_breaks_the_contracts(tmp_path, module, planted):
     assert result.returncode != 0, result.stdout[-2000:]
     assert "BROKEN" in result.stdout
     assert Path(module).stem in result.stdout  # the report names the module that broke it
+
+
+def _import_closure(module: str) -> dict[str, int]:
+    """The package's modules that `module` imports, directly or not (the packages on the way
+    included), each with its line count: what a reader of `module` may have to read."""
+    import ast
+
+    def source(name: str) -> Path | None:
+        path = REPO / name.replace(".", "/")
+        return next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.exists()),
+                    None)  # fmt: skip
+
+    closure, waiting = {}, [module]
+    while waiting:
+        name = waiting.pop()
+        path = source(name)
+        if name in closure or path is None:
+            continue
+        closure[name] = len(path.read_text().splitlines())
+        parts = name.split(".")
+        waiting += [".".join(parts[:i]) for i in range(1, len(parts))]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                waiting += [a.name for a in node.names if a.name.startswith("pneumo_utils")]
+            elif isinstance(node, ast.ImportFrom) and "pneumo_utils" in (node.module or ""):
+                waiting += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return closure
+
+
+def test_the_training_loop_reads_in_at_most_2500_lines():
+    """Issue 33: loop.py and everything it imports inside the package, without the extras."""
+    closure = _import_closure("pneumo_utils.training.loop")
+    assert closure["pneumo_utils.training.loop"] <= 200
+    assert sum(closure.values()) <= 2500, sorted(closure.items(), key=lambda kv: -kv[1])
+    extras = ("analysis", "results", "plots", "app", "data.stresses", "data.pneumoniamnist",
+              "data.dataset", "training.runs", "training.setup")  # fmt: skip
+    assert not [m for m in closure if m.removeprefix("pneumo_utils.").startswith(extras)]
+    assert "import_module" not in (PACKAGE / "training" / "loop.py").read_text()
+
+
+def test_the_import_closure_counts_indirect_imports():
+    closure = _import_closure("pneumo_utils.training.fit")
+    assert "pneumo_utils.data.stresses" in closure  # fit -> setup -> dataset -> stresses
+    assert "pneumo_utils.training.loop" in closure and "pneumo_utils" in closure
 
 
 def test_the_top_level_holds_at_most_eight_modules_and_the_rest_is_in_subpackages():

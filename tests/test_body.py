@@ -31,8 +31,10 @@ from pneumo_utils.data.stresses import (
     reframe_variant,
 )
 from pneumo_utils.results import screening
+from pneumo_utils.runtime.fileio import atomic_write_csv
 from pneumo_utils.splits import POOLED_VAL, REFRAMED_VAL
 from pneumo_utils.training import runs
+from pneumo_utils.training.epoch_log import HISTORY
 from pneumo_utils.training.metrics import choose_threshold
 
 from .conftest import make_dataset
@@ -194,6 +196,7 @@ def test_a_cropped_run_sees_no_margin(cropped_run):
     config = runs.open_run(cropped_run).config
     cropped = load_run_data(config, progress=False).images
     framed = load_run_data(replace(config, crop_to_body=False), progress=False).images
+
     def edges(images):
         sides = (images[:, 0, :], images[:, -1, :], images[:, :, 0], images[:, :, -1])
         return np.stack([side.mean(1) for side in sides])
@@ -251,7 +254,7 @@ def _arm(finished_run, folder, losses):
     shutil.copytree(finished_run, folder, ignore=shutil.ignore_patterns("*.pt"))
     history = runs.read_history(folder).iloc[:1]
     rows = [history.assign(epoch=i + 1, pooled_val_loss=loss) for i, loss in enumerate(losses)]
-    runs.write_table(folder, runs.HISTORY, pd.concat(rows).to_dict("records"))
+    atomic_write_csv(folder / HISTORY, pd.concat(rows).to_dict("records"))
 
 
 def test_the_screening_rule_breaks_a_tie_on_the_late_epochs(finished_run, tmp_path):

@@ -42,7 +42,6 @@ def test_help_explains_every_train_option():
         "--weights",
         "--seed",
         "--device",
-        "--workers",
         "--scheduler",
         "--class-weighting",
         "--weighted-sampling",

@@ -9,13 +9,15 @@ import torch
 from PIL import Image
 from torchvision import datasets, transforms
 
-from pneumo_utils import UserError
+from pneumo_utils import TrainConfig, UserError
 from pneumo_utils.analysis.exploration import patient_overlap
+from pneumo_utils.data.augment import Augmentation
+from pneumo_utils.data.batches import TrainingBatches, hold
 from pneumo_utils.data.cache import BadImageError, build_cache, decode_xray
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.data.files import find_dataset_root, patient_id, scan_dataset
-from pneumo_utils.data.loaders import class_weights, make_loader, to_model_input
-from pneumo_utils.data.transforms import classic_augmentation
+from pneumo_utils.data.loaders import class_weights, make_loader
+from pneumo_utils.data.model_input import to_model_input
 
 from .conftest import make_dataset
 
@@ -249,9 +251,7 @@ def test_cached_pipeline_matches_uncached_decoding(tiny_data, cache_dir):
 
 def test_to_model_input_normalizes_to_three_channels(tiny_data, cache_dir):
     data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
-    images, labels = next(
-        iter(make_loader(data, "train", 8, transform=classic_augmentation(), shuffle=True))
-    )
+    images, labels = next(iter(make_loader(data, "train", 8)))
     assert images.dtype == torch.uint8 and images.shape == (8, 1, 32, 32)
     batch = to_model_input(images, torch.device("cpu"))
     assert batch.shape == (8, 3, 32, 32)
@@ -266,10 +266,14 @@ def test_weighted_sampling_balances_classes(tiny_copy, cache_dir):
     data = load_data(tiny_copy, 32, cache_dir=cache_dir, progress=False)
     labels = data.splits["train"]["label"].to_numpy()
     assert labels.mean() > 0.7
-    generator = torch.Generator().manual_seed(0)
-    loader = make_loader(data, "train", 64, weighted_sampling=True, generator=generator)
-    drawn = torch.cat([labels for _ in range(20) for _, labels in loader]).float()
-    assert abs(drawn.mean().item() - 0.5) < 0.05
+    batches = TrainingBatches(
+        hold(data, "train", torch.device("cpu")), 64, Augmentation(TrainConfig()), weighted=True
+    )
+    drawn = []
+    for epoch in range(20):
+        batches.start_epoch(epoch, epoch)
+        drawn += [labels for _, labels in batches]
+    assert abs(torch.cat(drawn).float().mean().item() - 0.5) < 0.05
     weights = class_weights(labels, 2)
     assert weights[0] > weights[1]
     assert np.isclose((weights.numpy()[labels]).mean(), 1.0)

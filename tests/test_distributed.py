@@ -17,7 +17,7 @@ from pneumo_utils.analysis.scoring import evaluate_run
 from pneumo_utils.app.pipeline import train
 from pneumo_utils.config import TrainConfig
 from pneumo_utils.runtime.errors import UserError
-from pneumo_utils.training.loop import train_one_epoch
+from pneumo_utils.training.loop import Parts, train_one_epoch
 from pneumo_utils.training.runs import read_history, read_metrics
 
 pytestmark = pytest.mark.skipif(
@@ -104,8 +104,9 @@ FIRST_STEP = textwrap.dedent(
     from pneumo_utils import model as models
     from pneumo_utils.config import TrainConfig
     from pneumo_utils.data.dataset import load_run_data
-    from pneumo_utils.data.loaders import training_loaders
-    from pneumo_utils.training.loop import train_one_epoch
+    from pneumo_utils.data.augment import Augmentation
+    from pneumo_utils.data.batches import TrainingBatches, hold
+    from pneumo_utils.training.loop import Parts, train_one_epoch
 
     data_dir, cache, out = sys.argv[1:4]
     WEIGHTS = torch.tensor([2.0, 0.5])  # class-weighted, as the headline recipes train
@@ -118,14 +119,19 @@ FIRST_STEP = textwrap.dedent(
         if isinstance(module, torch.nn.BatchNorm2d):
             module.requires_grad_(False)
     data = world.main_first(lambda: load_run_data(cfg, progress=False))
-    loader = training_loaders(cfg, data, torch.device("cpu"), torch.Generator(), world)["train"]
-    loader.sampler.set_epoch(1)
-    images, labels = next(iter(loader))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    train_one_epoch(world.wrap(model, torch.device("cpu")), [(images, labels)],
-                    torch.nn.CrossEntropyLoss(weight=WEIGHTS), optimizer, scaler,
-                    torch.device("cpu"), None, cfg, False, world)
+    batches = TrainingBatches(hold(data, "train", torch.device("cpu")),
+                              world.batch_per_process(16), Augmentation(cfg), world=world)
+    batches.start_epoch(1, world.rank)
+    images, labels = next(iter(batches))
+    parts = Parts(
+        cfg=cfg, device=torch.device("cpu"), amp_dtype=None, model=model,
+        forward_model=world.wrap(model, torch.device("cpu")),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0), scheduler=None,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        criterion=torch.nn.CrossEntropyLoss(weight=WEIGHTS), batches=[(images, labels)],
+        eval_sets={}, select=dict, class_names=("NORMAL", "PNEUMONIA"), world=world,
+    )
+    train_one_epoch(parts, progress=False)
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     torch.save(dict(grads=grads, images=images, labels=labels), f"{out}/rank{world.rank}.pt")
     distributed.leave(world)
@@ -155,11 +161,14 @@ def test_the_first_step_averages_to_one_process_on_the_same_global_batch(tiny_da
             module.requires_grad_(False)
     batch = (torch.cat([r["images"] for r in ranks]), torch.cat([r["labels"] for r in ranks]))
     cfg = TrainConfig(batch_size=16, image_size=32, dropout=0.0, max_batches=1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
     weighted = torch.nn.CrossEntropyLoss(weight=torch.tensor([2.0, 0.5]))
-    train_one_epoch(model, [batch], weighted, optimizer, scaler,
-                    torch.device("cpu"), None, cfg, False)  # fmt: skip
+    parts = Parts(
+        cfg=cfg, device=torch.device("cpu"), amp_dtype=None, model=model, forward_model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0), scheduler=None,
+        scaler=torch.amp.GradScaler("cpu", enabled=False), criterion=weighted, batches=[batch],
+        eval_sets={}, select=dict, class_names=("NORMAL", "PNEUMONIA"),
+    )  # fmt: skip
+    train_one_epoch(parts, progress=False)
     alone = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert alone.keys() == ranks[0]["grads"].keys() == ranks[1]["grads"].keys()
     for name, grad in alone.items():

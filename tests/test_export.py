@@ -8,7 +8,7 @@ from torchvision.models import resnet18
 
 from pneumo_utils.app.export import export_run
 from pneumo_utils.training import runs
-from pneumo_utils.training.checkpoints import load_trained_model
+from pneumo_utils.training.runs import load_trained_model
 
 
 def test_exported_weights_load_into_plain_torchvision(finished_run, tmp_path):

@@ -9,16 +9,12 @@ import torch
 from PIL import Image
 
 from pneumo_utils import TrainConfig
+from pneumo_utils.data.augment import Augmentation
 from pneumo_utils.data.cache import decode_xray
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.data.loaders import make_loader
 from pneumo_utils.data.stresses import frame_stress, stress, stressed_copy
 from pneumo_utils.data.transforms import (
-    CounterFraming,
-    RandomAspect,
-    RandomBlurNoise,
-    RandomFraming,
-    RandomLevels,
     add_noise,
     anisotropic_scale,
     band_mask,
@@ -28,7 +24,6 @@ from pneumo_utils.data.transforms import (
     recompress_jpeg,
     reframe,
     replace_border,
-    training_transform,
 )
 from pneumo_utils.splits import FRAME_VAL, STRESSED_VAL
 
@@ -45,6 +40,15 @@ def _box_aspect(image: torch.Tensor) -> float:
     bright = image[0] > 128
     rows, cols = bright.any(dim=1).sum().item(), bright.any(dim=0).sum().item()
     return cols / rows
+
+
+def _augmented(image: torch.Tensor, n: int = 40, label: int = 0, seed: int = 0, **settings):
+    """`n` training draws of `image` (1, S, S) under the TrainConfig `settings`, as (1, S, S)
+    images."""
+    augmentation = Augmentation(replace(TrainConfig(), **settings))
+    batch = image[None].repeat(n, 1, 1, 1)
+    labels = torch.full((n,), label)
+    return list(augmentation(batch, labels, torch.Generator().manual_seed(seed)))
 
 
 def _noisy(size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -64,8 +68,7 @@ def test_anisotropic_scale_changes_the_aspect_and_keeps_the_shape():
 
 
 def test_aspect_jitter_draws_both_directions_within_its_range():
-    torch.manual_seed(0)
-    aspects = [_box_aspect(RandomAspect(0.4)(_box())) for _ in range(40)]
+    aspects = [_box_aspect(image) for image in _augmented(_box(), aspect_jitter=0.4)]
     assert min(aspects) < 0.9 and max(aspects) > 1.1
     assert min(aspects) >= 1 / 1.4 - 0.1 and max(aspects) <= 1.4 + 0.1
 
@@ -83,9 +86,8 @@ def test_jpeg_recompression_changes_the_bytes_not_the_shape():
 
 
 def test_intensity_jitter_moves_black_and_white_points():
-    torch.manual_seed(0)
     image = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16)
-    jittered = [RandomLevels(0.1)(image) for _ in range(20)]
+    jittered = _augmented(image, 20, intensity_jitter=0.1)
     lowest = [j.min().item() for j in jittered]
     assert min(lowest) == 0 and max(lowest) > 0  # sometimes the floor is lifted, sometimes clipped
     assert len({j.float().mean().item() for j in jittered}) > 10
@@ -153,21 +155,15 @@ def test_stressed_validation_loader_holds_the_validation_images(tiny_data, cache
     assert not clean_images.equal(stressed_images)
 
 
-def test_training_transform_has_the_configured_steps():
-    assert training_transform(TrainConfig()) is None
+def test_the_training_steps_keep_the_shape_and_evaluation_only_normalises():
+    assert not Augmentation(TrainConfig()).enabled
     assert evaluation_transform(TrainConfig()) is None
-    config = replace(
-        TrainConfig(),
-        aspect_jitter=0.3,
-        intensity_jitter=0.1,
-        jpeg_quality_min=50,
-        intensity_norm="percentile",
-        augment=True,
-    )
-    torch.manual_seed(0)
-    out = training_transform(config)(_noisy())
-    assert out.shape == (1, 64, 64) and out.dtype == torch.uint8
-    assert evaluation_transform(config)(_noisy()).equal(normalize_intensity(_noisy(), "percentile"))
+    config = dict(aspect_jitter=0.3, intensity_jitter=0.1, jpeg_quality_min=50,
+                  intensity_norm="percentile", augment=True)  # fmt: skip
+    out = _augmented(_noisy(), 4, **config)
+    assert all(o.shape == (1, 64, 64) and o.dtype == torch.uint8 for o in out)
+    normalise = evaluation_transform(replace(TrainConfig(), **config))
+    assert normalise(_noisy()).equal(normalize_intensity(_noisy(), "percentile"))
 
 
 # ----------------------------------------------------------------------------- the frame
@@ -198,18 +194,16 @@ def test_replace_border_paints_the_outer_band_only():
 
 
 def test_counter_framing_turns_the_frame_against_the_label():
-    torch.manual_seed(0)
-    always = CounterFraming(1.0)
-    normal, pneumonia = always(_box(64, 30, 30), 0), always(_box(64, 30, 30), 1)
-    assert _box_width(normal) > 30  # NORMAL framed tighter
-    assert _box_width(pneumonia) < 30  # PNEUMONIA shrunk ...
-    assert (pneumonia[0][band_mask(64, 64, 0.02)] == 0).any()  # ... into a black margin
-    assert CounterFraming(0.0)(_box(), 0).equal(_box())
+    box = _box(64, 30, 30)
+    normal = _augmented(box, 10, label=0, counter_framing=1.0)
+    pneumonia = _augmented(box, 10, label=1, counter_framing=1.0)
+    assert all(_box_width(image) > 30 for image in normal)  # NORMAL framed tighter
+    assert all(_box_width(image) < 30 for image in pneumonia)  # PNEUMONIA shrunk ...
+    assert all((image[0][band_mask(64, 64, 0.02)] == 0).any() for image in pneumonia)  # black
 
 
 def test_random_framing_goes_both_ways_for_every_class():
-    torch.manual_seed(0)
-    widths = [_box_width(RandomFraming(0.35)(_box(64, 30, 30))) for _ in range(40)]
+    widths = [_box_width(image) for image in _augmented(_box(64, 30, 30), frame_jitter=0.35)]
     assert min(widths) < 28 and max(widths) > 32
     assert min(widths) >= 30 / 1.35 - 2 and max(widths) <= 30 * 1.35 + 2
 
@@ -220,9 +214,8 @@ def test_blur_softens_and_noise_roughens():
     assert edges(blur(image, 1.5)) < 0.6 * edges(image)
     noisy = add_noise(torch.full((1, 64, 64), 128, dtype=torch.uint8), 0.04)
     assert 5 < noisy.float().std() < 15
-    torch.manual_seed(0)
-    changed = [not RandomBlurNoise(0.5)(image).equal(image) for _ in range(20)]
-    assert 5 < sum(changed) < 20
+    changed = [not out.equal(image) for out in _augmented(image, 40, blur_noise=0.5)]
+    assert 20 < sum(changed) < 40  # each with probability 0.5: a change 3 times in 4
 
 
 def test_frame_stress_frames_normal_tight_and_pneumonia_loose():
@@ -245,14 +238,3 @@ def test_frame_validation_loader_holds_the_validation_labels(tiny_data, cache_di
     assert not stressed_images.equal(framed_images)
     again = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
     assert np.array_equal(data.frame_val, again.frame_val)  # deterministic
-
-
-def test_counter_framing_reaches_the_loader_with_the_label(tiny_data, cache_dir):
-    data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
-    config = replace(TrainConfig(), counter_framing=1.0)
-    transform = training_transform(config)
-    assert transform.takes_label
-    seen = []
-    transform.counter_framing = lambda image, label: seen.append(label) or image
-    images, labels = next(iter(make_loader(data, "train", 8, transform=transform)))
-    assert seen == labels.tolist()

@@ -12,6 +12,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
+from pneumo_utils import TrainConfig
 from pneumo_utils.data import body
 from pneumo_utils.data.dataset import load_data, split_frame
 from pneumo_utils.data.stresses import (
@@ -21,6 +22,7 @@ from pneumo_utils.data.stresses import (
     tighter_view,
     view_variant,
 )
+from pneumo_utils.runtime.fileio import atomic_write_csv
 from pneumo_utils.splits import (
     BAND_VAL,
     EVALUATED_SPLITS,
@@ -30,6 +32,7 @@ from pneumo_utils.splits import (
     WORST_BLOCKS,
 )
 from pneumo_utils.training import runs
+from pneumo_utils.training.epoch_log import HISTORY
 from pneumo_utils.training.metrics import worst_block_scores, worst_block_threshold
 
 ROBUSTNESS_MIDDLE_ZOOM_IN = 1.25  # the robustness suite's middle zoom-in (docs/frame.md)
@@ -209,10 +212,13 @@ def test_a_run_selects_and_thresholds_by_the_worst_block(tiny_config, tmp_path):
     from dataclasses import replace
 
     from pneumo_utils.analysis.scoring import finalize
-    from pneumo_utils.training.loop import fit
+    from pneumo_utils.training.fit import fit
 
     config = replace(
-        tiny_config, epochs=4, val_fraction=0.5, select_metric="worst_block_bacc",
+        tiny_config,
+        epochs=4,
+        val_fraction=0.5,
+        select_metric="worst_block_bacc",
         threshold_on="worst_block",
     )
     fitted = fit(config, tmp_path / "run", progress=False)
@@ -282,12 +288,12 @@ def test_a_tighter_view_moves_the_lungs_less_with_centre_percentiles():
 
 
 def test_framing_variety_goes_both_ways_and_paints_bands_grey_to_white():
-    from pneumo_utils.data.transforms import VIEW_JITTER_BAND, RandomView
+    from pneumo_utils.data.augment import Augmentation
+    from pneumo_utils.data.transforms import VIEW_JITTER_BAND
 
     chest = _chest(64)
-    view = RandomView(0.5)
-    torch.manual_seed(0)
-    outcomes = [view(chest) for _ in range(200)]
+    view = Augmentation(TrainConfig(view_jitter=0.5))
+    outcomes = view(chest[None].repeat(200, 1, 1, 1), torch.zeros(200), torch.Generator())
     assert all(o.shape == chest.shape for o in outcomes)
     median = chest.float().median().item()
     corners = [o[0, 0, 0].item() for o in outcomes]
@@ -302,12 +308,13 @@ def test_framing_variety_goes_both_ways_and_paints_bands_grey_to_white():
 def test_the_thorax_mask_hides_the_corners_of_every_split(tiny_config):
     from dataclasses import replace
 
-    from pneumo_utils.data.transforms import evaluation_transform, training_transform
+    from pneumo_utils.data.augment import Augmentation
+    from pneumo_utils.data.transforms import evaluation_transform
 
     chest = _chest(32)
     config = replace(tiny_config, thorax_mask=True, view_jitter=0.5, augment=True)
-    for transform in (evaluation_transform(config), training_transform(config)):
-        masked = transform(chest)
+    trained = Augmentation(config)(chest[None], torch.zeros(1), torch.Generator())[0]
+    for masked in (evaluation_transform(config)(chest), trained):
         assert masked[0, 0, 0] == masked[0, -1, -1] == masked[0, 0, -1] == 0
         assert (masked[0, 12:20, 12:20] > 0).all()  # the centre stays in view
     plain = evaluation_transform(replace(tiny_config, thorax_mask=True))(chest)
@@ -334,7 +341,7 @@ def _view_arm(finished_run, folder, scores):
         history.assign(epoch=i + 1, worst_block_bacc=score, worst_block_threshold=0.5)
         for i, score in enumerate(scores)
     ]
-    runs.write_table(folder, runs.HISTORY, pd.concat(rows).to_dict("records"))
+    atomic_write_csv(folder / HISTORY, pd.concat(rows).to_dict("records"))
 
 
 def test_the_view_screening_takes_the_highest_worst_block_and_breaks_ties_late(

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from pneumo_utils.data.inputs import decode_input
-from pneumo_utils.data.loaders import to_model_input
+from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.resnet import LAST_STAGE
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.training import runs
-from pneumo_utils.training.checkpoints import load_trained_model
+from pneumo_utils.training.runs import load_trained_model
 
 
 def gradcam(run_dir: str | os.PathLike, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -34,8 +34,8 @@ from pneumo_utils.runtime.device import autocast_dtype
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import EVALUATED_SPLITS
 from pneumo_utils.training import runs
-from pneumo_utils.training.checkpoints import load_trained_model
 from pneumo_utils.training.metrics import binary_metrics, positive_probability, predict_logits
+from pneumo_utils.training.runs import load_trained_model
 
 REPORTED = ("accuracy", "sensitivity", "specificity", "roc_auc")
 # The two orders a report may use (its "perturbed" entry; docs/frame.md).

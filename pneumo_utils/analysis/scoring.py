@@ -15,6 +15,7 @@ from pneumo_utils.data.dataset import load_run_data, no_body_counts, split_frame
 from pneumo_utils.data.loaders import make_loader
 from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.device import autocast_dtype
+from pneumo_utils.runtime.fileio import atomic_write_csv
 from pneumo_utils.splits import (
     EVALUATED_SPLITS,
     POOLED,
@@ -23,8 +24,7 @@ from pneumo_utils.splits import (
     WORST_BLOCK,
     WORST_BLOCKS,
 )
-from pneumo_utils.training import checkpoints, runs
-from pneumo_utils.training.checkpoints import load_trained_model
+from pneumo_utils.training import runs
 from pneumo_utils.training.metrics import (
     choose_threshold,
     class_probabilities,
@@ -35,6 +35,7 @@ from pneumo_utils.training.metrics import (
     threshold_warning,
     worst_block_threshold,
 )
+from pneumo_utils.training.runs import load_trained_model
 
 
 def finalize(
@@ -52,7 +53,7 @@ def finalize(
     probs, labels = _predict_splits(run_dir, model, cfg, data, device)
     threshold = _threshold(cfg, data.task, probs, labels) if data.task.binary else None
     metrics = dict(
-        best_epoch=int(checkpoints.load_best(run_dir)["epoch"]),
+        best_epoch=int(runs.load_best(run_dir)["epoch"]),
         selected_on=cfg.select_metric,
         threshold_chosen_on=(
             threshold_rule(cfg.threshold_on)
@@ -87,9 +88,8 @@ def _predict_splits(run_dir: Path, model, cfg, data, device) -> tuple[dict, dict
         scored = probs[split][:, 1:] if data.task.binary else probs[split]
         files = split_frame(data, split)
         reframing = {"reframing": files["reframing"].to_numpy()} if split == REFRAMED_VAL else {}
-        runs.write_table(
-            run_dir,
-            f"{split}_predictions.csv",
+        atomic_write_csv(
+            run_dir / f"{split}_predictions.csv",
             dict(
                 relpath=files["relpath"].to_numpy(),
                 **reframing,

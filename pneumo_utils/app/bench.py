@@ -2,8 +2,9 @@
 
 (a) baseline  the course report's style: ImageFolder + PIL decode, Resize, ToTensor on every
               item of every epoch; fp32, NCHW, a default DataLoader
-(b) pipeline  pneumo_utils as the notebooks use it: decoded-image cache, augmentation on
-              uint8 tensors, channels_last, autocast (bf16 on capable CPUs, AMP on CUDA)
+(b) pipeline  pneumo_utils as training runs it: the decoded-image cache held on the device,
+              batches augmented there (the classic augmentation, per-image parameters),
+              channels_last, autocast (bf16 on capable CPUs, AMP on CUDA)
 (c) ceiling   (b)'s training step on random tensors already on the device: no data loading
 """
 
@@ -19,19 +20,20 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.augment import Augmentation
+from pneumo_utils.data.batches import TrainingBatches, hold
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.data.files import find_dataset_root
-from pneumo_utils.data.loaders import make_loader, to_model_input
+from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.data.pneumoniamnist import is_npz
-from pneumo_utils.data.transforms import classic_augmentation
 from pneumo_utils.model import build_model
 from pneumo_utils.runtime.device import (
     autocast,
     autocast_dtype,
-    default_workers,
     hardware_summary,
     pick_device,
 )
@@ -69,6 +71,13 @@ def _sync(device: torch.device) -> None:
 def _forever(loader):
     while True:
         yield from loader
+
+
+def _epochs(batches: TrainingBatches):
+    """Training batches without end, each epoch in a new order."""
+    for epoch in itertools.count():
+        batches.start_epoch(epoch, epoch)
+        yield from batches
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -152,34 +161,17 @@ def _our_pipeline(root: Path, model, device, amp_dtype, image_size, batch_size, 
         results["cache_build_s"] = time.perf_counter() - started
         results["cache_images"] = len(data.records)
         fast_model = copy.deepcopy(model).to(device, memory_format=torch.channels_last)
-        workers = default_workers(device)
-        loader = make_loader(
-            data,
-            "train",
-            batch_size,
-            transform=classic_augmentation(),
-            pin_memory=device.type == "cuda",
-            workers=workers,
+        train = TrainingBatches(
+            hold(data, "train", device), batch_size, Augmentation(TrainConfig(augment=True))
         )
-        # One epoch long enough for every step, and timing only once each loader process has
-        # delivered a batch: otherwise the processes' start-up (again at every epoch of a small
-        # folder) is counted as the pipeline's speed. On an H200 that read 1,900 images/s where
-        # training's second epoch ran at 5,200.
-        steps = batches + workers + 1
-        sampler = RandomSampler(loader.dataset, replacement=True, num_samples=steps * batch_size)
-        loader = DataLoader(
-            loader.dataset, batch_size, sampler=sampler, num_workers=workers,
-            pin_memory=loader.pin_memory,
-        )  # fmt: skip
         results["b_pipeline"] = _train_steps(
             fast_model,
-            iter(loader),
+            _epochs(train),
             device,
             amp_dtype,
             True,
             lambda images: to_model_input(images, device),
             batches,
-            warmup=workers + 1,
         )
 
         # (c) the same step with no data loading at all
@@ -196,7 +188,7 @@ def _our_pipeline(root: Path, model, device, amp_dtype, image_size, batch_size, 
             batches,
         )
 
-        eval_loader = make_loader(data, "test", 2 * batch_size, workers=workers)
+        eval_loader = hold(data, "test", device).in_order(2 * batch_size)
         started = time.perf_counter()
         logits, _ = predict_logits(
             fast_model, eval_loader, device, amp_dtype, True, max_batches=max(1, batches // 2)

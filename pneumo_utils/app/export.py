@@ -25,7 +25,7 @@ from pneumo_utils.runtime.fileio import (
     atomic_write_text,
     readable_like_new_files,
 )
-from pneumo_utils.training import checkpoints, runs
+from pneumo_utils.training import runs
 
 CARD = "MODEL_CARD.md"
 
@@ -43,7 +43,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     saved = runs.open_run(run_dir)
     if not runs.is_finished(run_dir):
         raise UserError(f"{run_dir} has not finished (no metrics.json): let the training end first")
-    state = torchvision_state_dict(checkpoints.load_best(run_dir)["model"])
+    state = torchvision_state_dict(runs.load_best(run_dir)["model"])
     out = Path(out) if out else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     stem = weights_stem(saved.task)

@@ -1,6 +1,6 @@
 """One run from its config to its report, as the notebooks and `python -m pneumo_utils train`
-run it: fit (training/loop.py), then score the best checkpoint on test and write the
-robustness report (analysis/scoring.py). The loop itself knows nothing of the scoring."""
+run it: fit (training/fit.py, around training/loop.py), then score the best checkpoint on test
+and write the robustness report (analysis/scoring.py). The loop knows nothing of the scoring."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pneumo_utils.analysis.scoring import finalize
 from pneumo_utils.config import TrainConfig
-from pneumo_utils.training.loop import fit
+from pneumo_utils.training.fit import fit
 
 
 def train(

@@ -16,13 +16,13 @@ from tqdm.auto import tqdm
 
 from pneumo_utils.data.cache import BadImageError
 from pneumo_utils.data.inputs import decode_input, expand_inputs
-from pneumo_utils.data.loaders import to_model_input
+from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.device import autocast, autocast_dtype
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.tasks import Task, get_task
 from pneumo_utils.training import runs
-from pneumo_utils.training.checkpoints import load_trained_model
+from pneumo_utils.training.runs import load_trained_model
 
 PREDICTION_COLUMNS = ("path", "p_pneumonia", "label", "threshold", "error")
 

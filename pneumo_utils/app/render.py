@@ -22,7 +22,7 @@ from pneumo_utils.recipes import FORMER_HEADLINES, HEADLINE
 from pneumo_utils.results import screening, tables
 from pneumo_utils.results.page import write_results_page
 from pneumo_utils.results.robustness_tables import robustness_reports
-from pneumo_utils.training.checkpoints import with_checkpoints
+from pneumo_utils.training.runs import with_checkpoints
 
 
 def render_results(settings: Settings) -> Path:

@@ -19,7 +19,7 @@ from pneumo_utils.data.cache import (
     scale_to_8bit,
 )
 from pneumo_utils.data.files import OS_JUNK
-from pneumo_utils.data.loaders import to_model_input
+from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.errors import UserError
 

@@ -29,7 +29,7 @@ from pneumo_utils.results.screening import (
 )
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.training import runs
-from pneumo_utils.training.checkpoints import with_checkpoints
+from pneumo_utils.training.runs import with_checkpoints
 
 # Every run the results table reports: recipe -> seeds.
 REPORTED_RUNS: dict[str, tuple[int, ...]] = {

@@ -37,14 +37,6 @@ def pick_device(requested: str = "auto") -> torch.device:
         ) from error
 
 
-def default_workers(device: torch.device) -> int:
-    """Loader processes: none on a CPU (the model needs every core); on a GPU, the cores less
-    one for the training process, at most 6 (Colab's 2 vCPUs get 1)."""
-    if device.type == "cpu":
-        return 0
-    return max(0, min(6, (os.cpu_count() or 1) - 1))
-
-
 def cpu_has_native_bf16() -> bool:
     """True where bf16 matrix math runs in hardware (AVX-512 BF16 or AMX); elsewhere it is slow."""
     try:

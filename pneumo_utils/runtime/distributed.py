@@ -69,12 +69,15 @@ class World:
             torch.cuda.set_device(device)
         return device
 
-    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-        """The model as DDP sees it (gradients averaged over the ranks at each step)."""
-        if not self.distributed:
-            return model
-        device_ids = [device.index] if device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    def wrap(
+        self, model: torch.nn.Module, device: torch.device, compile: bool = False
+    ) -> torch.nn.Module:
+        """What the training step calls: the model as DDP sees it (gradients averaged over the
+        ranks at each step), compiled with torch.compile if asked."""
+        if self.distributed:
+            device_ids = [device.index] if device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        return torch.compile(model) if compile else model
 
     def share_buffers(self, model: torch.nn.Module) -> None:
         """Rank 0's BatchNorm running statistics on every rank. DDP sends them at each forward,

@@ -65,6 +65,13 @@ def atomic_write_text(target: Path, text: str) -> None:
     atomic_write_bytes(target, text.encode())
 
 
+def atomic_write_csv(target: Path, rows: list[dict] | dict) -> None:
+    """A CSV from rows (list of dicts) or columns (dict of arrays), written atomically."""
+    import pandas as pd  # not at the top: the command line's parsing imports this module
+
+    atomic_write_text(target, pd.DataFrame(rows).to_csv(index=False))
+
+
 def atomic_torch_save(target: Path, obj) -> None:
     _atomic_write(target, lambda handle: torch.save(obj, handle))
 

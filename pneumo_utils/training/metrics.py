@@ -19,7 +19,7 @@ from sklearn.metrics import (
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pneumo_utils.data.loaders import to_model_input
+from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.runtime.device import autocast
 from pneumo_utils.splits import WORST_BLOCK
 
@@ -42,7 +42,7 @@ def predict_logits(
         with autocast(device, amp_dtype):
             output = model(to_model_input(images, device, channels_last))
         logits.append(output.float().cpu())
-        labels.append(targets)
+        labels.append(targets.cpu())
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 

@@ -1,5 +1,5 @@
-"""The run folder: its files, a typed view of config.json, its readers and writers, and the
-lock (checkpoints: checkpoints.py).
+"""The run folder: its files, a typed view of config.json, its readers and writers, its best
+model, and the lock (the loop writes checkpoints.py's and epoch_log.py's files).
 
     config.json            configuration, data fingerprint, weights provenance, machine
     history.csv            one row per epoch: loss/accuracy overall and per class, every split
@@ -25,17 +25,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from filelock import FileLock, Timeout
 
 from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.files import dataset_label, find_dataset_root, sample_note
+from pneumo_utils.model import build_model
+from pneumo_utils.runtime.device import pick_device
 from pneumo_utils.runtime.errors import UserError
-from pneumo_utils.runtime.fileio import atomic_write_text
+from pneumo_utils.runtime.fileio import atomic_write_text, load_checkpoint
 from pneumo_utils.splits import CURVE_SPLITS
 from pneumo_utils.tasks import Task, get_task
+from pneumo_utils.training.checkpoints import BEST
+from pneumo_utils.training.epoch_log import HISTORY
 
-CONFIG, HISTORY, TIMING, METRICS = "config.json", "history.csv", "timing.csv", "metrics.json"
-LAST, PREVIOUS, NEXT, BEST = "last.pt", "last.prev.pt", "last.next.pt", "best.pt"
+CONFIG, METRICS = "config.json", "metrics.json"
 LOCK = ".lock"
 ROBUSTNESS_JSON, ROBUSTNESS_CSV = "robustness.json", "robustness.csv"
 # A run folder of the results: <recipe>-seed<N> (run_name), under runs/results/<dataset>.
@@ -200,11 +204,6 @@ def prediction_probabilities(predictions: pd.DataFrame, task: Task) -> np.ndarra
     return np.hstack([1 - columns, columns]) if task.binary else columns
 
 
-def write_table(run_dir: Path, name: str, rows: list[dict] | dict) -> None:
-    """A CSV in the run folder from rows (list of dicts) or columns (dict of arrays)."""
-    atomic_write_text(run_dir / name, pd.DataFrame(rows).to_csv(index=False))
-
-
 def run_threshold(run_dir: str | os.PathLike) -> float:
     """The decision threshold chosen on validation when the run finished (0.5 before that)."""
     return read_metrics(run_dir)["test"]["threshold"] if is_finished(run_dir) else 0.5
@@ -232,6 +231,41 @@ def training_curves(run_dir: str | os.PathLike) -> pd.DataFrame:
                 )
             )
     return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- the best model
+
+
+def load_best(run_dir: str | os.PathLike) -> dict:
+    """best.pt: the model weights of the epoch chosen on validation, and that epoch."""
+    run_dir = Path(run_dir)
+    if not (run_dir / BEST).exists():
+        if is_finished(run_dir):
+            raise UserError(
+                f"{run_dir} is a finished run whose checkpoints are not here (the committed "
+                "runs keep their numbers, not their weights): train its model again with "
+                f"`python -m pneumo_utils train --config {run_dir / CONFIG} --out NEW_FOLDER`"
+            )
+        raise UserError(f"{run_dir} has no {BEST} yet: let the training finish at least one epoch")
+    return load_checkpoint(run_dir / BEST)
+
+
+def load_trained_model(run_dir: str | os.PathLike, device: torch.device | None = None):
+    """The best checkpoint of a run as an eval-mode model, with its config and device."""
+    cfg = open_run(run_dir).config
+    checkpoint = load_best(run_dir)
+    device = device or pick_device("auto")
+    # Both models share one architecture; the checkpoint replaces any starting weights.
+    classes = len(get_task(cfg.task).class_names)
+    model = build_model("scratch", dropout=cfg.dropout, num_classes=classes)
+    model.load_state_dict(checkpoint["model"])
+    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
+    return model.eval(), cfg, device
+
+
+def with_checkpoints(finished: dict[str, Path]) -> dict[str, Path]:
+    """The runs whose best.pt is on this machine (checkpoints are not committed)."""
+    return {name: run for name, run in finished.items() if (run / BEST).exists()}
 
 
 # ----------------------------------------------------------------------------- lock

@@ -1,17 +1,19 @@
 """What a training is built from, once, before its first epoch: device and precision (checked
-against a resumed run), seeds, model, data, config.json, optimiser, schedule, loss, loaders."""
+against a resumed run), seeds, model, data, config.json, optimiser, schedule, loss, and the
+splits held on the device."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from pneumo_utils import model as models
 from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.augment import Augmentation
+from pneumo_utils.data.batches import TrainingBatches, hold, hold_for_evaluation
 from pneumo_utils.data.dataset import XrayData, load_run_data, split_frame
-from pneumo_utils.data.loaders import class_weights, training_loaders
+from pneumo_utils.data.loaders import class_weights
 from pneumo_utils.runtime.device import (
     autocast_dtype,
     dtype_name,
@@ -22,32 +24,16 @@ from pneumo_utils.runtime.device import (
 )
 from pneumo_utils.runtime.distributed import World
 from pneumo_utils.runtime.errors import UserError
-from pneumo_utils.splits import EVALUATED_SPLITS
+from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL, WORST_BLOCKS
 from pneumo_utils.tasks import get_task
 from pneumo_utils.training import resume, runs
+from pneumo_utils.training.loop import Parts
+from pneumo_utils.training.metrics import worst_block_scores
 
 
-@dataclass(frozen=True)
-class Parts:
-    """Everything a training is built from, once, before the first epoch."""
-
-    cfg: TrainConfig
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    data: XrayData
-    model: torch.nn.Module
-    forward_model: torch.nn.Module  # the model, or its torch.compile wrapper
-    optimizer: torch.optim.Optimizer
-    scheduler: object | None
-    scaler: torch.amp.GradScaler
-    criterion: torch.nn.Module
-    loaders: dict
-    generator: torch.Generator  # reseeded every epoch: shuffling, sampling, worker seeds
-    world: World  # this process among torchrun's (one process without it)
-
-
-def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Parts:
-    """The parts of a training, in the order they depend on each other."""
+def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
+    """The parts of a training (loop.Parts), in the order they depend on each other, and the
+    data they were taken from."""
     device, amp_dtype = _device_and_precision(cfg, run_dir, world)
     seed_everything(cfg.seed)
     # Rank 0 fetches ImageNet weights and builds the cache; the other ranks then read them.
@@ -59,22 +45,38 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool) -> Part
     if cfg.sync_bn and world.distributed:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    generator = torch.Generator()
-    return Parts(
+    parts = Parts(
         cfg=cfg,
         device=device,
         amp_dtype=amp_dtype,
-        data=data,
         model=model,
-        forward_model=forward_model(cfg, world, model, device),
+        forward_model=world.wrap(model, device, cfg.compile),
         optimizer=optimizer,
         scheduler=_make_scheduler(cfg, optimizer),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
         criterion=_criterion(cfg, data, device),
-        loaders=training_loaders(cfg, data, device, generator, world),
-        generator=generator,
+        batches=TrainingBatches(
+            hold(data, "train", device),
+            world.batch_per_process(cfg.batch_size),
+            Augmentation(cfg),
+            weighted=cfg.weighted_sampling,
+            world=world,
+        ),
+        eval_sets=hold_for_evaluation(cfg, data, EVALUATED_SPLITS, device),
+        select=selection_scores,
+        class_names=data.class_names,
         world=world,
     )
+    return parts, data
+
+
+def selection_scores(row: dict, predictions: dict) -> dict:
+    """What the checkpoint may be chosen by (splits.SELECT_METRICS), beyond each split's own
+    loss: the mean loss of the pooled validation sets, and the worst-block balanced accuracy
+    (training/metrics.py) over the validation blocks."""
+    pooled = sum(row[f"{split}_loss"] for split in POOLED_VAL) / len(POOLED_VAL)
+    blocks = [predictions[split] for split in WORST_BLOCKS]
+    return dict(pooled_val_loss=pooled, **worst_block_scores(blocks))
 
 
 def _device_and_precision(cfg: TrainConfig, run_dir: Path, world: World):
@@ -113,12 +115,6 @@ def _criterion(cfg: TrainConfig, data: XrayData, device: torch.device) -> torch.
     return torch.nn.CrossEntropyLoss(weight=weights)
 
 
-def forward_model(cfg: TrainConfig, world: World, model: torch.nn.Module, device):
-    """What the training step calls: the model, under DDP with torchrun, compiled if asked."""
-    wrapped = world.wrap(model, device)
-    return torch.compile(wrapped) if cfg.compile else wrapped
-
-
 def _make_scheduler(cfg: TrainConfig, optimizer):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
@@ -130,10 +126,10 @@ def _make_scheduler(cfg: TrainConfig, optimizer):
     return None
 
 
-def describe(parts: Parts) -> str:
+def describe(parts: Parts, data: XrayData) -> str:
     """The line a new run starts with: model, machine, precision, processes, split sizes."""
     splits = ("train", *EVALUATED_SPLITS)
-    sizes = " / ".join(f"{len(split_frame(parts.data, s))} {s}" for s in splits)
+    sizes = " / ".join(f"{len(split_frame(data, s))} {s}" for s in splits)
     world = parts.world
     processes = (
         f", {world.size} processes of {world.batch_per_process(parts.cfg.batch_size)} images "
@@ -145,7 +141,7 @@ def describe(parts: Parts) -> str:
         f"training {parts.cfg.model} on {hardware_summary(parts.device)} ({parts.device}, "
         f"autocast {dtype_name(parts.amp_dtype)}{processes}): {sizes} images"
     )
-    root, n_images = parts.data.records.attrs["root"], sum(map(len, parts.data.splits.values()))
+    root, n_images = data.records.attrs["root"], sum(map(len, data.splits.values()))
     if reasons := runs.not_a_result(parts.cfg, None, root, n_images):
         line += f"\nnot a result: {reasons}"
     return line

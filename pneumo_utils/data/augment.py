@@ -1,0 +1,285 @@
+"""Training-time augmentation as batched operations on the training device.
+
+Every image of a batch gets its own random parameters, drawn from one generator on that device
+(torchvision.transforms.v2 would draw one set for the whole batch). The same code runs on the
+CPU and on a GPU. Images are float grey levels 0-255, shape (B, 1, S, S), between the steps:
+
+- geometry (field of view, aspect, the classic affine) is one `affine_grid`/`grid_sample` each;
+- levels, gamma, brightness, contrast, bands, noise and the thorax mask are tensor arithmetic;
+- blur is a separable convolution with one kernel per image;
+- JPEG is torchvision's codec, the images grouped by quality.
+
+transforms.py keeps the per-image definitions these reproduce (the stressed validation copies
+use them); tests/test_augment.py gives each operation and its definition the same parameters.
+
+Training images pass these steps, in this order (`Augmentation.draw` documents each draw):
+
+1. counter-framing (the only step that reads the label): NORMAL images framed tighter,
+   PNEUMONIA images given a black margin, so the frame stops telling the class;
+2. acquisition jitter: aspect, field of view, levels and gamma, blur and noise, JPEG;
+3. intensity normalisation, the same for every split (transforms.normalize_intensity);
+4. the classic augmentation: small rotations, shifts, zoom and exposure changes;
+5. the thorax mask, the same for every split.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.io import decode_jpeg, encode_jpeg
+
+from pneumo_utils.data.transforms import (
+    COUNTER_ZOOM_IN,
+    COUNTER_ZOOM_OUT,
+    VIEW_JITTER_BAND,
+    VIEW_WIDER,
+    normalize_intensity,
+    thorax_ellipse,
+)
+
+# The classic augmentation: rotation (degrees), shift (share of the side), zoom, and brightness
+# and contrast factors. No flips (the heart is on the left, and markers would read mirrored)
+# and no large crops (the lung fields must stay in view).
+CLASSIC_DEGREES = 10.0
+CLASSIC_SHIFT = 0.05
+CLASSIC_ZOOM = (0.9, 1.1)
+CLASSIC_EXPOSURE = (0.8, 1.2)
+# Blur's sigma at 128 px (scaled with the image), and the noise's largest sd (share of 255).
+BLUR_SIGMA = (0.3, 1.5)
+NOISE_SD = 0.04
+JPEG_QUALITY_MAX = 95
+
+
+# ----------------------------------------------------------------------------- operations
+
+
+def _column(values: torch.Tensor) -> torch.Tensor:
+    """Per-image values (B,) as (B, 1, 1, 1), to broadcast over images."""
+    return values.view(-1, 1, 1, 1)
+
+
+def warp(images: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor | float = 0.0):
+    """Each image resampled through its affine map `theta` (B, 2, 3), from the output's
+    normalised coordinates to the input's; what falls outside the input is grey `fill`."""
+    fill = torch.as_tensor(fill, dtype=images.dtype, device=images.device).expand(len(images))
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    shifted = images - _column(fill)  # zeros padding of (image - fill) is padding with fill
+    return F.grid_sample(shifted, grid, "bilinear", "zeros", align_corners=False) + _column(fill)
+
+
+def zoom(images, factor_x, factor_y=None, shift_x=0.0, shift_y=0.0, fill=0.0):
+    """The field of view changed per image (transforms.reframe, anisotropic_scale): a factor
+    above 1 enlarges the central 1/factor to the full frame, below 1 shrinks the picture into a
+    margin of grey `fill`; a shift in [-1, 1] moves the window or the picture across the room
+    it has (both ends of the room at +-1)."""
+    factor_y = factor_x if factor_y is None else factor_y
+    n = len(images)
+    fx, fy = (torch.as_tensor(f, dtype=images.dtype, device=images.device).expand(n)
+              for f in (factor_x, factor_y))  # fmt: skip
+    sx, sy = (torch.as_tensor(s, dtype=images.dtype, device=images.device).expand(n)
+              for s in (shift_x, shift_y))  # fmt: skip
+    theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0], theta[:, 1, 1] = 1 / fx, 1 / fy
+    # The window's (or the picture's) centre sits at shift * (1 - factor) in the output.
+    theta[:, 0, 2], theta[:, 1, 2] = -sx * (1 - fx) / fx, -sy * (1 - fy) / fy
+    return warp(images, theta, fill)
+
+
+def affine(images, degrees, shift_x, shift_y, scale, fill=0.0):
+    """Rotation by `degrees` (clockwise, as torchvision's affine), then a shift (a share of the
+    side) and a zoom by `scale`, about the centre, per image."""
+    angle = torch.deg2rad(degrees)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    tx, ty = 2 * shift_x, 2 * shift_y  # normalised coordinates span 2
+    theta = torch.stack(
+        [
+            torch.stack([cos, sin, -(cos * tx + sin * ty)], dim=1),
+            torch.stack([-sin, cos, -(-sin * tx + cos * ty)], dim=1),
+        ],
+        dim=1,
+    )
+    return warp(images, theta, fill)
+
+
+def levels(images, black, white, gamma):
+    """Grey levels [black, white] (shares of 255) mapped to [0, 255], clipped, then gamma
+    (transforms.set_levels)."""
+    black, white, gamma = _column(black), _column(white), _column(gamma)
+    return ((images / 255 - black) / (white - black)).clamp(0, 1).pow(gamma) * 255
+
+
+def exposure(images, brightness, contrast):
+    """Brightness, then contrast about each image's mean, clipped (torchvision's ColorJitter
+    with a fixed order)."""
+    images = (images * _column(brightness)).clamp(0, 255)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    return ((images - mean) * _column(contrast) + mean).clamp(0, 255)
+
+
+def paint_band(images, band, fill):
+    """The outer `band` of each side (a share, at least one pixel) painted grey `fill`, per
+    image (transforms.replace_border); a band of 0 paints nothing."""
+    size = images.shape[-1]
+    pixels = torch.where(band > 0, torch.round(band * size).clamp(min=1), 0).view(-1, 1, 1)
+    index = torch.arange(size, device=images.device)
+    rows, cols = index.view(1, -1, 1), index.view(1, 1, -1)
+    outer = (rows < pixels) | (rows >= size - pixels) | (cols < pixels) | (cols >= size - pixels)
+    return torch.where(outer[:, None], _column(fill), images)
+
+
+def blur(images, sigma, radius: int):
+    """Gaussian blur, `sigma` in pixels per image (transforms.blur), borders reflected; one
+    kernel size for the batch, `radius` at least 3 times the largest sigma (given, not read
+    from `sigma`: that would make the host wait for the device)."""
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma.view(-1, 1)) ** 2)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (B, 2r+1)
+    n, _, height, width = images.shape
+    planes = F.pad(images.view(1, n, height, width), [radius] * 4, mode="reflect")
+    planes = F.conv2d(planes, kernel.view(n, 1, 1, -1), groups=n)
+    planes = F.conv2d(planes, kernel.view(n, 1, -1, 1), groups=n)
+    return planes.view(n, 1, height, width)
+
+
+def add_noise(images, sd, generator):
+    """Gaussian noise, `sd` per image as a share of 255, clipped (transforms.add_noise)."""
+    noise = torch.randn(images.shape, generator=generator, device=images.device)
+    return (images + noise * _column(sd) * 255).clamp(0, 255)
+
+
+def jpeg(images, quality):
+    """Each image encoded as JPEG at its quality and decoded (transforms.recompress_jpeg),
+    grouped by quality: torchvision's codec takes one quality per call. (The grouping reads the
+    qualities on the host, once a batch; only the shortcut recipes use JPEG.)"""
+    grey = to_uint8(images)
+    out = torch.empty_like(grey)
+    for q in quality.unique().tolist():
+        chosen = (quality == q).nonzero().flatten()
+        encoded = encode_jpeg(list(grey[chosen]), quality=int(q))
+        decoded = decode_jpeg(encoded, device=images.device)
+        out[chosen] = torch.stack(decoded).to(grey.device)
+    return out.float()
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return images.round().clamp(0, 255).to(torch.uint8)
+
+
+def medians(images: torch.Tensor) -> torch.Tensor:
+    """Each image's median grey level (the lower middle value, as torch.median)."""
+    return images.flatten(1).median(dim=1).values
+
+
+# ----------------------------------------------------------------------------- the draws
+
+
+class Augmentation:
+    """The training-time steps of a TrainConfig as one call on a batch of uint8 images:
+    `draw` the per-image parameters, `apply` them. `enabled` is False when nothing changes."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.enabled = any(
+            (cfg.counter_framing, cfg.aspect_jitter, cfg.frame_jitter, cfg.view_jitter,
+             cfg.intensity_jitter, cfg.blur_noise, cfg.jpeg_quality_min is not None,
+             cfg.intensity_norm != "none", cfg.augment, cfg.thorax_mask)
+        )  # fmt: skip
+
+    def __call__(self, images, folder_labels, generator):
+        if not self.enabled:
+            return images
+        return self.apply(images, self.draw(images, folder_labels, generator), generator)
+
+    def draw(self, images, folder_labels, generator) -> dict[str, torch.Tensor]:
+        """Every random parameter of this batch, one value per image; the ranges are the
+        configuration's (TrainConfig's help gives each option's meaning)."""
+        cfg, n = self.cfg, len(images)
+
+        def uniform(low, high):
+            low, high = (torch.as_tensor(v, device=images.device, dtype=torch.float32)
+                         for v in (low, high))  # fmt: skip
+            u = torch.rand(n, generator=generator, device=images.device)
+            return low + (high - low) * u
+
+        def happens(p):
+            return torch.rand(n, generator=generator, device=images.device) < p
+
+        draws: dict[str, torch.Tensor] = {}
+        if cfg.counter_framing:  # NORMAL tighter, PNEUMONIA into a black margin
+            tighter, looser = uniform(*COUNTER_ZOOM_IN), uniform(*COUNTER_ZOOM_OUT)
+            factor = torch.where(folder_labels.to(images.device) == 0, tighter, looser)
+            draws["counter_zoom"] = torch.where(happens(cfg.counter_framing), factor, 1.0)
+            draws["counter_shift"] = torch.stack([uniform(-1, 1), uniform(-1, 1)])
+        if cfg.aspect_jitter:  # log-uniform in [1/(1+j), 1+j]
+            log_range = math.log1p(cfg.aspect_jitter)
+            draws["aspect"] = torch.exp(uniform(-log_range, log_range))
+        if cfg.frame_jitter:  # up to (1+j) tighter or wider; a band of up to j/2 one time in two
+            median = medians(images)
+            log_range = math.log1p(cfg.frame_jitter)
+            draws["frame_fill"] = uniform(0, 1) * median
+            draws["frame_zoom"] = torch.exp(uniform(-log_range, log_range))
+            draws["frame_shift"] = torch.stack([uniform(-1, 1), uniform(-1, 1)])
+            draws["frame_band"] = torch.where(happens(0.5), uniform(0, cfg.frame_jitter / 2), 0)
+        if cfg.view_jitter:  # VIEW_WIDER wider to (1+j) tighter; a grey-to-white band
+            median = medians(images)
+            log_range = (-math.log(VIEW_WIDER), math.log1p(cfg.view_jitter))
+            draws["view_zoom"] = torch.exp(uniform(*log_range))
+            draws["view_fill"] = uniform(0, 1) * median
+            draws["view_shift"] = torch.stack([uniform(-1, 1), uniform(-1, 1)])
+            draws["view_band"] = torch.where(happens(0.5), uniform(0, VIEW_JITTER_BAND), 0)
+            draws["view_band_fill"] = median + uniform(0, 1) * (255 - median)
+        if cfg.intensity_jitter:  # black and white points +-j, gamma in [e^-2j, e^2j]
+            j = cfg.intensity_jitter
+            draws["black"], draws["white"] = uniform(-j, j), 1 + uniform(-j, j)
+            draws["gamma"] = torch.exp(uniform(-2 * j, 2 * j))
+        if cfg.blur_noise:  # each with probability p
+            sigma = uniform(*BLUR_SIGMA) * images.shape[-1] / 128
+            draws["blur_sigma"] = torch.where(happens(cfg.blur_noise), sigma, 0)
+            draws["noise_sd"] = torch.where(happens(cfg.blur_noise), uniform(0, NOISE_SD), 0)
+        if cfg.jpeg_quality_min is not None:  # a whole quality in [min, 95]
+            span = JPEG_QUALITY_MAX - cfg.jpeg_quality_min + 1
+            draws["jpeg_quality"] = cfg.jpeg_quality_min + (uniform(0, 1) * span).long().clamp(
+                max=span - 1
+            )
+        if cfg.augment:
+            draws["degrees"] = uniform(-CLASSIC_DEGREES, CLASSIC_DEGREES)
+            draws["shift"] = torch.stack([uniform(-CLASSIC_SHIFT, CLASSIC_SHIFT)
+                                          for _ in range(2)])  # fmt: skip
+            draws["scale"] = uniform(*CLASSIC_ZOOM)
+            draws["brightness"], draws["contrast"] = (uniform(*CLASSIC_EXPOSURE)
+                                                      for _ in range(2))  # fmt: skip
+        return draws
+
+    def apply(self, images, draws, generator=None):
+        """The steps, in the module's order, with the drawn parameters: uint8 in, uint8 out."""
+        cfg, x = self.cfg, images.float()
+        if "counter_zoom" in draws:
+            x = zoom(x, draws["counter_zoom"], None, *draws["counter_shift"], fill=0.0)
+        if "aspect" in draws:
+            aspect = draws["aspect"]
+            x = zoom(x, aspect.clamp(min=1), (1 / aspect).clamp(min=1))
+        if "frame_zoom" in draws:
+            fill = draws["frame_fill"]
+            x = zoom(x, draws["frame_zoom"], None, *draws["frame_shift"], fill=fill)
+            x = paint_band(x, draws["frame_band"], fill)
+        if "view_zoom" in draws:
+            x = zoom(x, draws["view_zoom"], None, *draws["view_shift"], fill=draws["view_fill"])
+            x = paint_band(x, draws["view_band"], draws["view_band_fill"])
+        if "gamma" in draws:
+            x = levels(x, draws["black"], draws["white"], draws["gamma"])
+        if "blur_sigma" in draws:
+            sigma = draws["blur_sigma"]
+            radius = math.ceil(3 * BLUR_SIGMA[1] * x.shape[-1] / 128)
+            x = torch.where(_column(sigma > 0), blur(x, sigma.clamp(min=0.1), radius), x)
+            x = add_noise(x, draws["noise_sd"], generator)
+        if "jpeg_quality" in draws:
+            x = jpeg(x, draws["jpeg_quality"])
+        x = normalize_intensity(to_uint8(x), cfg.intensity_norm).float()
+        if "degrees" in draws:
+            x = affine(x, draws["degrees"], *draws["shift"], draws["scale"])
+            x = exposure(x, draws["brightness"], draws["contrast"])
+        if cfg.thorax_mask:
+            x = x * thorax_ellipse(x.shape[-1], x.device)
+        return to_uint8(x)

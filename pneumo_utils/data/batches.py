@@ -1,0 +1,119 @@
+"""A split held on the training device as one uint8 tensor, and training's batches drawn from it.
+
+The decoded images (the cache) of each split are copied once to the training device: GPU memory
+on CUDA (the 5,856 images at 224 px are about 300 MB), memory on the CPU. Training indexes its
+batches from that tensor by a seeded permutation and augments each batch there (augment.py), so
+no loader process decodes, augments or copies an image during training. Evaluation sets are
+held already normalised (transforms.EvaluationTransform), since they never change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pneumo_utils.data.augment import Augmentation
+from pneumo_utils.data.dataset import XrayData, split_frame
+from pneumo_utils.data.transforms import evaluation_transform
+from pneumo_utils.runtime.distributed import SINGLE, World
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.splits import VALIDATION_COPIES
+
+
+@dataclass(frozen=True)
+class HeldSplit:
+    """One split's images (N, 1, S, S) uint8, labels and folder labels (NORMAL 0, PNEUMONIA 1:
+    what counter-framing reads), all on one device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    folder_labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def in_order(self, batch_size: int, world: World = SINGLE):
+        """(images, labels) batches in split order; under torchrun, this rank's unpadded share
+        (images rank, rank + size, ...), so every image is scored once over the ranks."""
+        rows = torch.arange(world.rank, len(self), world.size, device=self.labels.device)
+        for chunk in rows.split(batch_size):
+            yield self.images[chunk], self.labels[chunk]
+
+
+def hold(data: XrayData, split: str, device: torch.device, transform=None) -> HeldSplit:
+    """A split (or a validation copy) on `device`, each image through `transform` once."""
+    frame = split_frame(data, split)
+    if split in VALIDATION_COPIES:
+        pixels = np.asarray(getattr(data, split))
+    else:
+        pixels = data.images[frame["cache_row"].to_numpy()]
+    images = torch.from_numpy(np.ascontiguousarray(pixels))[:, None].to(device)
+    if transform is not None:
+        images = transform(images)
+    return HeldSplit(
+        images,
+        torch.tensor(frame["label"].to_numpy(), dtype=torch.long, device=device),
+        torch.tensor(frame["folder_label"].to_numpy(), dtype=torch.long, device=device),
+    )
+
+
+def hold_for_evaluation(cfg, data: XrayData, splits, device) -> dict[str, HeldSplit]:
+    """The evaluated splits on `device`, normalised as the run's model takes them."""
+    return {split: hold(data, split, device, evaluation_transform(cfg)) for split in splits}
+
+
+class TrainingBatches:
+    """One epoch of training batches from a HeldSplit: (augmented uint8 images, labels) on its
+    device. The order is a permutation (or, with `weighted`, a class-balanced draw with
+    replacement) from `order_seed`, the same on every rank; each rank takes its shard, and the
+    augmentation draws come from `generator`, seeded per rank. `start_epoch` sets both."""
+
+    def __init__(
+        self,
+        held: HeldSplit,
+        batch_size: int,
+        augmentation: Augmentation,
+        *,
+        weighted: bool = False,
+        world: World = SINGLE,
+    ):
+        if world.distributed and weighted:
+            raise UserError(
+                "--weighted-sampling is not available under torchrun: use --class-weighting, "
+                "or train in one process"
+            )
+        self.held, self.batch_size, self.augmentation = held, batch_size, augmentation
+        self.weighted, self.world = weighted, world
+        self.generator = torch.Generator(held.images.device)
+        self.order_generator = torch.Generator()
+        self.shard = math.ceil(len(held) / world.size)
+
+    def start_epoch(self, order_seed: int, augment_seed: int) -> None:
+        self.order_generator.manual_seed(order_seed)
+        self.generator.manual_seed(augment_seed)
+
+    def __len__(self) -> int:
+        return math.ceil(self.shard / self.batch_size)
+
+    def order(self) -> torch.Tensor:
+        """This rank's rows of the epoch, in the order they are trained on."""
+        n = len(self.held)
+        if self.weighted:
+            labels = self.held.labels.cpu()
+            weights = 1.0 / torch.bincount(labels).double()[labels]
+            rows = torch.multinomial(weights, n, replacement=True, generator=self.order_generator)
+        else:
+            rows = torch.randperm(n, generator=self.order_generator)
+        # Padded to a whole shard per rank with the first rows, as DistributedSampler does.
+        padded = torch.cat([rows, rows[: self.shard * self.world.size - n]])
+        return padded[self.world.rank :: self.world.size].to(self.held.labels.device)
+
+    def __iter__(self):
+        for chunk in self.order().split(self.batch_size):
+            images = self.augmentation(
+                self.held.images[chunk], self.held.folder_labels[chunk], self.generator
+            )
+            yield images, self.held.labels[chunk]

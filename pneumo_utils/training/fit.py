@@ -1,0 +1,116 @@
+"""One run of a TrainConfig into a run folder, around the loop (loop.py): claim and lock the
+folder, build the parts (setup.py), resume from last.pt, run the epochs, and record a
+non-finite loss. Under torchrun, one run over every process of the launch. Running the same
+command again resumes; a finished run is left as it is."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.dataset import XrayData
+from pneumo_utils.runtime import distributed
+from pneumo_utils.runtime.distributed import World
+from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.runtime.fileio import atomic_write_csv
+from pneumo_utils.runtime.interrupt import StopAtNextBatch
+from pneumo_utils.training import checkpoints, epoch_log, resume, setup
+from pneumo_utils.training.epoch_log import HISTORY
+from pneumo_utils.training.loop import NonFiniteLoss, Parts, TrainState, train_epochs
+
+
+@dataclass
+class Fitted:
+    """What `fit` leaves for the steps composed after it (app/pipeline.py): the run folder,
+    and, in the process that has just trained it to the end, the data and device it used."""
+
+    run_dir: Path
+    already_finished: bool = False
+    data: XrayData | None = None
+    device: torch.device | None = None
+    progress: bool = False
+
+
+def fit(
+    cfg: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    new_run: bool = False,
+    fallback_checkpoint: bool = False,
+    progress: bool | None = None,
+) -> Fitted:
+    """Train (or resume, or do nothing for a finished run) into the run folder `out`."""
+    cfg = resume.resolved_paths(cfg)
+    cfg.check()
+    world = distributed.join(cfg.device)
+    progress = epoch_log.show_progress(progress) and world.is_main
+    run_dir = Path(out).expanduser()
+    try:
+        with contextlib.ExitStack() as held:
+            # Rank 0 checks the batch split and the folder and takes its lock; the others learn
+            # the outcome (and stop without a word when it fails: rank 0 has said why).
+            def claim() -> str:
+                world.batch_per_process(cfg.batch_size)
+                return resume.claim(cfg, run_dir, new_run, held)
+
+            if world.from_main(claim) == "finished":
+                return Fitted(run_dir, already_finished=True)
+            parts, data = _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
+    finally:
+        distributed.leave(world)
+    if not world.is_main:  # the run's scoring is rank 0's alone, every image once
+        return Fitted(run_dir)
+    return Fitted(run_dir, data=data, device=parts.device, progress=progress)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, world: World, fallback: bool, progress: bool):
+    """Build, resume and train; every rank computes the same rows, rank 0 alone writes."""
+    if world.is_main:
+        checkpoints.remove_leftovers(run_dir)
+    parts, data = setup.build(cfg, run_dir, world, progress)
+    state = _resume(parts, run_dir, fallback)
+    if state.epochs_done == 0:
+        print(setup.describe(parts, data))
+    # A Ctrl-C stops at the next batch (runtime/interrupt.py); torchrun passes it on itself.
+    with contextlib.nullcontext() if world.distributed else StopAtNextBatch() as interrupt:
+        try:
+            train_epochs(parts, run_dir, state, progress, interrupt)
+        except NonFiniteLoss as failure:
+            _record_non_finite(run_dir, state, failure.args[0], world)
+    return parts, data
+
+
+def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainState:
+    """The loop state and weights of last.pt, or a fresh state; history.csv cut back to it."""
+    state = TrainState()
+    checkpoint = checkpoints.load_last(run_dir, fallback_checkpoint)
+    if checkpoint is not None:
+        parts.model.load_state_dict(checkpoint["model"])
+        parts.optimizer.load_state_dict(checkpoint["optimizer"])
+        if parts.scheduler is not None:
+            parts.scheduler.load_state_dict(checkpoint["scheduler"])
+        parts.scaler.load_state_dict(checkpoint["scaler"])
+        state = TrainState(**checkpoint["state"])
+        print(f"resuming {run_dir} after epoch {state.epochs_done} of {parts.cfg.epochs}")
+    if parts.world.is_main and (state.history or (run_dir / HISTORY).exists()):
+        atomic_write_csv(run_dir / HISTORY, state.history)  # drops rows after the checkpoint
+    return state
+
+
+def _record_non_finite(run_dir: Path, state: TrainState, step: int, world: World) -> None:
+    """A non-finite loss: its epoch recorded in history.csv, and the run stopped with a line
+    that says what to do. last.pt still holds the epoch before."""
+    epoch = state.epochs_done + 1
+    row = dict(epoch=epoch, status=f"non-finite loss at step {step + 1}")
+    if world.is_main:
+        atomic_write_csv(run_dir / HISTORY, [*state.history, row])
+    raise UserError(
+        f"training stopped: non-finite loss at epoch {epoch}, step {step + 1} "
+        f"(recorded in {run_dir / HISTORY}); the last good checkpoint is intact: "
+        "lower --lr, then rerun with --new-run"
+    ) from None
