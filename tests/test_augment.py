@@ -142,9 +142,9 @@ def test_the_draws_stay_in_their_ranges():
     assert draws["view_zoom"].min() < 0.95 and draws["view_zoom"].max() > 1.45
     assert (draws["view_band"] == 0).float().mean() == pytest.approx(0.5, abs=0.05)
     assert draws["view_band"].max() <= transforms.VIEW_JITTER_BAND
-    median = augment.medians(images)
-    assert (draws["view_fill"] <= median).all() and (draws["view_band_fill"] >= median).all()
-    assert (draws["frame_fill"] <= median).all() and draws["frame_band"].max() <= 0.35 / 2
+    for share in ("view_fill", "view_band_fill", "frame_fill"):  # of the way to the median
+        assert draws[share].min() >= 0 and draws[share].max() <= 1
+    assert draws["frame_band"].max() <= 0.35 / 2
     assert draws["black"].abs().max() <= 0.1 and (draws["white"] - 1).abs().max() <= 0.1
     assert draws["gamma"].log().abs().max() <= 0.2
     blurred = draws["blur_sigma"][draws["blur_sigma"] > 0]
@@ -156,6 +156,41 @@ def test_the_draws_stay_in_their_ranges():
     assert draws["scale"].min() >= 0.9 and draws["scale"].max() <= 1.1
     for factor in (draws["brightness"], draws["contrast"]):
         assert factor.min() >= 0.8 and factor.max() <= 1.2
+
+
+def test_the_view_fills_with_the_median_of_the_image_it_reframes():
+    """After counter-framing has shrunk a PNEUMONIA image into black, the view's margin grey is
+    drawn below that image's median, not the original's (as RandomView took it)."""
+    image = _chest(64)[None]
+    augmentation = Augmentation(_full_config(augment=False, thorax_mask=False, blur_noise=0,
+                                             jpeg_quality_min=None, intensity_norm="none",
+                                             intensity_jitter=0, aspect_jitter=0,
+                                             frame_jitter=0))  # fmt: skip
+    one = torch.ones(1)
+    draws = dict(counter_zoom=0.65 * one, counter_shift=torch.zeros(2, 1), view_zoom=one / 1.1,
+                 view_fill=one, view_shift=torch.zeros(2, 1), view_band=0 * one,
+                 view_band_fill=one)  # fmt: skip
+    out = augmentation.apply(image, draws)[0]
+    shrunk = transforms.reframe(image[0], 0.65, 0)
+    assert out[0, 0, 0].item() == pytest.approx(transforms.median_grey(shrunk), abs=1)
+    assert transforms.median_grey(shrunk) < transforms.median_grey(image[0]) - 10
+
+
+@pytest.mark.parametrize("factor", [0.65, 0.8])
+def test_a_shrunk_picture_is_antialiased_as_by_resizing(factor):
+    """Pixel noise shrunk: the batched zoom smooths it about as much as the per-image
+    definition's antialiased resize (within 25%; bilinear sampling alone leaves 77% more
+    texture at 0.65), so a shrunk image shows no texture the definition would not."""
+    noise = torch.randint(0, 256, (1, SIZE, SIZE), generator=torch.Generator().manual_seed(0))
+    noise = noise.to(torch.uint8)
+
+    def roughness(image):
+        inner = image[0, 30:-30, 30:-30].float()
+        return (inner[1:] - inner[:-1]).abs().mean().item()
+
+    expected = roughness(transforms.reframe(noise, factor, 0))
+    got = roughness(_batched(augment.zoom, noise, factor))
+    assert got == pytest.approx(expected, rel=0.25)
 
 
 def test_every_image_of_a_batch_gets_its_own_parameters():
@@ -183,16 +218,17 @@ def test_the_same_seed_gives_the_same_batches(tiny_held):
     _, held = tiny_held
     config = _full_config(image_size=32, jpeg_quality_min=None)
 
-    def epoch(order_seed, augment_seed):
+    def epoch(seed, rank):
         batches = TrainingBatches(held, 8, Augmentation(config))
-        batches.start_epoch(order_seed, augment_seed)
+        batches.start_epoch(seed, rank)
         return list(batches)
 
+    # The rank draws the augmentation (one process here: the whole epoch either way).
     first, again, other = epoch(1, 2), epoch(1, 2), epoch(1, 3)
     assert len(first) == len(again) == -(-len(held) // 8)
     assert all(a[0].equal(b[0]) and a[1].equal(b[1]) for a, b in zip(first, again, strict=True))
     assert not all(a[0].equal(b[0]) for a, b in zip(first, other, strict=True))
-    # The order is the order seed's alone.
+    # The order is the seed's alone.
     assert all(a[1].equal(b[1]) for a, b in zip(first, other, strict=True))
     seen = torch.cat([labels for _, labels in first])
     assert sorted(seen.tolist()) == sorted(held.labels.tolist())  # every image once

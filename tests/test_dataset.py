@@ -303,14 +303,3 @@ def test_smoke_subsets_keep_both_classes_in_proportion(tiny_data, cache_dir):
         assert len(labels) <= 6 and set(labels) == {0, 1}, split
     full = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
     assert len(full.splits["test"]) == 16
-
-
-def test_a_pickled_loader_dataset_reopens_the_cache_instead_of_copying_it(tiny_data, cache_dir):
-    import pickle
-
-    data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
-    dataset = make_loader(data, "train", 8).dataset
-    payload = pickle.dumps(dataset)
-    assert len(payload) < data.images.nbytes / 4  # the rows' indices, not the pixels
-    copy = pickle.loads(payload)
-    assert torch.equal(copy[3][0], dataset[3][0]) and copy[3][1] == dataset[3][1]

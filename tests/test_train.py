@@ -349,6 +349,7 @@ def test_early_stopping_fires_after_its_patience_and_says_so():
     for epoch, score in enumerate([1.0, 0.9, 0.95, 0.97], start=1):
         state.improve(score, epoch)
     assert state.best_epoch == 2 and state.stale_epochs == 2
+    assert state.out_of_patience(2) and not state.out_of_patience(3)
     assert not state.out_of_patience(None)
     splits = ("train", "val", "stressed_val", "frame_val", "test")
     row = dict(epoch=4, lr=1e-3, **{f"{s}_{m}": 0.5 for s in splits for m in ("loss", "acc")})

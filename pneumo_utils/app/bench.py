@@ -76,7 +76,7 @@ def _forever(loader):
 def _epochs(batches: TrainingBatches):
     """Training batches without end, each epoch in a new order."""
     for epoch in itertools.count():
-        batches.start_epoch(epoch, epoch)
+        batches.start_epoch(epoch)
         yield from batches
 
 

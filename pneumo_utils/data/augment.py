@@ -50,6 +50,10 @@ CLASSIC_EXPOSURE = (0.8, 1.2)
 BLUR_SIGMA = (0.3, 1.5)
 NOISE_SD = 0.04
 JPEG_QUALITY_MAX = 95
+# Antialiasing before a shrink: the smallest factor any step draws (counter-framing's 0.65), and
+# a kernel radius wide enough for its sigma (0.58 px).
+SMALLEST_FACTOR = 0.65
+ANTIALIAS_RADIUS = 2
 
 
 # ----------------------------------------------------------------------------- operations
@@ -60,13 +64,21 @@ def _column(values: torch.Tensor) -> torch.Tensor:
     return values.view(-1, 1, 1, 1)
 
 
-def warp(images: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor | float = 0.0):
+def _per_image(value, images: torch.Tensor) -> torch.Tensor:
+    """A per-image parameter (B,) from a tensor or a Python number, on the images' device (a
+    number is filled there: copying it from the host would make the host wait)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(images.dtype).expand(len(images))
+    return torch.full((len(images),), float(value), dtype=images.dtype, device=images.device)
+
+
+def warp(images: torch.Tensor, theta: torch.Tensor, fill=0.0):
     """Each image resampled through its affine map `theta` (B, 2, 3), from the output's
     normalised coordinates to the input's; what falls outside the input is grey `fill`."""
-    fill = torch.as_tensor(fill, dtype=images.dtype, device=images.device).expand(len(images))
+    fill = _column(_per_image(fill, images))
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    shifted = images - _column(fill)  # zeros padding of (image - fill) is padding with fill
-    return F.grid_sample(shifted, grid, "bilinear", "zeros", align_corners=False) + _column(fill)
+    shifted = images - fill  # zeros padding of (image - fill) is padding with fill
+    return F.grid_sample(shifted, grid, "bilinear", "zeros", align_corners=False) + fill
 
 
 def zoom(images, factor_x, factor_y=None, shift_x=0.0, shift_y=0.0, fill=0.0):
@@ -75,16 +87,24 @@ def zoom(images, factor_x, factor_y=None, shift_x=0.0, shift_y=0.0, fill=0.0):
     margin of grey `fill`; a shift in [-1, 1] moves the window or the picture across the room
     it has (both ends of the room at +-1)."""
     factor_y = factor_x if factor_y is None else factor_y
-    n = len(images)
-    fx, fy = (torch.as_tensor(f, dtype=images.dtype, device=images.device).expand(n)
-              for f in (factor_x, factor_y))  # fmt: skip
-    sx, sy = (torch.as_tensor(s, dtype=images.dtype, device=images.device).expand(n)
-              for s in (shift_x, shift_y))  # fmt: skip
-    theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
+    fx, fy, sx, sy = (_per_image(v, images) for v in (factor_x, factor_y, shift_x, shift_y))
+    images = _antialias(images, torch.minimum(fx, fy))
+    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
     theta[:, 0, 0], theta[:, 1, 1] = 1 / fx, 1 / fy
     # The window's (or the picture's) centre sits at shift * (1 - factor) in the output.
     theta[:, 0, 2], theta[:, 1, 2] = -sx * (1 - fx) / fx, -sy * (1 - fy) / fy
     return warp(images, theta, fill)
+
+
+def _antialias(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Before shrinking by `factor` < 1: a Gaussian blur of variance (1/factor^2 - 1) / 4 px^2,
+    so that a shrunk picture keeps about as little fine texture as the per-image definition's
+    antialiased resize (transforms.reframe) leaves (tests/test_augment.py measures it on pixel
+    noise). Images not shrunk are left as they are."""
+    shrunk = factor < 1
+    sigma = torch.sqrt(((1 / factor.clamp(min=SMALLEST_FACTOR)) ** 2 - 1).clamp(min=0) / 4)
+    blurred = blur(images, sigma.clamp(min=0.1), ANTIALIAS_RADIUS)
+    return torch.where(_column(shrunk), blurred, images)
 
 
 def affine(images, degrees, shift_x, shift_y, scale, fill=0.0):
@@ -150,17 +170,16 @@ def add_noise(images, sd, generator):
 
 
 def jpeg(images, quality):
-    """Each image encoded as JPEG at its quality and decoded (transforms.recompress_jpeg),
-    grouped by quality: torchvision's codec takes one quality per call. (The grouping reads the
-    qualities on the host, once a batch; only the shortcut recipes use JPEG.)"""
-    grey = to_uint8(images)
+    """Each image encoded as JPEG at its quality and decoded (transforms.recompress_jpeg), on
+    the CPU whatever the device: torchvision's GPU encoder takes colour images only. The one
+    step that copies a batch to the host and back, once a batch, in recipes with
+    --jpeg-quality-min (the shortcut levers, so the headline too)."""
+    grey, quality = to_uint8(images).cpu(), quality.cpu()
     out = torch.empty_like(grey)
-    for q in quality.unique().tolist():
+    for q in quality.unique().tolist():  # the codec takes one quality per call
         chosen = (quality == q).nonzero().flatten()
-        encoded = encode_jpeg(list(grey[chosen]), quality=int(q))
-        decoded = decode_jpeg(encoded, device=images.device)
-        out[chosen] = torch.stack(decoded).to(grey.device)
-    return out.float()
+        out[chosen] = torch.stack(decode_jpeg(encode_jpeg(list(grey[chosen]), quality=int(q))))
+    return out.to(images.device).float()
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -197,11 +216,8 @@ class Augmentation:
         configuration's (TrainConfig's help gives each option's meaning)."""
         cfg, n = self.cfg, len(images)
 
-        def uniform(low, high):
-            low, high = (torch.as_tensor(v, device=images.device, dtype=torch.float32)
-                         for v in (low, high))  # fmt: skip
-            u = torch.rand(n, generator=generator, device=images.device)
-            return low + (high - low) * u
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return low + (high - low) * torch.rand(n, generator=generator, device=images.device)
 
         def happens(p):
             return torch.rand(n, generator=generator, device=images.device) < p
@@ -215,21 +231,22 @@ class Augmentation:
         if cfg.aspect_jitter:  # log-uniform in [1/(1+j), 1+j]
             log_range = math.log1p(cfg.aspect_jitter)
             draws["aspect"] = torch.exp(uniform(-log_range, log_range))
+        # Fills are drawn as shares of the way from black to the image's median (or from the
+        # median to white), the median taken by `apply` just before the step, as the per-image
+        # definitions took it.
         if cfg.frame_jitter:  # up to (1+j) tighter or wider; a band of up to j/2 one time in two
-            median = medians(images)
             log_range = math.log1p(cfg.frame_jitter)
-            draws["frame_fill"] = uniform(0, 1) * median
+            draws["frame_fill"] = uniform(0, 1)
             draws["frame_zoom"] = torch.exp(uniform(-log_range, log_range))
             draws["frame_shift"] = torch.stack([uniform(-1, 1), uniform(-1, 1)])
             draws["frame_band"] = torch.where(happens(0.5), uniform(0, cfg.frame_jitter / 2), 0)
         if cfg.view_jitter:  # VIEW_WIDER wider to (1+j) tighter; a grey-to-white band
-            median = medians(images)
             log_range = (-math.log(VIEW_WIDER), math.log1p(cfg.view_jitter))
             draws["view_zoom"] = torch.exp(uniform(*log_range))
-            draws["view_fill"] = uniform(0, 1) * median
+            draws["view_fill"] = uniform(0, 1)
             draws["view_shift"] = torch.stack([uniform(-1, 1), uniform(-1, 1)])
             draws["view_band"] = torch.where(happens(0.5), uniform(0, VIEW_JITTER_BAND), 0)
-            draws["view_band_fill"] = median + uniform(0, 1) * (255 - median)
+            draws["view_band_fill"] = uniform(0, 1)
         if cfg.intensity_jitter:  # black and white points +-j, gamma in [e^-2j, e^2j]
             j = cfg.intensity_jitter
             draws["black"], draws["white"] = uniform(-j, j), 1 + uniform(-j, j)
@@ -261,12 +278,14 @@ class Augmentation:
             aspect = draws["aspect"]
             x = zoom(x, aspect.clamp(min=1), (1 / aspect).clamp(min=1))
         if "frame_zoom" in draws:
-            fill = draws["frame_fill"]
+            fill = draws["frame_fill"] * medians(x)
             x = zoom(x, draws["frame_zoom"], None, *draws["frame_shift"], fill=fill)
             x = paint_band(x, draws["frame_band"], fill)
         if "view_zoom" in draws:
-            x = zoom(x, draws["view_zoom"], None, *draws["view_shift"], fill=draws["view_fill"])
-            x = paint_band(x, draws["view_band"], draws["view_band_fill"])
+            median = medians(x)
+            fill = draws["view_fill"] * median
+            x = zoom(x, draws["view_zoom"], None, *draws["view_shift"], fill=fill)
+            x = paint_band(x, draws["view_band"], median + draws["view_band_fill"] * (255 - median))
         if "gamma" in draws:
             x = levels(x, draws["black"], draws["white"], draws["gamma"])
         if "blur_sigma" in draws:

@@ -22,6 +22,10 @@ from pneumo_utils.runtime.distributed import SINGLE, World
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import VALIDATION_COPIES
 
+# Seed offsets that keep the order's and the augmentation's random streams apart from each other
+# and from the global generator's (the epoch's seed), and each rank's apart from the others'.
+ORDER_STREAM, AUGMENT_STREAM, RANK_STREAM = 300_007, 500_009, 1_000_003
+
 
 @dataclass(frozen=True)
 class HeldSplit:
@@ -50,11 +54,11 @@ def hold(data: XrayData, split: str, device: torch.device, transform=None) -> He
         pixels = np.asarray(getattr(data, split))
     else:
         pixels = data.images[frame["cache_row"].to_numpy()]
-    images = torch.from_numpy(np.ascontiguousarray(pixels))[:, None].to(device)
-    if transform is not None:
+    images = torch.from_numpy(np.ascontiguousarray(pixels))[:, None]
+    if transform is not None:  # on the CPU, as every image was transformed before the move
         images = transform(images)
     return HeldSplit(
-        images,
+        images.to(device),
         torch.tensor(frame["label"].to_numpy(), dtype=torch.long, device=device),
         torch.tensor(frame["folder_label"].to_numpy(), dtype=torch.long, device=device),
     )
@@ -68,8 +72,8 @@ def hold_for_evaluation(cfg, data: XrayData, splits, device) -> dict[str, HeldSp
 class TrainingBatches:
     """One epoch of training batches from a HeldSplit: (augmented uint8 images, labels) on its
     device. The order is a permutation (or, with `weighted`, a class-balanced draw with
-    replacement) from `order_seed`, the same on every rank; each rank takes its shard, and the
-    augmentation draws come from `generator`, seeded per rank. `start_epoch` sets both."""
+    replacement), the same on every rank; each rank takes its shard, and the augmentation draws
+    come from `generator`, on the device, seeded per rank. `start_epoch` seeds both."""
 
     def __init__(
         self,
@@ -91,9 +95,12 @@ class TrainingBatches:
         self.order_generator = torch.Generator()
         self.shard = math.ceil(len(held) / world.size)
 
-    def start_epoch(self, order_seed: int, augment_seed: int) -> None:
-        self.order_generator.manual_seed(order_seed)
-        self.generator.manual_seed(augment_seed)
+    def start_epoch(self, seed: int, rank: int = 0) -> None:
+        """The epoch's order from `seed` (the same on every rank), and its augmentation draws
+        from (seed, rank) in a stream of their own: neither repeats the other, nor the global
+        generator that dropout draws from."""
+        self.order_generator.manual_seed(ORDER_STREAM + seed)
+        self.generator.manual_seed(AUGMENT_STREAM + seed + RANK_STREAM * rank)
 
     def __len__(self) -> int:
         return math.ceil(self.shard / self.batch_size)

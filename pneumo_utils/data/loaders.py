@@ -3,8 +3,6 @@ of validation) as batches of uint8 images, in file order. Training reads batches
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -20,19 +18,6 @@ class XrayDataset(Dataset):
     def __init__(self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray, transform=None):
         self.images, self.rows, self.labels, self.transform = images, rows, labels, transform
 
-    def __getstate__(self) -> dict:
-        # A loader worker started by "spawn" (macOS, Windows) gets a pickled dataset: send the
-        # cache file's name, not a copy of the whole cache.
-        state = dict(self.__dict__)
-        if isinstance(self.images, np.memmap):
-            state["images"] = Path(self.images.filename)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        if isinstance(state["images"], Path):
-            state["images"] = np.load(state["images"], mmap_mode="r")
-        self.__dict__.update(state)
-
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -43,9 +28,7 @@ class XrayDataset(Dataset):
         return image, int(self.labels[i])
 
 
-def make_loader(
-    data: XrayData, split: str, batch_size: int, *, transform=None, workers: int = 0
-) -> DataLoader:
+def make_loader(data: XrayData, split: str, batch_size: int, *, transform=None) -> DataLoader:
     """A loader over one split (or a stressed copy of val) in file order, each image through
     `transform`."""
     frame = split_frame(data, split)
@@ -54,7 +37,7 @@ def make_loader(
     else:
         images, rows = data.images, frame["cache_row"].to_numpy()
     dataset = XrayDataset(images, rows, frame["label"].to_numpy(), transform)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    return DataLoader(dataset, batch_size=batch_size)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:

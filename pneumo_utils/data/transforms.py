@@ -5,6 +5,7 @@ suite apply them per file, and training applies the same operations in batches o
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -111,23 +112,32 @@ def central_region(image: torch.Tensor, share: float = CENTRE) -> torch.Tensor:
     return image[..., top : top + rows, left : left + cols]
 
 
-def normalize_intensity(images: torch.Tensor, mode: str, chunk: int = 256) -> torch.Tensor:
+def normalize_intensity(images: torch.Tensor, mode: str) -> torch.Tensor:
     """Per-image grey-level normalisation of a uint8 image (1, S, S) or batch (B, 1, S, S):
     `percentile` stretches the 0.5th-99.5th percentiles to black and white, `percentile-centre`
     the same percentiles of the central region; `equalize` flattens the histogram; `none`
-    leaves the image as it is. A batch goes in chunks: torch.quantile takes at most 16M values."""
+    leaves the image as it is. A batch goes in chunks of at most 16M pixels, the most that
+    torch.quantile has taken at once in some versions."""
     if mode == "equalize":
         return v2.functional.equalize(images)
     if mode not in ("percentile", "percentile-centre"):
         return images
     batch = images.reshape(-1, *images.shape[-3:])
+    chunk = max(1, 2**24 // batch[0].numel())
     stretched = torch.cat([_stretch(part, mode) for part in batch.split(chunk)])
     return stretched.reshape(images.shape)
 
 
+@functools.cache
+def _percentiles(device: torch.device) -> torch.Tensor:
+    """PERCENTILES as a tensor on `device`, made once: a copy from the host at every batch would
+    make the host wait for the device."""
+    return torch.tensor(PERCENTILES, device=device)
+
+
 def _stretch(batch: torch.Tensor, mode: str) -> torch.Tensor:
     measured = central_region(batch) if mode == "percentile-centre" else batch
-    quantiles = torch.tensor(PERCENTILES, device=batch.device)
+    quantiles = _percentiles(batch.device)
     low, high = torch.quantile(measured.flatten(1).float(), quantiles, dim=1) / 255
     flat = high - low < 1 / 255  # a flat image has no range to stretch
     x = batch.float().div(255)
@@ -146,8 +156,7 @@ def thorax_ellipse(size: int, device: torch.device | str = "cpu") -> torch.Tenso
 
 class EvaluationTransform:
     """The transform of every image the model judges outside training: the run's intensity
-    normalisation, then its thorax mask. A class, not a closure, so that loader processes
-    started by "spawn" (macOS, Windows) can receive it."""
+    normalisation, then its thorax mask."""
 
     def __init__(self, intensity_norm: str, thorax_mask: bool):
         self.intensity_norm, self.thorax_mask = intensity_norm, thorax_mask

@@ -7,16 +7,16 @@ Without torchrun (no WORLD_SIZE in the environment) the world is one process and
 here is a no-op, so a plain run computes exactly what it did before. Under torchrun:
 - `--batch-size` stays the global batch (the course report's 32), split evenly across the
   processes, so the learning rate means what it says;
-- every rank trains on its DistributedSampler shard and scores its own unpadded share of each
-  evaluated split; predictions are gathered, so every image counts once and every rank
-  computes the same history row, selection and early stopping;
+- every rank trains on its shard of the epoch's order (data/batches.py) and scores its own
+  unpadded share of each evaluated split; predictions are gathered, so every image counts
+  once and every rank computes the same history row, selection and early stopping;
 - rank 0 alone builds the decoded-image cache and fetches the weights (the others wait, then
   read them), takes the run lock, writes the run folder, prints and shows progress; the other
   ranks print only errors and warnings;
 - the training loss is the criterion's mean over the global batch (class weights included),
   so the averaged gradient is the one of a single process on the same batch. The training
-  columns of history.csv include the few images DistributedSampler repeats to even out the
-  shards; every evaluated split counts each image once.
+  columns of history.csv include the few images repeated to even out the shards; every
+  evaluated split counts each image once.
 """
 
 from __future__ import annotations

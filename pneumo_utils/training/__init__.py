@@ -1,2 +1,2 @@
-"""The training loop and what it is built from, the epoch's metrics, the run folder and its
-checkpoints, resume, the epoch's log line."""
+"""The training loop, fit around it and the parts it is built from, the epoch's metrics and log,
+checkpoints, the run folder, resume."""

@@ -90,7 +90,7 @@ def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, inter
         started = time.perf_counter()
         seed = cfg.seed * 100_003 + epoch - 1  # a resumed run repeats the epoch's randomness
         torch.manual_seed(seed + 1_000_003 * world.rank)
-        parts.batches.start_epoch(seed, seed + 1_000_003 * world.rank)
+        parts.batches.start_epoch(seed, world.rank)
         if cfg.unfreeze_after is not None and epoch > cfg.unfreeze_after:
             parts = unfreeze(parts)
         logits, labels = world.gather(*train_one_epoch(parts, progress, interrupt))
