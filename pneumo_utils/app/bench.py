@@ -201,7 +201,7 @@ def _our_pipeline(root: Path, model, device, amp_dtype, image_size, batch_size, 
 def format_table(results: dict) -> str:
     rows = [
         ("(a) baseline: PIL decode every epoch, fp32, NCHW", f"{results['a_baseline']:8.1f} img/s"),
-        ("(b) pneumo_utils: cache, channels_last, autocast", f"{results['b_pipeline']:8.1f} img/s"),
+        ("(b) pneumo_utils: on the device, batched augment", f"{results['b_pipeline']:8.1f} img/s"),
         (
             "(c) ceiling: (b)'s step on device-resident tensors",
             f"{results['c_ceiling']:8.1f} img/s",
