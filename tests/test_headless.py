@@ -26,6 +26,7 @@ def notebooks(monkeypatch, tmp_path, tiny_data):
     """An empty notebooks folder, with the tiny dataset and a private runs folder set."""
     monkeypatch.setenv("PNEUMO_DATA", str(tiny_data))
     monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PNEUMO_PROFILE", "smoke")
     folder = tmp_path / "notebooks"
     folder.mkdir()
     return folder
@@ -51,25 +52,6 @@ def test_runs_in_order_echoes_progress_and_names_failures(notebooks, capsys):
         "03_broken.ipynb",
         "04_last.ipynb",
     ]
-
-
-def test_the_notebook_tests_find_the_readme_dataset_without_any_variable(tmp_path):
-    """A user with the data in data/chest_xray and nothing set gets the notebooks run."""
-    from conftest import notebook_dataset
-
-    absent = tmp_path / "no-shared-sample"
-    assert notebook_dataset({}, tmp_path, absent)[0] is None
-    assert "python -m pneumo_utils download" in notebook_dataset({}, tmp_path, absent)[1]
-    embedded = tmp_path / "data" / "embedded_sample"
-    embedded.mkdir(parents=True)  # a clone without any dataset still runs the notebooks
-    assert notebook_dataset({}, tmp_path, absent) == (embedded, None)
-    (tmp_path / "data" / "chest_xray").mkdir(parents=True)
-    assert notebook_dataset({}, tmp_path, absent) == (tmp_path / "data" / "chest_xray", None)
-    elsewhere = tmp_path / "mine"
-    elsewhere.mkdir()
-    assert notebook_dataset({"PNEUMO_DATA": str(elsewhere)}, tmp_path, absent)[0] == elsewhere
-    path, why = notebook_dataset({"PNEUMO_TEST_DATA": str(tmp_path / "typo")}, tmp_path, absent)
-    assert path is None and "PNEUMO_TEST_DATA" in why
 
 
 def test_kernels_make_no_noise(notebooks, capfd):

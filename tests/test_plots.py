@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 from dataclasses import asdict, fields  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from pneumo_utils.analysis import gradcam  # noqa: E402
@@ -17,6 +18,7 @@ from pneumo_utils.app.settings import (  # noqa: E402
     profile_config,
 )
 from pneumo_utils.config import TrainConfig  # noqa: E402
+from pneumo_utils.plots import dataset as data_plots  # noqa: E402
 from pneumo_utils.plots import evidence  # noqa: E402
 from pneumo_utils.plots import report as plots  # noqa: E402
 from pneumo_utils.plots import robustness as robustness_plots  # noqa: E402
@@ -40,11 +42,17 @@ def test_every_report_figure_renders(finished_run, tmp_path):
     }
     for name, fig in figures.items():
         assert plots.save_figure(fig, name, tmp_path).stat().st_size > 10_000
-    assert figures["fig1_loss"].axes[0].get_ylabel() == "cross-entropy loss"
+    loss_axes = figures["fig1_loss"].axes[0]
+    assert loss_axes.get_ylabel() == plots.AXIS_LABELS["loss"] and "log" in loss_axes.get_ylabel()
+    assert loss_axes.get_yscale() == "log"  # train and val are not flattened by the test loss
     for fig in (figures["fig1_loss"], figures["roc"]):  # one legend, below the panels
         assert not any(ax.get_legend() for ax in fig.axes) and len(fig.legends) == 1
     legend = [t.get_text() for t in figures["fig1_loss"].legends[0].get_texts()]
     assert "train (running mean, training mode)" in legend  # not read as a pass over train
+    drawn = set(training_curves(finished_run)["split"])  # an entry for each split drawn, only
+    assert legend == [plots.SPLIT_LABELS[s] for s in plots.CURVE_SPLITS if s in drawn]
+    per_class = training_curves(finished_run).query("metric == 'loss' and cls != 'overall'")
+    assert figures["fig3"].axes[0].get_ylim()[1] > per_class["value"].max()  # no peak clipped
     images, labels = gradcam.gradcam_examples(finished_run, per_class=1)
     assert labels == [0, 1]
     heat, probs = gradcam.gradcam(finished_run, images)
@@ -52,7 +60,48 @@ def test_every_report_figure_renders(finished_run, tmp_path):
     fig = evidence.plot_gradcam({"scratch": (heat, probs, images)}, labels)
     rows, row_labels = gradcam.gradcam_rows({"scratch": finished_run}, per_class=1)
     assert row_labels == labels and np.allclose(rows["scratch"][0], heat)
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3  # two images and the colour bar of the heat maps
+    assert "Grad-CAM" in fig.axes[-1].get_ylabel()
+
+
+def test_curve_splits_differ_in_colour_and_in_style():
+    for table in (plots.PALETTE, plots.DASHES):
+        assert len(set(map(str, table.values()))) == len(table) == len(plots.CURVE_SPLITS)
+
+
+def test_recipe_curves_tell_recipes_apart_by_colour_and_style():
+    accuracies = dict(val_acc=0.9, test_acc=0.8, val_acc_NORMAL=0.9, test_acc_NORMAL=0.5)
+    curves = pd.DataFrame(
+        [
+            dict(recipe=recipe, seed=seed, epoch=epoch, **accuracies)
+            for recipe in ("a", "b", "c")
+            for seed in (0, 1)
+            for epoch in (1, 2)
+        ]
+    )
+    fig = evidence.plot_recipe_curves(curves)
+    lines = fig.axes[0].get_lines()
+    assert len({line.get_color() for line in lines}) == len(lines) == 3
+    assert len({line.get_linestyle() for line in lines}) == 3
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+
+
+def test_audit_figure_has_units_and_its_legend_below(tmp_path):
+    rng = np.random.default_rng(0)
+    properties = pd.DataFrame(
+        dict(
+            split=["train", "val", "test", "test"] * 10,
+            class_name=["NORMAL", "PNEUMONIA"] * 20,
+            bytes_per_pixel=rng.uniform(0.1, 0.2, 40),
+            jpeg_quality=75.0,
+        )
+    )
+    units = {"bytes_per_pixel": "file size / pixels (bytes per pixel)"}
+    fig = data_plots.plot_audit(properties, ["jpeg_quality", "bytes_per_pixel"], units)
+    assert fig.axes[0].get_xlabel() == units["bytes_per_pixel"]
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+    assert "jpeg quality" in fig._suptitle.get_text()  # constant: named, not drawn
+    assert plots.save_figure(fig, "audit", tmp_path).stat().st_size > 10_000
 
 
 def test_training_curves_long_form(finished_run):
@@ -89,15 +138,18 @@ def test_robustness_figures_render(finished_run, tmp_path):
     assert plots.save_figure(fig, "robustness", tmp_path).stat().st_size > 10_000
     fig = robustness_plots.plot_reliability(report)
     assert plots.save_figure(fig, "reliability", tmp_path).stat().st_size > 10_000
+    assert "perfect calibration" in [t.get_text() for t in fig.legends[0].get_texts()]
     images = [np.zeros((32, 32), np.uint8)] * 2
     fig = robustness_plots.plot_failures(images, np.zeros((2, 32, 32)), report["failures"][:2] or
                               [dict(label=0, p_pneumonia=0.9)] * 2, 0.5)  # fmt: skip
     assert plots.save_figure(fig, "failures", tmp_path).stat().st_size > 5_000
+    assert "P = the model's P(pneumonia)" in fig._suptitle.get_text()  # "P" is defined
 
 
 def test_settings_profiles(monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMO_PROFILE", "full")
     monkeypatch.setenv("PNEUMO_DATA", str(tmp_path))
+    monkeypatch.delenv("PNEUMO_FIGURES", raising=False)  # the test session's sets one
     full = notebook_settings()
     # An empty folder is not the committed runs' dataset: its figures stay out of figures/.
     assert full.figures == full.runs / "figures" / tmp_path.name and full.data == tmp_path

@@ -10,8 +10,10 @@ its AUC is how much of the label the properties give away.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,7 +55,24 @@ PIXEL_PROPERTIES = (
 )
 BLACK, SATURATED = 3, 252  # grey levels at or below / at or above which a pixel counts
 BORDER = 1 / 16  # the outer frame, as a share of the side, whose statistics are taken
+SHA256_DIGITS = 16  # 64 bits: no two different files of a dataset share them
 AUDIT_SIZE = 128  # the decoded size of the pixel properties (the size the recipes train at)
+# The axis label of each property, with its unit.
+PROPERTY_UNITS = {
+    "jpeg_quality": "estimated JPEG quality (1 to 100)",
+    "metadata_blocks": "metadata blocks in the file (count)",
+    "width": "original width (pixels)",
+    "height": "original height (pixels)",
+    "aspect": "original width / height",
+    "bytes_per_pixel": "file size / pixels (bytes per pixel)",
+    "black_fraction": f"fraction of pixels at grey level ≤ {BLACK}",
+    "saturated_fraction": f"fraction of pixels at grey level ≥ {SATURATED}",
+    "mean": "mean grey level (0 to 255)",
+    "std": "grey-level sd (0 to 255)",
+    "border_mean": "border's mean grey level (0 to 255)",
+    "border_std": "border's grey-level sd (0 to 255)",
+    "border_black_fraction": f"fraction of border pixels at grey level ≤ {BLACK}",
+}
 
 
 def estimate_jpeg_quality(quantization: dict | None) -> float:
@@ -67,7 +86,9 @@ def estimate_jpeg_quality(quantization: dict | None) -> float:
 
 
 def file_properties(path: str | os.PathLike) -> dict:
-    """What the file says without decoding it: quality, metadata, size, bytes per pixel."""
+    """What the file says without decoding it: quality, metadata, size, bytes per pixel; and
+    the start of its SHA-256, which tells identical files apart across splits (not a feature)."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:SHA256_DIGITS]
     with Image.open(path) as image:
         width, height = image.size
         quality = estimate_jpeg_quality(getattr(image, "quantization", None))
@@ -79,6 +100,7 @@ def file_properties(path: str | os.PathLike) -> dict:
         height=height,
         aspect=width / height,
         bytes_per_pixel=os.path.getsize(path) / (width * height),
+        sha256=digest,
     )
 
 
@@ -157,21 +179,33 @@ def shortcut_audit(
     seed: int = 0,
     task: str = "pneumonia",
 ) -> AuditResult:
-    """Properties of every file, and the AUC a property-only classifier reaches on a
-    two-class task's labels (NORMAL vs PNEUMONIA, or BACTERIAL vs VIRAL).
+    """The audit of a dataset's files (see audit_properties)."""
+    _check_two_classes(task)
+    return audit_properties(image_properties(data_dir, image_size, task=task), folds, seed, task)
+
+
+def _check_two_classes(task: str) -> None:
+    if len(get_task(task).class_names) != 2:
+        raise UserError(
+            f"the shortcut audit tells two classes apart: use --task pneumonia or "
+            f"bacterial-viral, not {task}"
+        )
+
+
+def audit_properties(
+    properties: pd.DataFrame, folds: int = 5, seed: int = 0, task: str = "pneumonia"
+) -> AuditResult:
+    """How much of a two-class task's labels (NORMAL vs PNEUMONIA, or BACTERIAL vs VIRAL) a
+    property-only classifier reaches, from the properties of every file (image_properties,
+    or the committed dataset summary that holds them).
 
     `cv AUC (train)` is out-of-fold on the training pool (train and the official val),
     folds grouped by patient: what the properties give away inside the training collection.
     `AUC on test` trains on the whole pool and scores the official test set: whether the
     same properties still point the same way there (read after the fact; it chooses nothing).
     """
+    _check_two_classes(task)
     class_names = get_task(task).class_names
-    if len(class_names) != 2:
-        raise UserError(
-            f"the shortcut audit tells two classes apart: use --task pneumonia or "
-            f"bacterial-viral, not {task}"
-        )
-    properties = image_properties(data_dir, image_size, task=task)
     pool = properties[properties["split"] != "test"]
     test = properties[properties["split"] == "test"]
     groups = {

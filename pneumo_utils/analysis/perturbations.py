@@ -33,7 +33,7 @@ class Perturbation:
     family: str
     kind: str  # natural (an acquisition change), anatomy (changes the anatomy), occlusion
     what: str
-    unit: str
+    unit: str  # the strength's axis label, with its unit
     strengths: tuple[float, ...]
     apply: Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
 
@@ -61,28 +61,31 @@ def _blur(image, sigma, _):
 
 SUITE: tuple[Perturbation, ...] = (
     Perturbation("zoom in", "natural", "field of view tighter: the central 1/s enlarged",
-                 "s", (1.1, 1.25, 1.4), lambda x, s, _: reframe(x, s)),
+                 "enlargement (×)", (1.1, 1.25, 1.4), lambda x, s, _: reframe(x, s)),
     Perturbation("zoom out", "natural", "field of view wider: shrunk to s of the side, black "
-                 "margin", "s", (0.9, 0.8, 0.7), lambda x, s, _: reframe(x, s, fill=0)),
+                 "margin", "size (share of side)", (0.9, 0.8, 0.7),
+                 lambda x, s, _: reframe(x, s, fill=0)),
     Perturbation("translation", "natural", "shifted right and down by s of the side, black "
-                 "fill", "s", (0.04, 0.08, 0.12), lambda x, s, _: _translate(x, s)),
+                 "fill", "shift (share of side)", (0.04, 0.08, 0.12),
+                 lambda x, s, _: _translate(x, s)),
     Perturbation("border", "natural", "outer band of s of each side replaced by the median "
-                 "grey", "s", (0.05, 0.1, 0.15),
+                 "grey", "band (share of side)", (0.05, 0.1, 0.15),
                  lambda x, s, _: replace_border(x, s, median_grey(x))),
     Perturbation("gamma", "natural", "gamma s (darker mid-tones)", "gamma", (1.25, 1.5, 2.0),
                  lambda x, s, _: v2.functional.adjust_gamma(x, s)),
-    Perturbation("contrast", "natural", "contrast scaled by s around the mean", "s",
+    Perturbation("contrast", "natural", "contrast scaled by s around the mean", "contrast (×)",
                  (0.8, 0.6, 0.4), lambda x, s, _: v2.functional.adjust_contrast(x, s)),
     Perturbation("black/white points", "natural", "black lifted and white lowered by s of the "
-                 "range (a washed-out window)", "s", (0.05, 0.1, 0.2),
+                 "range (a washed-out window)", "levels moved (share of range)", (0.05, 0.1, 0.2),
                  lambda x, s, _: set_levels(x, -s, 1 + s)),
-    Perturbation("blur", "natural", "Gaussian blur, sigma s px at 128 px", "sigma",
+    Perturbation("blur", "natural", "Gaussian blur, sigma s px at 128 px", "sigma (px at 128 px)",
                  (0.5, 1.0, 2.0), _blur),
-    Perturbation("noise", "natural", "Gaussian noise, sd s of the grey range", "sd",
-                 (0.02, 0.04, 0.08), lambda x, s, g: add_noise(x, s, g)),
-    Perturbation("jpeg", "natural", "re-encoded as JPEG at quality s", "quality",
+    Perturbation("noise", "natural", "Gaussian noise, sd s of the grey range",
+                 "sd (share of grey range)", (0.02, 0.04, 0.08),
+                 lambda x, s, g: add_noise(x, s, g)),
+    Perturbation("jpeg", "natural", "re-encoded as JPEG at quality s", "JPEG quality (1 to 100)",
                  (50, 30, 15), lambda x, s, _: recompress_jpeg(x, int(s))),
-    Perturbation("rotation", "natural", "rotated by s degrees, black fill", "degrees",
+    Perturbation("rotation", "natural", "rotated by s degrees, black fill", "angle (degrees)",
                  (5, 10, 15), lambda x, s, _: v2.functional.rotate(x, s, fill=0)),
     Perturbation("horizontal flip", "anatomy", "mirrored left to right (the heart on the "
                  "right)", "", (1,), lambda x, s, _: v2.functional.horizontal_flip(x)),

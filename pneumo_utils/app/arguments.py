@@ -233,7 +233,12 @@ def audit_arguments(commands) -> None:
     audit.add_argument(
         "--image-size", type=int, default=128, help="decoded size of the pixel properties"
     )
-    audit.add_argument("--csv", metavar="FILE", help="also write every file's properties as CSV")
+    audit.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="also write every file's properties as CSV (.csv.gz: compressed); "
+        "data/summaries/<dataset>.csv.gz is the summary notebook 01 shows without the dataset",
+    )
     audit.add_argument(
         "--task",
         choices=[name for name, task in TASKS.items() if task.binary],
@@ -270,4 +275,10 @@ def notebooks_arguments(commands) -> None:
         "--download",
         action="store_true",
         help="download the dataset into data/ when there is none (the full profile)",
+    )
+    notebooks.add_argument(
+        "--save",
+        action="store_true",
+        help="execute them on the committed files alone and save them with their outputs in "
+        "place (after committing new runs; `pytest --nbval` compares against these outputs)",
     )

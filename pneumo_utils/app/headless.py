@@ -1,5 +1,8 @@
 """`python -m pneumo_utils notebooks`: executes the numbered notebooks headless, in order
-(getting the data first if asked), leaving their figures in figures/ (smoke: runs/smoke/)."""
+(getting the data first if asked), leaving their figures in figures/ (smoke: runs/smoke/).
+With `--save`, executes them on the committed files alone (the committed runs, the dataset
+summary, the embedded sample) and saves them with their outputs in place: the outputs that
+`pytest --nbval` compares, redrawn after new runs are committed."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from pneumo_utils.app.download import MENDELEY_URL, download_dataset
-from pneumo_utils.app.settings import notebook_settings
+from pneumo_utils.app.settings import NO_DATASET, notebook_settings
 from pneumo_utils.runtime.errors import UserError
 
 
@@ -38,9 +41,14 @@ def _kernel_manager(sockets: Path):
     return AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
 
 
-def run_notebooks(notebooks_dir: Path, download: bool = False) -> None:
+def run_notebooks(notebooks_dir: Path, download: bool = False, save: bool = False) -> None:
+    if save:  # what a fresh clone shows, whatever data and settings are here
+        os.environ.update(PNEUMO_PROFILE="full", PNEUMO_DATA=NO_DATASET)
+        for variable in ("PNEUMO_RUNS", "PNEUMO_FIGURES", "PNEUMO_WEIGHTS"):
+            os.environ.pop(variable, None)
     settings = notebook_settings()
-    if not settings.data.exists():
+    committed_only = os.environ.get("PNEUMO_DATA") == NO_DATASET
+    if not settings.has_data and not committed_only:
         if not download:
             raise UserError(
                 f"no dataset at {settings.data}: set PNEUMO_DATA to it, or add --download to fetch "
@@ -50,7 +58,7 @@ def run_notebooks(notebooks_dir: Path, download: bool = False) -> None:
     notebooks = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
         raise UserError(f"no numbered notebooks in {notebooks_dir}: run from the repository folder")
-    executed_dir = settings.runs / settings.profile / "executed"
+    executed_dir = notebooks_dir if save else settings.runs / settings.profile / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
     failures = []
     print(
@@ -65,6 +73,9 @@ def run_notebooks(notebooks_dir: Path, download: bool = False) -> None:
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     print(f"executed notebooks in {executed_dir}; figures in {settings.figures}")
+    if save:
+        megabytes = sum(path.stat().st_size for path in notebooks) / 1e6
+        print(f"the notebooks with their outputs: {megabytes:.1f} MB")
     if failures:
         raise UserError(f"{', '.join(failures)} failed: open the executed copies in {executed_dir}")
 
@@ -80,6 +91,7 @@ def _run_one(path: Path, settings, executed_dir: Path, sockets: Path) -> bool:
         km=kernel,
         timeout=None,
         kernel_name="python3",
+        record_timing=False,  # no execution times in the saved outputs
         resources={"metadata": {"path": str(path.parent)}},
     )
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pneumo_utils.app.settings import Settings, notebook_settings
+from pneumo_utils.app.settings import Settings, notebook_settings, shown_path
 from pneumo_utils.data.files import sample_note
 from pneumo_utils.plots.report import use_figure_style
 from pneumo_utils.runtime.errors import UserError
@@ -27,9 +27,10 @@ def setup_notebook() -> Settings:
         shell.set_custom_exc((UserError,), _show_user_error)
     use_figure_style()
     settings = notebook_settings()
+    data = shown_path(settings.data) if settings.has_data else "none here: the committed files"
     print(
-        f"profile {settings.profile} | data {settings.data} | runs {settings.runs} | "
-        f"figures {settings.figures}"
+        f"profile {settings.profile} | data {data} | runs {shown_path(settings.runs)} | "
+        f"figures {shown_path(settings.figures)}"
     )
     if settings.data.is_dir():
         n_images = sum(1 for path in settings.data.rglob("*.jp*g"))

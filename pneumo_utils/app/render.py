@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pneumo_utils.analysis.gradcam import failure_examples, gradcam, gradcam_rows
-from pneumo_utils.app.settings import Settings, finished_runs
+from pneumo_utils.analysis.perturbations import SUITE
+from pneumo_utils.app.settings import Settings, finished_runs, repo_root
 from pneumo_utils.plots.evidence import plot_ablation_curves, plot_gradcam, plot_recipe_curves
 from pneumo_utils.plots.report import (
     plot_confusion_matrices,
@@ -52,6 +53,15 @@ def render_results(settings: Settings) -> Path:
     )
     print(f"wrote {page}")
     return page
+
+
+def results_page(settings: Settings) -> Path:
+    """The results page of the runs the notebooks show: rendered now where the dataset is here
+    (or in the smoke profile); without it, the committed page, which the committed runs wrote."""
+    if settings.has_data or settings.is_smoke:
+        return render_results(settings)
+    print(f"no dataset here: the committed results page (docs/{settings.results_page.name})")
+    return repo_root() / "docs" / settings.results_page.name
 
 
 def _notebook_gradcam(notebook_runs: dict[str, Path], figures: Path) -> None:
@@ -105,7 +115,8 @@ def _robustness_figures(table, settings: Settings) -> None:
     reports = {recipe: found for recipe, found in reports.items() if found}
     if not reports:
         return
-    save_figure(plot_robustness(reports), "robustness", settings.figures)
+    strength_labels = {perturbation.family: perturbation.unit for perturbation in SUITE}
+    save_figure(plot_robustness(reports, strength_labels), "robustness", settings.figures)
     if HEADLINE not in reports:
         return
     save_figure(plot_reliability(reports[HEADLINE][0]), "reliability", settings.figures)

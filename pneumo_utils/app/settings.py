@@ -1,7 +1,10 @@
 """What the notebooks read from the environment, and where their runs and figures go.
 
-PNEUMO_DATA     dataset root                          (default data/chest_xray)
+PNEUMO_DATA     dataset root                          (default data/chest_xray); `none`: no
+                dataset, the notebooks show the committed runs and the committed summary of
+                their dataset (what `pytest --nbval` and `notebooks --save` use)
 PNEUMO_RUNS     root of the run folders               (default runs/)
+PNEUMO_FIGURES  where the notebooks' figures go       (default: figures_folder below)
 PNEUMO_WEIGHTS  ImageNet weights file for notebook 03 (default: torchvision's cache)
 PNEUMO_PROFILE  full: the recipes as they are (default); smoke: the same recipes shrunk to
                 seconds (64 px, 2 epochs of 2 batches), for CI
@@ -32,6 +35,9 @@ from pneumo_utils.training import runs
 from pneumo_utils.training.runs import results_dir, run_folder
 
 PROFILES = ("full", "smoke")
+NO_DATASET = "none"  # PNEUMO_DATA=none: the committed files only, whatever data is here
+# The dataset the committed runs (runs/results/<it>), figures/ and docs/results.md are on.
+COMMITTED_DATASET = "chest_xray_224"
 # The recipe of each role in the notebooks: 02 trains the course report's protocol and the
 # headline recipe, 03 the same two from ImageNet, 04 compares the four.
 NOTEBOOK_RECIPES = {
@@ -48,11 +54,22 @@ def repo_root() -> Path:
     return package_parent if (package_parent / "notebooks").is_dir() else Path.cwd()
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as the notebooks print it: from the repository folder where it is inside it, so
+    that a notebook's output is the same in every clone."""
+    try:
+        return Path(path).resolve().relative_to(repo_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def default_data() -> Path:
     """The dataset every command and notebook uses when none is given: $PNEUMO_DATA, else
     data/chest_xray (relative paths from the repository folder), else, in the smoke profile
     only, the embedded sample (data/embedded_sample: not a result). The full profile never
     falls back to the sample: without a dataset it stops and says how to get one."""
+    if os.environ.get("PNEUMO_DATA") == NO_DATASET:
+        return repo_root() / "data" / NO_DATASET
     if os.environ.get("PNEUMO_DATA"):
         return repo_root() / Path(os.environ["PNEUMO_DATA"]).expanduser()
     readme_folder = repo_root() / "data" / "chest_xray"
@@ -79,26 +96,42 @@ class Settings:
         return self.profile == "smoke"
 
     @property
+    def has_data(self) -> bool:
+        """Whether the dataset is here; without it the notebooks show the committed files."""
+        return self.data.exists()
+
+    @property
+    def runs_data(self) -> Path:
+        """The dataset whose runs the notebooks show: the one here, else the one named where
+        there are runs on it (PNEUMO_DATA=chest_xray_224 needs no images), else the committed
+        runs' dataset."""
+        if self.has_data or results_dir(self.runs, self.data, self.profile).is_dir():
+            return self.data
+        return Path(COMMITTED_DATASET)
+
+    @property
     def bootstrap_resamples(self) -> int:
         """Patient-bootstrap resamples of the test metrics: fewer in the smoke profile."""
         return 200 if self.is_smoke else 1000
 
     @property
     def results_page(self) -> Path:
-        """docs/results.md for the full profile; beside the smoke figures otherwise."""
+        """docs/results.md beside the committed figures/; beside the figures otherwise (smoke
+        runs, other data, PNEUMO_FIGURES), so that neither overwrites the committed page."""
+        committed = repo_root() / "figures"
         return (
             repo_root() / "docs" / "results.md"
-            if not self.is_smoke
-            else self.figures / "results.md"
+            if self.figures == committed
+            else (self.figures / "results.md")
         )
 
     @property
     def results_dir(self) -> Path:
         """The runs on this dataset, in this profile (notebook 04 reads only these)."""
-        return results_dir(self.runs, self.data, self.profile)
+        return results_dir(self.runs, self.runs_data, self.profile)
 
     def run_dir(self, recipe: str, seed: int = 0) -> Path:
-        return run_folder(self.runs, self.data, recipe, seed, self.profile)
+        return run_folder(self.runs, self.runs_data, recipe, seed, self.profile)
 
 
 def notebook_settings() -> Settings:
@@ -114,7 +147,9 @@ def notebook_settings() -> Settings:
         data=data,
         runs=runs,
         profile=profile,
-        figures=figures_folder(root, data, runs, profile),
+        figures=repo_root() / Path(os.environ["PNEUMO_FIGURES"]).expanduser()
+        if os.environ.get("PNEUMO_FIGURES")
+        else figures_folder(root, data, runs, profile),
         weights=os.environ.get("PNEUMO_WEIGHTS"),
     )
 

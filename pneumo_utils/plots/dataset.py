@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from pneumo_utils.plots.report import RUN_COLOURS, RUN_STYLES, legend_below
 from pneumo_utils.splits import SPLITS
 from pneumo_utils.tasks import FOLDER_CLASSES
 
@@ -35,30 +36,34 @@ def plot_class_counts(records: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_audit(properties: pd.DataFrame, columns: list[str]) -> plt.Figure:
+def plot_audit(
+    properties: pd.DataFrame, columns: list[str], units: dict[str, str] | None = None
+) -> plt.Figure:
     """Distributions of properties that are not anatomy, for each official split and class.
 
     Properties with one value in the whole dataset (JPEG quality of a re-saved copy, say) are
     named in the title instead of drawn."""
     constant = [c for c in columns if properties[c].nunique() <= 1]
     columns = [c for c in columns if c not in constant]
-    frame = properties.assign(
-        group=properties["split"].replace({"val": "train"}) + " " + properties["class_name"]
-    )
-    order = [g for g in AUDIT_GROUPS if g in set(frame["group"])]
-    palette = dict(
-        zip(AUDIT_GROUPS, sns.color_palette("colorblind", len(AUDIT_GROUPS)), strict=True)
-    )
+    group = properties["split"].replace({"val": "train"}) + " " + properties["class_name"]
+    order = [g for g in AUDIT_GROUPS if g in set(group)]
+    # Each group its own colour and line style: step outlines of four groups overlap.
+    styles = dict(zip(AUDIT_GROUPS, zip(RUN_COLOURS, RUN_STYLES, strict=False), strict=False))
     n_cols = min(3, len(columns))
     n_rows = -(-len(columns) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 2.6 * n_rows), squeeze=False)
+    # Height for the two-line title and the legend below, as well as the panels.
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(3.4 * n_cols, 2.6 * n_rows + 1.0), squeeze=False
+    )
     for ax, column in zip(axes.flat, columns, strict=False):
-        sns.histplot(
-            frame, x=column, hue="group", hue_order=order, palette=palette, stat="density",
-            common_norm=False, element="step", fill=False, bins=30, ax=ax,
-            legend=ax is axes.flat[0],
-        )  # fmt: skip
-        ax.set(title=column.replace("_", " "), xlabel=None)
+        edges = np.histogram_bin_edges(properties[column].dropna(), bins=30)  # shared by groups
+        for name in order:
+            colour, style = styles[name]
+            ax.hist(properties.loc[group == name, column].dropna(), bins=edges, density=True,
+                    histtype="step", color=colour, linestyle=style, linewidth=1.3)  # fmt: skip
+        ax.set(title=column.replace("_", " "), xlabel=(units or {}).get(column))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density\n(each group's area 1)")
     for ax in axes.flat[len(columns) :]:
         ax.set_visible(False)
     title = "Properties that are not anatomy: train (incl. official val) and test, per class"
@@ -67,7 +72,11 @@ def plot_audit(properties: pd.DataFrame, columns: list[str]) -> plt.Figure:
             f"\n(the same for every file here: {', '.join(c.replace('_', ' ') for c in constant)})"
         )
     fig.suptitle(title)
-    fig.tight_layout()
+    handles = [
+        plt.Line2D([], [], color=styles[name][0], linestyle=styles[name][1], linewidth=1.3)
+        for name in order
+    ]
+    legend_below(fig, handles, order, columns=len(order))
     return fig
 
 

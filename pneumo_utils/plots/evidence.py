@@ -3,35 +3,66 @@ against test per epoch for every recipe, and the screenings' and ablation's curv
 
 from __future__ import annotations
 
+from itertools import cycle
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.ticker import MaxNLocator
 
+from pneumo_utils.plots.report import RUN_COLOURS, RUN_STYLES, legend_below
 from pneumo_utils.tasks import FOLDER_CLASSES
+
+# Grad-CAM overlays (here and in robustness.py's failures): a perceptually even colour map,
+# half transparent over the X-ray.
+GRADCAM_CMAP = "inferno"
+GRADCAM_ALPHA = 0.45
 
 
 def plot_gradcam(maps: dict[str, tuple], labels: list[int]) -> plt.Figure:
     """Grad-CAM rows (analysis/gradcam.py's gradcam_rows: heat maps, P(pneumonia) and the
     images as that run saw them), one row per model, one column per image."""
     n_images = len(labels)
+    # Constrained layout keeps each row's titles clear of the images above them and makes
+    # room for the colour bar.
     fig, axes = plt.subplots(
-        len(maps), n_images, squeeze=False, figsize=(1.8 * n_images, 2.0 * len(maps) + 0.4)
+        len(maps),
+        n_images,
+        squeeze=False,
+        figsize=(1.8 * n_images + 0.9, 2.1 * len(maps) + 0.7),
+        layout="constrained",
     )
     for row, (name, (heat, probs, images)) in enumerate(maps.items()):
         for col, image in enumerate(images):
             ax = axes[row, col]
             ax.imshow(image, cmap="gray")
-            ax.imshow(heat[col], cmap="inferno", alpha=0.45)
+            ax.imshow(heat[col], cmap=GRADCAM_CMAP, alpha=GRADCAM_ALPHA, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(
-                f"{FOLDER_CLASSES[labels[col]]}\nP(pneumonia) {probs[col]:.2f}", fontsize="small"
-            )
+            # Every row shows the same test files: the true class heads the column once.
+            header = f"true {FOLDER_CLASSES[labels[col]]}\n" if row == 0 else ""
+            ax.set_title(f"{header}P = {probs[col]:.2f}", fontsize="small")
         axes[row, 0].set_ylabel(name, fontsize="small")
-    fig.suptitle("Grad-CAM for the PNEUMONIA output (bright = drives the prediction)")
-    fig.tight_layout()
+    gradcam_colour_bar(fig, axes)
+    fig.suptitle(
+        "Grad-CAM for the PNEUMONIA output (bright = drives the prediction)\n"
+        "P = the model's P(pneumonia)",
+        fontsize="medium",
+    )
     return fig
+
+
+def gradcam_colour_bar(fig: plt.Figure, axes) -> None:
+    """The colour bar of Grad-CAM overlays: pytorch-grad-cam scales each map to 0 to 1."""
+    fig.colorbar(
+        ScalarMappable(Normalize(0, 1), cmap=GRADCAM_CMAP),
+        ax=axes,
+        shrink=0.8,
+        aspect=30,
+        label="Grad-CAM\n(each map scaled to its maximum)",
+    )
 
 
 def plot_recipe_curves(curves: pd.DataFrame) -> plt.Figure:
@@ -40,53 +71,38 @@ def plot_recipe_curves(curves: pd.DataFrame) -> plt.Figure:
     `curves` is tables.histories(): lines are the mean over seeds, bands ± 1 sd.
     The bottom row follows NORMAL, the class the published models get wrong.
     """
-    frame = pd.concat(
-        [
-            curves[["epoch", "recipe"]].assign(
-                accuracy=curves[column], split=split, class_name=class_name
-            )
-            for split in ("val", "test")
-            for class_name, column in (
-                ("all images", f"{split}_acc"),
-                ("NORMAL", f"{split}_acc_NORMAL"),
-            )
-        ],
-        ignore_index=True,
-    )
     recipes = list(dict.fromkeys(curves["recipe"]))
     seeds = curves.groupby("recipe")["seed"].nunique()
+    # Each recipe its own colour and line style (report.py's run styles), the same in every
+    # panel: six recipes overlap near the top of the axes and must still be told apart.
+    styles = dict(zip(recipes, cycle(zip(RUN_COLOURS, RUN_STYLES, strict=True)), strict=False))
     fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.6), sharex=True, sharey=True)
     for row, class_name in enumerate(("all images", "NORMAL")):
         for col, split in enumerate(("val", "test")):
             ax = axes[row, col]
-            sns.lineplot(
-                frame[(frame["split"] == split) & (frame["class_name"] == class_name)],
-                x="epoch",
-                y="accuracy",
-                hue="recipe",
-                hue_order=recipes,
-                errorbar="sd",
-                ax=ax,
-            )
+            column = f"{split}_acc" if class_name == "all images" else f"{split}_acc_NORMAL"
+            for recipe in recipes:
+                per_epoch = curves[curves["recipe"] == recipe].groupby("epoch")[column]
+                mean, sd = per_epoch.mean(), per_epoch.std().fillna(0.0)  # one seed: no band
+                colour, style = styles[recipe]
+                ax.fill_between(mean.index, mean - sd, mean + sd, color=colour, alpha=0.15,
+                                linewidth=0)  # fmt: skip
+                ax.plot(mean.index, mean, color=colour, linestyle=style, linewidth=1.3)
             split_name = "validation" if split == "val" else "test"
             ax.set(title=f"{split_name}, {class_name}", ylim=(0.0, 1.02))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if ax.get_legend():
-                ax.get_legend().remove()
-    handles, _ = axes[0, 0].get_legend_handles_labels()
+        axes[row, 0].set_ylabel("accuracy\n(fraction of images right)")
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    handles = [
+        plt.Line2D([], [], color=styles[recipe][0], linestyle=styles[recipe][1], linewidth=1.3)
+        for recipe in recipes
+    ]
     labels = [
         f"{recipe} ({seeds[recipe]} seed{'s' if seeds[recipe] > 1 else ''})" for recipe in recipes
     ]
-    fig.legend(
-        handles,
-        labels,
-        loc="lower center",
-        ncol=min(len(recipes), 3),
-        fontsize="small",
-        frameon=False,
-    )
     fig.suptitle("Accuracy per epoch: validation against test (mean ± sd over seeds)")
-    fig.tight_layout(rect=(0, 0.07 + 0.03 * ((len(recipes) - 1) // 3), 1, 1))
+    legend_below(fig, handles, labels, columns=min(len(recipes), 3))
     return fig
 
 

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from sklearn.metrics import roc_curve
 
 from pneumo_utils.runtime.errors import UserError
@@ -25,6 +25,13 @@ from pneumo_utils.splits import CURVE_SPLITS
 from pneumo_utils.training.runs import open_run, read_metrics, read_predictions, training_curves
 
 METRIC_LABELS = {"loss": "cross-entropy loss", "acc": "accuracy"}
+# The curves' y-axes, with units. Loss is drawn on a log scale: a model that learnt a shortcut
+# has a test loss tens of times its train and validation losses, and a linear axis sized to the
+# test curve flattens those onto zero.
+AXIS_LABELS = {
+    "loss": "cross-entropy loss\n(nats, log scale)",
+    "acc": "accuracy\n(fraction of images right)",
+}
 # How the curves' legends name each split. The train numbers are running averages over the
 # epoch in training mode (dropout on, augmented images), not a pass over the training set.
 SPLIT_LABELS = {
@@ -46,8 +53,9 @@ PALETTE = dict(
     test="#000000",
 )  # fmt: skip
 DASHES = dict(
-    train="", val=(4, 2), stressed_val=(1, 1.5), frame_val=(5, 1.5, 1, 1.5), reframed_val=(2, 2),
-    tighter_val=(6, 2, 1, 2), band_val=(3, 1), looser_val=(8, 3), test="",
+    train=(6, 1.5, 1, 1.5, 1, 1.5), val=(4, 2), stressed_val=(1, 1.5),
+    frame_val=(5, 1.5, 1, 1.5), reframed_val=(2, 2), tighter_val=(6, 2, 1, 2), band_val=(3, 1),
+    looser_val=(8, 3), test="",
 )  # fmt: skip
 # Lines of several runs in one panel: colour and style both differ.
 RUN_COLOURS = ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#000000", "#949494"]
@@ -77,9 +85,12 @@ def save_figure(fig: plt.Figure, name: str, figures_dir: str | os.PathLike) -> P
 
 
 def _y_limits(metric: str, values: pd.Series) -> tuple[float, float]:
+    """Room for every value of every panel (no peak clipped); a loss's limits are on a log
+    axis, so they pad by a factor."""
     if metric == "acc":
         return 0.0, 1.02
-    return 0.0, float(np.nanpercentile(values, 99)) * 1.1 + 1e-3
+    positive = values[values > 0]
+    return float(positive.min()) / 1.5, float(positive.max()) * 1.5
 
 
 def _curve_panel(ax, frame: pd.DataFrame, title: str, metric: str, ylim) -> None:
@@ -99,7 +110,15 @@ def _curve_panel(ax, frame: pd.DataFrame, title: str, metric: str, ylim) -> None
         markersize=3,
         ax=ax,
     )
-    ax.set(title=title, xlabel="epoch", ylabel=METRIC_LABELS[metric], ylim=ylim)
+    ax.set(
+        title=title,
+        xlabel="epoch",
+        ylabel=AXIS_LABELS[metric],
+        yscale="log" if metric == "loss" else "linear",
+        ylim=ylim,
+    )
+    if metric == "loss":  # 0.01 and 1 read at a glance; 10^-2 and 10^0 do not
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
 
 def legend_below(fig: plt.Figure, handles, labels, columns: int = 3) -> None:
@@ -112,14 +131,19 @@ def legend_below(fig: plt.Figure, handles, labels, columns: int = 3) -> None:
 
 
 def _finish_curve_axes(fig: plt.Figure, axes) -> None:
-    """Whole-epoch ticks, and one legend under the panels for the whole figure."""
+    """Whole-epoch ticks, and one legend under the panels for the whole figure: an entry for
+    each split drawn in any panel (panels of different runs may have different splits), none
+    for a split no panel has."""
+    entries = {}
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles, labels = axes[-1].get_legend_handles_labels()
-    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
         if ax.get_legend():
             ax.get_legend().remove()
-    legend_below(fig, handles, [SPLIT_LABELS.get(label, label) for label in labels])
+    labels = [split for split in CURVE_SPLITS if split in entries]
+    handles = [entries[split] for split in labels]
+    legend_below(fig, handles, [SPLIT_LABELS[split] for split in labels])
 
 
 def plot_curves_side_by_side(runs: dict[str, Path], metric: str) -> plt.Figure:

@@ -8,11 +8,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from pneumo_utils.plots.report import PALETTE, RUN_COLOURS
+from pneumo_utils.plots.evidence import GRADCAM_ALPHA, GRADCAM_CMAP, gradcam_colour_bar
+from pneumo_utils.plots.report import PALETTE, RUN_COLOURS, legend_below
 from pneumo_utils.tasks import FOLDER_CLASSES
 
 
-def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
+def plot_robustness(
+    reports: dict[str, list[dict]], strength_labels: dict[str, str] | None = None
+) -> plt.Figure:
     """Specificity (solid) and AUC (dashed) against the strength of each natural perturbation
     family, mean over each recipe's seeds; strength 0 is the unperturbed test set. The last
     panel holds the occlusion pair's AUCs."""
@@ -26,7 +29,7 @@ def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
     families = list(dict.fromkeys(natural["family"]))
     n_cols = 4
     n_rows = -(-(len(families) + 1) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(7.2, 1.9 * n_rows + 0.6), sharey=True,
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(7.2, 2.2 * n_rows + 0.6), sharey=True,
                              squeeze=False)  # fmt: skip
     # Recipes differ in colour and in marker; the metric in line style.
     colours = dict(zip(reports, RUN_COLOURS, strict=False))
@@ -44,13 +47,15 @@ def plot_robustness(reports: dict[str, list[dict]]) -> plt.Figure:
                         color=colours[recipe])  # fmt: skip
         ax.set_xticks(range(len(strengths) + 1), ["0", *(f"{s:g}" for s in strengths)])
         ax.set_title(family, fontsize="small")
+        ax.set_xlabel((strength_labels or {}).get(family, "strength"), fontsize="x-small")
         ax.tick_params(labelsize="x-small")
     occlusion_ax = axes.flat[len(families)]
     occlusion = table[table["kind"] == "occlusion"]
     sns.barplot(occlusion, x="family", y="roc_auc", hue="recipe", palette=colours,
                 errorbar=None, ax=occlusion_ax, legend=False)  # fmt: skip
     occlusion_ax.axhline(0.5, color="grey", linewidth=0.8)
-    occlusion_ax.set(title="occlusion (AUC)", xlabel="", ylabel="")
+    occlusion_ax.set(xlabel="", ylabel="")
+    occlusion_ax.set_title("occlusion (AUC; line: chance)", fontsize="small")
     occlusion_ax.set_xticks(occlusion_ax.get_xticks(), [
         label.get_text().replace(" ", "\n") for label in occlusion_ax.get_xticklabels()
     ])  # fmt: skip
@@ -78,19 +83,24 @@ def plot_reliability(report: dict) -> plt.Figure:
     for ax, split in zip(axes, ("test", "val"), strict=True):
         calibration = report["calibration"][split]
         bins = pd.DataFrame(calibration["bins"])
-        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1.0)
         ax.scatter(bins["mean_probability"], bins["share_pneumonia"], s=8 + bins["n"] / 4,
                    color=PALETTE[split])  # fmt: skip
         ax.plot(bins["mean_probability"], bins["share_pneumonia"], color=PALETTE[split])
         ax.set(
-            xlim=(0, 1),
-            ylim=(0, 1),
+            xlim=(-0.02, 1.02),  # bins at 0 and 1 show whole dots
+            ylim=(-0.02, 1.02),
             xlabel="mean P(pneumonia) in bin",
             title=f"{split}: ECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}",
         )
-    axes[0].set_ylabel("share PNEUMONIA")
-    fig.suptitle(f"Reliability of {report['run']} (15 bins; dot size: images)")
-    fig.tight_layout()
+    axes[0].set_ylabel("share of the bin's images\nthat are PNEUMONIA")
+    handles = [
+        plt.Line2D([], [], color="grey", linestyle=":", linewidth=1.0),
+        *(plt.Line2D([], [], color=PALETTE[split], marker="o") for split in ("test", "val")),
+    ]
+    labels = ["perfect calibration", "test", "val"]
+    fig.suptitle(f"Reliability of {report['run']} (15 bins; dot size: images in the bin)")
+    legend_below(fig, handles, labels)
     return fig
 
 
@@ -99,18 +109,20 @@ def plot_failures(images: list[np.ndarray], heat: np.ndarray, failures: list[dic
     """The misclassified test images, most confidently wrong first, over their Grad-CAM maps."""
     n_cols = min(6, len(images))
     n_rows = -(-len(images) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.2 * n_cols + 0.2, 1.5 * n_rows + 0.5),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.2 * n_cols + 0.9, 1.5 * n_rows + 0.8),
+                             squeeze=False, layout="constrained")  # fmt: skip
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, cam, failure in zip(axes.flat, images, heat, failures, strict=False):
         ax.imshow(image, cmap="gray")
-        ax.imshow(cam, cmap="jet", alpha=0.35)
+        ax.imshow(cam, cmap=GRADCAM_CMAP, alpha=GRADCAM_ALPHA, vmin=0, vmax=1)
         truth = failure.get("class_name", FOLDER_CLASSES[failure["label"]])
         probability = next(v for k, v in failure.items() if k.startswith("p_"))
-        ax.set_title(f"true {truth}\nP={probability:.2f}", fontsize="x-small")
+        ax.set_title(f"true {truth}\nP = {probability:.2f}", fontsize="x-small")
+    gradcam_colour_bar(fig, axes)
+    # The probability's name from its column (p_pneumonia, p_viral), so that "P" is defined.
+    positive = next(k for k in failures[0] if k.startswith("p_"))[2:]
     of = f" of {run}" if run else ""
-    fig.suptitle(f"Misclassified test images{of}, worst first (threshold {threshold:.3f})",
-                 fontsize="small")  # fmt: skip
-    fig.tight_layout()
+    fig.suptitle(f"Misclassified test images{of}, worst first\nP = the model's "
+                 f"P({positive}); threshold {threshold:.3f}", fontsize="small")  # fmt: skip
     return fig
