@@ -131,8 +131,10 @@ def test_recipe_figures_render(report_dir, tmp_path):
     ablations = {"one change": ("recipe", "other"), "never run": ("other", "more")}
     fig = evidence.plot_ablation_curves(curves, ablations, seed=0)
     assert plots.save_figure(fig, "ablation", tmp_path).stat().st_size > 10_000
-    legends = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
-    assert legends == ["other (not run)", "more (not run)"]
+    assert fig.axes[1].get_title().endswith("(not run: other, more)")
+    assert fig.axes[1].get_legend() is None  # no legend entry without a line
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["recipe"]
+    assert fig.axes[0].get_title().endswith("(not run: other)")
 
 
 def test_a_run_of_another_dataset_is_refused_not_shown(report_dir, finished_run):

@@ -123,6 +123,9 @@ def plot_stressed_examples(
             axes[row, col].set_yticks([])
             axes[row, 0].set_ylabel(name)
         axes[0, col].set_title(val["class_name"].iat[i], fontsize="small")
-    fig.suptitle("The stressed validation sets: each class given the other's look and frame")
+    fig.suptitle(
+        "The validation copies: stressed and frame-stressed, each class given the other's\n"
+        "look and frame; the view blocks, the same change whatever the class"
+    )
     fig.tight_layout()
     return fig

@@ -7,7 +7,6 @@ from itertools import cycle
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.ticker import MaxNLocator
@@ -122,27 +121,29 @@ def plot_ablation_curves(
     """
     curves = curves[curves["seed"] == seed]
     rows = -(-len(ablations) // columns)
+    # Constrained layout keeps each panel's legend, under its axis, clear of the next row.
     fig, axes = plt.subplots(
-        rows, columns, figsize=(7.2, 2.9 * rows + 0.3), sharex=True, sharey=True, squeeze=False
-    )
-    colours = sns.color_palette("colorblind", 2)
+        rows, columns, figsize=(7.2, 3.3 * rows + 0.3), sharey=True, squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
     for ax, (panel, pair) in zip(axes.flat, ablations.items(), strict=False):
-        for recipe, colour in zip(pair, colours, strict=True):
+        not_run = []
+        for recipe, colour, style in zip(pair, RUN_COLOURS, RUN_STYLES, strict=False):
             run = curves[curves["recipe"] == recipe]
-            if run.empty:
-                ax.plot([], [], color=colour, label=f"{recipe} (not run)")
+            if run.empty:  # said in the title: no legend entry without a line
+                not_run.append(recipe)
                 continue
-            ax.plot(run["epoch"], run[metric], color=colour, lw=1.2, label=recipe)
+            ax.plot(run["epoch"], run[metric], color=colour, ls=style, lw=1.2, label=recipe)
             selected = run[run["selected"]]
             ax.plot(selected["epoch"], selected[metric], "o", color=colour, ms=5)
-        ax.set(title=panel, yscale="log")
-        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.12))
+        title = f"{panel}\n(not run: {', '.join(not_run)})" if not_run else panel
+        ax.set(title=title, yscale="log", xlabel="epoch")
+        if len(not_run) < len(pair):
+            ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.25))
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
     for ax in axes.flat[len(ablations) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel(f"{metric.replace('_', ' ')} (log)")
-    fig.supxlabel("epoch")
+        ax.set_ylabel(f"{metric.replace('_', ' ')}\n(nats, log scale)")
     fig.suptitle(f"{title}, seed {seed} (dot: the epoch each run selected)")
-    fig.tight_layout()
     return fig
