@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pneumo_utils.app.settings import Settings, notebook_settings, shown_path
 from pneumo_utils.data.files import sample_note
+from pneumo_utils.plots import report as plots
 from pneumo_utils.plots.report import use_figure_style
 from pneumo_utils.runtime.errors import UserError
 
@@ -37,3 +38,8 @@ def setup_notebook() -> Settings:
         if note := sample_note(settings.data, n_images):
             print(f"data: {note}: not a result")
     return settings
+
+
+def save_figure(fig, name: str, settings: Settings) -> None:
+    """Save a notebook's figure in its figures folder, and say where (from the repository)."""
+    print(f"saved {shown_path(plots.save_figure(fig, name, settings.figures))}")
