@@ -3,15 +3,17 @@ project's machines have it, else the embedded sample that ships in data/ (a plai
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, SAMPLE_DATA
 from pneumo_utils import load_data
 from pneumo_utils.analysis.exploration import patient_overlap
 
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = (REPO / ".." / "shared" / "data" / "chest_xray_sample").resolve()
 REAL_DATA = SAMPLE_DATA if SAMPLE_DATA.is_dir() else REPO / "data" / "embedded_sample"
 
 

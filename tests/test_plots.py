@@ -114,9 +114,11 @@ def test_training_curves_long_form(finished_run):
 
 def test_results_table_names_missing_and_non_result_runs(finished_run, tmp_path):
     table = comparison.results_table(
-        {"scratch": finished_run}, {"pretrained": NEEDS_WEIGHTS}, n_resamples=50
-    )
-    assert list(table.columns) == ["scratch", "pretrained"]
+        {"protocol": finished_run, "headline": finished_run},
+        {"pretrained": NEEDS_WEIGHTS},
+        n_resamples=50,
+    )  # two roles of one model: a column each
+    assert list(table.columns) == ["protocol (scratch)", "headline (scratch)", "pretrained"]
     assert table.loc["accuracy", "pretrained"] == NEEDS_WEIGHTS
     assert "| accuracy |" in summary.markdown_table(table)
 

@@ -28,10 +28,10 @@ def setup_notebook() -> Settings:
         shell.set_custom_exc((UserError,), _show_user_error)
     use_figure_style()
     settings = notebook_settings()
-    data = shown_path(settings.data) if settings.has_data else "none here: the committed files"
+    data = shown_path(settings.data) if settings.has_data else "none here, so the committed files"
     print(
-        f"profile {settings.profile} | data {data} | runs {shown_path(settings.runs)} | "
-        f"figures {shown_path(settings.figures)}"
+        f"profile: {settings.profile} | dataset: {data} | runs in {shown_path(settings.runs)}/ | "
+        f"figures go to {shown_path(settings.figures)}/"
     )
     if settings.data.is_dir():
         n_images = sum(1 for path in settings.data.rglob("*.jp*g"))

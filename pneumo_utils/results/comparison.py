@@ -52,9 +52,10 @@ def metrics_table(run: Path) -> pd.DataFrame:
 def results_table(
     finished: dict[str, Path], missing: dict[str, str], n_resamples: int = 1000
 ) -> pd.DataFrame:
-    """Test metrics with 95% bootstrap intervals, one column per model (missing ones say why)."""
+    """Test metrics with 95% bootstrap intervals, one column per role: its model (two roles
+    can share one, so the role names the column), or why it is missing."""
     columns = {}
-    for run in finished.values():
+    for role, run in finished.items():
         if runs.open_run(run).task.name != "pneumonia":
             raise UserError(f"{run} is not a pneumonia-task run: this table is NORMAL vs PNEUMONIA")
         predictions = runs.read_predictions(run)
@@ -66,7 +67,7 @@ def results_table(
             n_resamples=n_resamples,
             class_names=TASKS["pneumonia"].class_names,
         )
-        columns[runs.open_run(run).title] = [
+        columns[f"{role} ({runs.open_run(run).title})"] = [
             f"{r.value:.3f} [{r.low:.3f}, {r.high:.3f}]" for r in table.itertuples()
         ]
     for model, reason in missing.items():
