@@ -21,6 +21,7 @@ from PIL import Image
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+from threadpoolctl import threadpool_limits
 
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.runtime.errors import UserError
@@ -205,7 +206,13 @@ def audit_properties(
     same properties still point the same way there (read after the fact; it chooses nothing).
     """
     _check_two_classes(task)
-    class_names = get_task(task).class_names
+    # A few thousand rows: one OpenMP thread takes seconds, where two beside another busy
+    # process spin at every barrier and took minutes (2 cores, a training running).
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _audit(properties, folds, seed, get_task(task).class_names)
+
+
+def _audit(properties: pd.DataFrame, folds: int, seed: int, class_names) -> AuditResult:
     pool = properties[properties["split"] != "test"]
     test = properties[properties["split"] == "test"]
     groups = {
