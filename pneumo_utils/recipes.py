@@ -41,6 +41,7 @@ _CROP = dict(_SHORTCUT_ALL, **_POOLED_RULE, crop_to_body=True)
 # clean, stressed and view validation blocks, scored at the operating point.
 _WORST_BLOCK_RULE = dict(select_metric="worst_block_bacc", threshold_on="worst_block")
 _VIEW = dict(_CROP, **_WORST_BLOCK_RULE)
+_VIEW_VARIETY = dict(_VIEW, view_jitter=0.5, epochs=40)
 _MEDMNIST = dict(
     image_size=28, epochs=100, batch_size=128, scheduler="step", dropout=0.0,
     select_metric="val_auc", threshold_on="val",
@@ -84,7 +85,7 @@ RECIPES: dict[str, dict] = {
     # rule; with framing variety after the input pipeline (40 epochs), with the percentiles of
     # the normalisation taken in the centre, and with the thorax alone in view.
     "view-control": _VIEW,
-    "view-variety": dict(_VIEW, view_jitter=0.5, epochs=40),
+    "view-variety": _VIEW_VARIETY,
     "view-centre-norm": dict(_VIEW, intensity_norm="percentile-centre"),
     "view-thorax": dict(_VIEW, thorax_mask=True),
     # The crop screening's winner with the task changed, chosen by the same rule (docs/frame.md).
@@ -99,6 +100,10 @@ RECIPES: dict[str, dict] = {
     # headline recipe with the task changed, chosen by its rule (frame-stressed validation).
     "bacterial-viral": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, task="bacterial-viral"),
     "three-class": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, task="three-class"),
+    # The same two tasks on the view round's winner's input (`view-variety`), chosen by its
+    # worst-block rule (docs/frame.md, round 4).
+    "bacterial-viral-view": dict(_VIEW_VARIETY, task="bacterial-viral"),
+    "three-class-view": dict(_VIEW_VARIETY, task="three-class"),
     # Notebook 03: the course report's protocol from ImageNet (FC replaced, nothing frozen, no
     # dropout), and the headline recipe's settings (crop-only), frozen below layer3.
     "pretrained-protocol": dict(model="pretrained", dropout=0.0),
