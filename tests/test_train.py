@@ -370,3 +370,34 @@ def test_a_smoke_run_says_not_a_result_whatever_its_data(tiny_config, tmp_path, 
     assert any(line.startswith("not a result (smoke run): best epoch 1") for line in printed)
     card = (export_run(run, tmp_path / "export") / "MODEL_CARD.md").read_text()
     assert "**Not a result: smoke run.**" in card
+
+
+def test_the_scoring_after_training_reads_nothing_back(tiny_config, tmp_path, monkeypatch):
+    """`fit` returns the run in memory: its best epoch's weights and predictions, here epoch 1 of
+    3, so the model it ends with is not the one scored. Scored from memory with config.json and
+    best.pt moved away, the metrics and predictions equal those of the same run scored from
+    best.pt, as a run resumed past its best epoch is."""
+    from pneumo_utils.analysis.scoring import finalize
+    from pneumo_utils.training import loop
+    from pneumo_utils.training.fit import fit
+
+    def only_the_first_epoch_is_best(state, score, epoch):
+        state.best_score, state.best_epoch = (score, epoch) if epoch == 1 else (0, 1)
+        return epoch == 1
+
+    monkeypatch.setattr(loop.TrainState, "improve", only_the_first_epoch_is_best)
+    run = fit(replace(tiny_config, epochs=3, max_batches=None), tmp_path / "run", progress=False)
+    assert run.best.epoch == 1 and len(run.history) == 3
+    saved = torch.load(run.run_dir / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(saved[name], value) for name, value in run.best.weights.items())
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for name in ("config.json", "best.pt"):
+        (run.run_dir / name).rename(aside / name)
+    from_memory = finalize(run, robustness=False)
+    predictions = (run.run_dir / "val_predictions.csv").read_text()
+    for name in ("config.json", "best.pt"):
+        (aside / name).rename(run.run_dir / name)
+    from_files = finalize(replace(run, best=None), robustness=False)
+    assert from_memory == from_files and from_memory["best_epoch"] == 1
+    assert (run.run_dir / "val_predictions.csv").read_text() == predictions

@@ -221,9 +221,9 @@ def test_a_run_selects_and_thresholds_by_the_worst_block(tiny_config, tmp_path):
         select_metric="worst_block_bacc",
         threshold_on="worst_block",
     )
-    fitted = fit(config, tmp_path / "run", progress=False)
-    out = fitted.run_dir
-    finalize(out, data=fitted.data, device=fitted.device, progress=False, robustness=False)
+    run = fit(config, tmp_path / "run", progress=False)
+    out = run.run_dir
+    finalize(run, robustness=False)
     history = runs.read_history(out)
     assert {"worst_block_bacc", "worst_block_threshold"} <= set(history.columns)
     assert history["worst_block_bacc"].nunique() > 1  # the epochs differ: the choice is real

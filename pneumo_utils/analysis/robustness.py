@@ -91,23 +91,47 @@ class _Scorer:
         stressed copies)."""
         return self._predict(make_loader(data, split, self.batch, transform=self.normalize))
 
+    def as_scored(self, labels: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`split`'s numbers from a split's predictions made already: the first max_batches
+        batches of a smoke run, as `split` scores them."""
+        kept = slice(self.cfg.max_batches * self.batch if self.cfg.max_batches else None)
+        return positive_probability(logits[kept]), labels[kept]
+
 
 def robustness_report(
     run_dir: str | os.PathLike,
     data_dir: str | None = None,
     n_resamples: int = 1000,
     progress: bool = True,
-    data=None,
-    device: torch.device | None = None,
 ) -> dict:
-    """Score a run's best checkpoint under the suite; write robustness.json and .csv."""
-    started = time.perf_counter()
+    """Score a finished run folder's best checkpoint under the suite (a later process than
+    its training: config.json, best.pt and metrics.json are read); write robustness.json and
+    .csv."""
     run_dir = Path(run_dir)
-    task = _scorable_task(run_dir)
-    model, cfg, device = load_trained_model(run_dir, device)
-    data = data or load_run_data(cfg, data_dir, progress=progress)
-    scorer = _Scorer(model, cfg, device)
+    _check_scorable(run_dir)
+    model, cfg, device = load_trained_model(run_dir)
+    data = load_run_data(cfg, data_dir, progress=progress)
     metrics = runs.read_metrics(run_dir)
+    return score_robustness(run_dir, model, cfg, data, metrics, device, n_resamples, progress)
+
+
+def score_robustness(
+    run_dir: Path,
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    data,
+    metrics: dict,
+    device: torch.device,
+    n_resamples: int = 1000,
+    progress: bool = True,
+    predictions: dict | None = None,
+) -> dict:
+    """The robustness report of a two-class run's best model, at the threshold of its
+    `metrics`; written into `run_dir`. `predictions` (split -> (labels, logits), as training
+    scored them) spares predicting the unperturbed splits again."""
+    started = time.perf_counter()
+    task = data.task
+    scorer = _Scorer(model, cfg, device)
     threshold = metrics["test"]["threshold"]
     test = split_frame(data, "test")
     if cfg.max_batches:  # smoke runs score what they were evaluated on
@@ -119,7 +143,12 @@ def robustness_report(
         scorer, perturb, clean, test, threshold, n_resamples, progress, task.class_names
     )
     scored = {"test": (clean, labels)}
-    scored.update({s: scorer.split(data, s) for s in EVALUATED_SPLITS if s != "test"})
+    for split in (s for s in EVALUATED_SPLITS if s != "test"):
+        scored[split] = (
+            scorer.split(data, split)
+            if predictions is None
+            else scorer.as_scored(*predictions[split])
+        )
     report = dict(
         run=run_dir.name,
         threshold=threshold,
@@ -138,8 +167,8 @@ def robustness_report(
     return report
 
 
-def _scorable_task(run_dir: Path):
-    """The task of a finished two-class run; anything else is refused in one line."""
+def _check_scorable(run_dir: Path) -> None:
+    """A finished two-class run passes; anything else is refused in one line."""
     if not (run_dir / runs.CONFIG).exists():
         raise UserError(
             f"{run_dir} is not a run folder (no {runs.CONFIG}): pass the --out of a training"
@@ -154,7 +183,6 @@ def _scorable_task(run_dir: Path):
             f"{run_dir} is a {task.name} run: the robustness report scores a decision at a "
             "threshold, which needs a two-class task (pneumonia or bacterial-viral)"
         )
-    return task
 
 
 def _clean_sections(test: pd.DataFrame, scored: dict, threshold: float, task) -> dict:

@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from pneumo_utils.analysis.robustness import robustness_report
+from pneumo_utils.analysis.robustness import score_robustness
 from pneumo_utils.data.dataset import load_run_data, no_body_counts, split_frame
 from pneumo_utils.data.loaders import make_loader
 from pneumo_utils.data.transforms import evaluation_transform
@@ -25,6 +24,7 @@ from pneumo_utils.splits import (
     WORST_BLOCKS,
 )
 from pneumo_utils.training import runs
+from pneumo_utils.training.fit import Run
 from pneumo_utils.training.metrics import (
     choose_threshold,
     class_probabilities,
@@ -35,25 +35,29 @@ from pneumo_utils.training.metrics import (
     threshold_warning,
     worst_block_threshold,
 )
-from pneumo_utils.training.runs import load_trained_model
+from pneumo_utils.training.runs import load_trained_model, trained_model
 
 
-def finalize(
-    run_dir: Path,
-    data=None,
-    device: torch.device | None = None,
-    progress: bool = True,
-    robustness: bool = True,
-):
-    """Evaluate a run's best checkpoint: the threshold from cfg.threshold_on (two classes;
-    three are called by their most probable class), metrics on test, the predictions of every
-    evaluated split, and (`robustness`) the robustness report, written into the run folder."""
-    model, cfg, device = load_trained_model(run_dir, device)
-    data = data or load_run_data(cfg, progress=progress)
-    probs, labels = _predict_splits(run_dir, model, cfg, data, device)
+def finalize(run: Run, robustness: bool = True) -> dict:
+    """Score a run that has just trained to the end, from memory: the threshold from
+    cfg.threshold_on (two classes; three are called by their most probable class), metrics on
+    test, the predictions of every evaluated split and (`robustness`) the robustness report,
+    written into the run folder. Only a run resumed past its best epoch loads best.pt and
+    predicts the splits again."""
+    cfg, data, device = run.config, run.data, run.device
+    if run.best is not None:
+        model, best_epoch = trained_model(cfg, run.best.weights, device), run.best.epoch
+        predictions = run.best.predictions
+    else:
+        checkpoint = runs.load_best(run.run_dir)
+        model, best_epoch = trained_model(cfg, checkpoint["model"], device), checkpoint["epoch"]
+        predictions = _predict_splits(model, cfg, data, device)
+    labels = {split: predictions[split][0] for split in EVALUATED_SPLITS}
+    probs = {split: class_probabilities(predictions[split][1]) for split in EVALUATED_SPLITS}
+    _write_predictions(run.run_dir, data, probs, labels)
     threshold = _threshold(cfg, data.task, probs, labels) if data.task.binary else None
     metrics = dict(
-        best_epoch=int(runs.load_best(run_dir)["epoch"]),
+        best_epoch=int(best_epoch),
         selected_on=cfg.select_metric,
         threshold_chosen_on=(
             threshold_rule(cfg.threshold_on)
@@ -67,24 +71,32 @@ def finalize(
         test_at_0_5=task_metrics(labels["test"], probs["test"], data.class_names),
         class_names=list(data.class_names),
     )
-    runs.write_metrics(run_dir, metrics)
-    reasons = runs.open_run(run_dir).not_a_result
+    runs.write_metrics(run.run_dir, metrics)
+    n_images = sum(map(len, data.splits.values()))
+    reasons = runs.not_a_result(cfg, run.weights, data.records.attrs["root"], n_images)
     print((f"not a result ({reasons}): " if reasons else "")
           + _final_line(metrics, cfg, probs["test"][:, 1]))  # fmt: skip
     if robustness and data.task.binary:
-        robustness_report(run_dir, data=data, device=device, progress=progress)
+        score_robustness(run.run_dir, model, cfg, data, metrics, device, progress=run.progress,
+                         predictions=predictions)  # fmt: skip
     return metrics
 
 
-def _predict_splits(run_dir: Path, model, cfg, data, device) -> tuple[dict, dict]:
-    """Class probabilities and labels of every evaluated split, each written to its
-    <split>_predictions.csv."""
+def _predict_splits(model, cfg, data, device) -> dict:
+    """Every evaluated split predicted by `model`, name -> (labels, logits), as training
+    scored them."""
     amp_dtype = autocast_dtype(device, cfg.amp)
-    probs, labels = {}, {}
+    predictions = {}
     for split in EVALUATED_SPLITS:
         loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
-        logits, labels[split] = predict_logits(model, loader, device, amp_dtype, cfg.channels_last)
-        probs[split] = class_probabilities(logits)
+        logits, labels = predict_logits(model, loader, device, amp_dtype, cfg.channels_last)
+        predictions[split] = (labels, logits)
+    return predictions
+
+
+def _write_predictions(run_dir: Path, data, probs: dict, labels: dict) -> None:
+    """Each evaluated split's class probabilities and labels, in its <split>_predictions.csv."""
+    for split in EVALUATED_SPLITS:
         scored = probs[split][:, 1:] if data.task.binary else probs[split]
         files = split_frame(data, split)
         reframing = {"reframing": files["reframing"].to_numpy()} if split == REFRAMED_VAL else {}
@@ -101,7 +113,6 @@ def _predict_splits(run_dir: Path, model, cfg, data, device) -> tuple[dict, dict
                 },
             ),
         )
-    return probs, labels
 
 
 def _threshold(cfg, task, probs: dict, labels: dict) -> float:

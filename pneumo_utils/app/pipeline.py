@@ -1,6 +1,7 @@
 """One run from its config to its report, as the notebooks and `python -m pneumo_utils train`
-run it: fit (training/fit.py, around training/loop.py), then score the best checkpoint on test
-and write the robustness report (analysis/scoring.py). The loop knows nothing of the scoring."""
+run it: fit (training/fit.py, around training/loop.py) returns the run in memory, then its best
+epoch is scored on test and the robustness report written (analysis/scoring.py). The loop knows
+nothing of the scoring."""
 
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ def train(
 ) -> Path:
     """Train (or resume) a run into `out`, then score it; a finished run is left as it is."""
     started = time.perf_counter()
-    fitted = fit(cfg, out, new_run=new_run, fallback_checkpoint=fallback_checkpoint,
-                 progress=progress)  # fmt: skip
-    if fitted.already_finished:
-        return fitted.run_dir
-    if fitted.data is not None:
-        finalize(fitted.run_dir, data=fitted.data, device=fitted.device, progress=fitted.progress)
+    run = fit(cfg, out, new_run=new_run, fallback_checkpoint=fallback_checkpoint,
+              progress=progress)  # fmt: skip
+    if run.already_finished:
+        return run.run_dir
+    if run.data is not None:  # rank 0 of a torchrun launch, or the only process
+        finalize(run)
     print(f"total wall time: {time.perf_counter() - started:.1f} s")
-    return fitted.run_dir
+    return run.run_dir

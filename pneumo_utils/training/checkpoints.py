@@ -1,10 +1,15 @@
 """A run's checkpoints: last.pt written atomically for resume (the one before kept), and best.pt
-for the epoch chosen on validation (runs.py loads it as a model)."""
+for the epoch chosen on validation (runs.py loads it as a model in later processes; the process
+that trained it keeps that epoch in memory, as a BestEpoch)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.runtime.fileio import atomic_torch_save, load_checkpoint
@@ -37,8 +42,24 @@ def load_last(run_dir: Path, fallback: bool) -> dict | None:
         return load_checkpoint(previous)
 
 
-def save_best(run_dir: Path, model_state: dict, epoch: int) -> None:
-    atomic_torch_save(run_dir / BEST, dict(model=model_state, epoch=epoch))
+@dataclass(frozen=True)
+class BestEpoch:
+    """The epoch chosen on validation as training saw it: its weights (a copy) and every
+    evaluation set's predictions, name -> (labels, logits), so that the scoring after training
+    reads nothing back from the run folder."""
+
+    epoch: int
+    weights: dict[str, torch.Tensor]
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def keep_best(model: torch.nn.Module, epoch: int, predictions: dict) -> BestEpoch:
+    weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    return BestEpoch(epoch, weights, predictions)
+
+
+def save_best(run_dir: Path, best: BestEpoch) -> None:
+    atomic_torch_save(run_dir / BEST, dict(model=best.weights, epoch=best.epoch))
 
 
 def remove_leftovers(run_dir: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,20 +20,29 @@ from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.runtime.fileio import atomic_write_csv
 from pneumo_utils.runtime.interrupt import StopAtNextBatch
 from pneumo_utils.training import checkpoints, epoch_log, resume, setup
+from pneumo_utils.training.checkpoints import BestEpoch
 from pneumo_utils.training.epoch_log import HISTORY
 from pneumo_utils.training.loop import NonFiniteLoss, Parts, TrainState, train_epochs
 
 
 @dataclass
-class Fitted:
-    """What `fit` leaves for the steps composed after it (app/pipeline.py): the run folder,
-    and, in the process that has just trained it to the end, the data and device it used."""
+class Run:
+    """One run in memory, as `fit` leaves it for the steps composed after it (app/pipeline.py):
+    its folder and configuration and, in the process that has just trained it to the end, the
+    data and device it used, where its starting weights came from, its history and its best
+    epoch (`best`: the weights and every evaluation set's predictions) where this process
+    trained that epoch; after a resume past the best epoch, `best` is None and the scoring
+    loads best.pt."""
 
     run_dir: Path
+    config: TrainConfig
     already_finished: bool = False
     data: XrayData | None = None
     device: torch.device | None = None
     progress: bool = False
+    weights: dict | None = None  # where ImageNet weights came from (config.json's "weights")
+    history: list[dict] = field(default_factory=list)
+    best: BestEpoch | None = None
 
 
 def fit(
@@ -43,7 +52,7 @@ def fit(
     new_run: bool = False,
     fallback_checkpoint: bool = False,
     progress: bool | None = None,
-) -> Fitted:
+) -> Run:
     """Train (or resume, or do nothing for a finished run) into the run folder `out`."""
     cfg = resume.resolved_paths(cfg)
     cfg.check()
@@ -59,30 +68,32 @@ def fit(
                 return resume.claim(cfg, run_dir, new_run, held)
 
             if world.from_main(claim) == "finished":
-                return Fitted(run_dir, already_finished=True)
-            parts, data = _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
+                return Run(run_dir, cfg, already_finished=True)
+            run = _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
     finally:
         distributed.leave(world)
-    if not world.is_main:  # the run's scoring is rank 0's alone, every image once
-        return Fitted(run_dir)
-    return Fitted(run_dir, data=data, device=parts.device, progress=progress)
+    # The run's scoring is rank 0's alone, every image once.
+    return run if world.is_main else Run(run_dir, cfg)
 
 
-def _train_locked(cfg: TrainConfig, run_dir: Path, world: World, fallback: bool, progress: bool):
+def _train_locked(
+    cfg: TrainConfig, run_dir: Path, world: World, fallback: bool, progress: bool
+) -> Run:
     """Build, resume and train; every rank computes the same rows, rank 0 alone writes."""
     if world.is_main:
         checkpoints.remove_leftovers(run_dir)
-    parts, data = setup.build(cfg, run_dir, world, progress)
+    parts, data, weights = setup.build(cfg, run_dir, world, progress)
     state = _resume(parts, run_dir, fallback)
     if state.epochs_done == 0:
         print(setup.describe(parts, data))
     # A Ctrl-C stops at the next batch (runtime/interrupt.py); torchrun passes it on itself.
     with contextlib.nullcontext() if world.distributed else StopAtNextBatch() as interrupt:
         try:
-            train_epochs(parts, run_dir, state, progress, interrupt)
+            best = train_epochs(parts, run_dir, state, progress, interrupt)
         except NonFiniteLoss as failure:
             _record_non_finite(run_dir, state, failure.args[0], world)
-    return parts, data
+    return Run(run_dir, cfg, data=data, device=parts.device, progress=progress,
+               weights=weights, history=state.history, best=best)  # fmt: skip
 
 
 def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainState:

@@ -20,8 +20,7 @@ from pneumo_utils.runtime.distributed import SINGLE, World
 from pneumo_utils.training import checkpoints, epoch_log
 from pneumo_utils.training.metrics import auc_score, epoch_stats, predict_logits
 
-# Steps between the loop's reads of the per-step numbers on the device (the finite-loss check,
-# the progress bar): not every step, so that a GPU is not made to wait for the host.
+# Steps between reads of the per-step numbers on the device, so that a GPU never waits for us.
 READ_EVERY = 50
 
 
@@ -80,9 +79,9 @@ class NonFiniteLoss(Exception):
     """The loss was not finite at training step `args[0]` (0-based) of this epoch."""
 
 
-def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, interrupt) -> None:
-    """From the epoch after `state.epochs_done` to cfg.epochs, or until early stopping."""
-    cfg, world = parts.cfg, parts.world
+def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, interrupt):
+    """Epochs after state.epochs_done to cfg.epochs (or early stopping); their best, or None."""
+    cfg, world, best = parts.cfg, parts.world, None
     writer = epoch_log.tensorboard(run_dir, state.epochs_done) if world.is_main else None
     for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
         if state.stopped:
@@ -97,11 +96,13 @@ def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, inter
         train_seconds = time.perf_counter() - started
         row = dict(epoch=epoch, status="ok", lr=parts.optimizer.param_groups[0]["lr"])
         row.update(epoch_stats(logits, labels, "train", parts.class_names))
-        row.update(evaluate(parts))
+        predictions = evaluate(parts, row)
         step_scheduler(parts.scheduler, row["val_loss"])
         score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
-        if state.improve(score, epoch) and world.is_main:
-            checkpoints.save_best(run_dir, parts.model.state_dict(), epoch)
+        if state.improve(score, epoch):
+            best = checkpoints.keep_best(parts.model, epoch, predictions)
+            if world.is_main:
+                checkpoints.save_best(run_dir, best)
         state.stopped = state.out_of_patience(cfg.early_stopping)
         seconds = time.perf_counter() - started
         state.record(row, seconds, images_per_s=len(labels) / train_seconds)
@@ -116,13 +117,13 @@ def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, inter
                                      state.stopped), flush=True)  # fmt: skip
     if world.is_main:
         epoch_log.close_tensorboard(writer, cfg, state.best_epoch, state.best_score)
+    return best
 
 
 def train_one_epoch(parts: Parts, progress: bool, interrupt=None):
-    """One pass over the training batches; the logits and labels it saw. The per-step numbers
-    stay on the device and are read every READ_EVERY steps; a non-finite loss is found there
-    (the steps after it change nothing that lasts: the epoch is not saved). `interrupt`
-    (runtime/interrupt.py) raises a recorded Ctrl-C before the next batch."""
+    """One pass over the training batches; the logits and labels it saw. The per-step numbers stay
+    on the device, read every READ_EVERY steps: a non-finite loss is found there (the epoch is
+    not saved). `interrupt` (runtime/interrupt.py) raises a recorded Ctrl-C before a batch."""
     cfg, world = parts.cfg, parts.world
     models.train_mode(parts.model)
     all_logits, all_labels, finite, losses = [], [], [], []
@@ -163,13 +164,13 @@ def _stop_if_non_finite(world: World, finite: list[torch.Tensor], first_step: in
     raise NonFiniteLoss(first_step + world.smallest(local))
 
 
-def evaluate(parts: Parts) -> dict[str, float]:
-    """Loss, accuracy (overall and per class) and AUC of every evaluation set, then the
-    selection scores. Under torchrun each rank scores its share with the bare model (DDP would
-    wait for the others at every batch) and the predictions are gathered."""
+def evaluate(parts: Parts, row: dict) -> dict:
+    """Loss, accuracy (overall and per class) and AUC of every evaluation set and the selection
+    scores, into `row`; the predictions, name -> (labels, logits). Under torchrun each rank scores
+    its share with the bare model (DDP would wait at every batch); the predictions are gathered."""
     model = parts.model if parts.world.distributed else parts.forward_model
     parts.world.share_buffers(parts.model)
-    row, predictions = {}, {}
+    predictions = {}
     for name, held in parts.eval_sets.items():
         batches = held.in_order(2 * parts.batches.batch_size, parts.world)
         logits, labels = parts.world.gather(*predict_logits(
@@ -178,12 +179,11 @@ def evaluate(parts: Parts) -> dict[str, float]:
         row[f"{name}_auc"] = auc_score(labels, logits)
         predictions[name] = (labels, logits)
     row.update(parts.select(row, predictions))
-    return row
+    return predictions
 
 
 def unfreeze(parts: Parts) -> Parts:
-    """Train every layer from now on. DDP only averages the gradients of the parameters that
-    were trainable when it wrapped the model, so the model is wrapped again (new parts)."""
+    """Train every layer from now on; under DDP, which syncs only what it wrapped, wrap again."""
     if all(p.requires_grad for p in parts.model.parameters()):
         return parts
     models.set_frozen(parts.model, "none")

@@ -253,14 +253,18 @@ def load_best(run_dir: str | os.PathLike) -> dict:
 def load_trained_model(run_dir: str | os.PathLike, device: torch.device | None = None):
     """The best checkpoint of a run as an eval-mode model, with its config and device."""
     cfg = open_run(run_dir).config
-    checkpoint = load_best(run_dir)
     device = device or pick_device("auto")
-    # Both models share one architecture; the checkpoint replaces any starting weights.
+    return trained_model(cfg, load_best(run_dir)["model"], device), cfg, device
+
+
+def trained_model(cfg: TrainConfig, weights: dict, device: torch.device) -> torch.nn.Module:
+    """A run's model with trained `weights` (best.pt's, or kept in memory), in eval mode."""
+    # Both models share one architecture; the weights replace any starting weights.
     classes = len(get_task(cfg.task).class_names)
     model = build_model("scratch", dropout=cfg.dropout, num_classes=classes)
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(weights)
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
-    return model.eval(), cfg, device
+    return model.eval()
 
 
 def with_checkpoints(finished: dict[str, Path]) -> dict[str, Path]:

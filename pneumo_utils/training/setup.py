@@ -32,8 +32,8 @@ from pneumo_utils.training.metrics import worst_block_scores
 
 
 def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
-    """The parts of a training (loop.Parts), in the order they depend on each other, and the
-    data they were taken from."""
+    """The parts of a training (loop.Parts), in the order they depend on each other, the data
+    they were taken from, and where ImageNet weights came from (None for scratch)."""
     device, amp_dtype = _device_and_precision(cfg, run_dir, world)
     seed_everything(cfg.seed)
     # Rank 0 fetches ImageNet weights and builds the cache; the other ranks then read them.
@@ -67,7 +67,7 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
         class_names=data.class_names,
         world=world,
     )
-    return parts, data
+    return parts, data, provenance
 
 
 def selection_scores(row: dict, predictions: dict) -> dict:
