@@ -7,7 +7,6 @@ from safetensors.torch import load_file
 from torchvision.models import resnet18
 
 from pneumo_utils.app.export import export_run
-from pneumo_utils.training import runs
 from pneumo_utils.training.runs import load_trained_model
 
 
@@ -38,8 +37,8 @@ def test_the_model_card_states_the_runs_own_numbers(finished_run, tmp_path):
     from pneumo_utils.analysis import robustness
 
     run = shutil.copytree(finished_run, tmp_path / "run")
-    assert (run / runs.ROBUSTNESS_JSON).exists()  # finalize wrote it
-    (run / runs.ROBUSTNESS_JSON).unlink()
+    assert (run / robustness.ROBUSTNESS_JSON).exists()  # finalize wrote it
+    (run / robustness.ROBUSTNESS_JSON).unlink()
     card = (export_run(run, tmp_path / "a") / "MODEL_CARD.md").read_text()
     test = json.loads((run / "metrics.json").read_text())["test"]
     for metric in ("accuracy", "sensitivity", "specificity", "roc_auc"):

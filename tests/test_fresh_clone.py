@@ -16,6 +16,7 @@ from pneumo_utils.app import settings
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.data.files import EMBEDDED_SAMPLE, find_dataset_root
 from pneumo_utils.results import tables as results
+from pneumo_utils.results.folders import run_folder
 from pneumo_utils.training import runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +29,8 @@ def test_a_linked_dataset_is_named_and_resumed_by_what_it_links_to(tiny_data, tm
     link.parent.mkdir()
     link.symlink_to(real)
     runs_root = tmp_path / "runs"
-    folder = runs.run_folder(runs_root, link, "smoke", 0, "smoke")
-    assert folder == runs.run_folder(runs_root, real, "smoke", 0, "smoke")
+    folder = run_folder(runs_root, link, "smoke", 0, "smoke")
+    assert folder == run_folder(runs_root, real, "smoke", 0, "smoke")
     assert folder.parent.name == "chest_xray_small"
     config = TrainConfig(data=str(link), epochs=1, batch_size=16, image_size=32, max_batches=2,
                          cache_dir=str(tmp_path / "cache"))  # fmt: skip

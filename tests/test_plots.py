@@ -11,6 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from pneumo_utils.analysis import gradcam  # noqa: E402
+from pneumo_utils.analysis.robustness import read_report
 from pneumo_utils.app.settings import (  # noqa: E402
     Settings,
     hyperparameter_table,
@@ -135,7 +136,7 @@ def test_stand_in_weights_are_never_labelled_a_result(finished_run, tmp_path):
 
 def test_robustness_figures_render(finished_run, tmp_path):
 
-    report = runs.read_report(finished_run)
+    report = read_report(finished_run)
     fig = robustness_plots.plot_robustness({"old": [report], "new": [report, report]})
     assert plots.save_figure(fig, "robustness", tmp_path).stat().st_size > 10_000
     fig = robustness_plots.plot_reliability(report)
@@ -204,7 +205,10 @@ def test_figures_of_other_data_never_go_to_the_committed_figures(tmp_path):
 
 
 def test_hyperparameter_table_shows_the_changes_beside_the_report_protocol():
-    assert list(hyperparameter_table(TrainConfig()).index) == ["val_fraction", "seed"]
-    table = hyperparameter_table(TrainConfig(epochs=2, image_size=64))
-    assert list(table.index) == ["epochs", "image_size", "val_fraction", "seed"]
-    assert table.loc["epochs", "course report"] == 40 and table.loc["epochs", "this run"] == 2
+    report = ["model", "epochs", "batch_size", "lr", "image_size", "dropout"]
+    protocol = hyperparameter_table(TrainConfig())
+    assert list(protocol.index) == [*report, "val_fraction", "seed"]
+    assert protocol.loc["seed", "this run"] == "0"  # an integer stays one beside floats
+    table = hyperparameter_table(TrainConfig(epochs=2, augment=True))
+    assert list(table.index) == [*report, "augment", "val_fraction", "seed"]
+    assert table.loc["epochs", "course report"] == "40" and table.loc["epochs", "this run"] == "2"

@@ -8,8 +8,9 @@ import pytest
 from pneumo_utils import TrainConfig, train
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.data.files import find_dataset_root
+from pneumo_utils.results.folders import dataset_name
 from pneumo_utils.runtime.errors import UserError
-from pneumo_utils.training.runs import dataset_name, read_metrics, read_predictions
+from pneumo_utils.training.runs import read_metrics, read_predictions
 
 REAL_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist.npz"
 

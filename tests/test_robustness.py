@@ -172,9 +172,11 @@ def test_report_of_a_finished_run(finished_run, tmp_path):
 
     run = shutil.copytree(finished_run, tmp_path / "run")
     report = robustness.robustness_report(run, n_resamples=50, progress=False)
-    assert (run / runs.ROBUSTNESS_JSON).exists() and (run / runs.ROBUSTNESS_CSV).exists()
-    saved = json.loads((run / runs.ROBUSTNESS_JSON).read_text())
-    table = pd.read_csv(run / runs.ROBUSTNESS_CSV)
+    assert (run / robustness.ROBUSTNESS_JSON).exists() and (
+        run / robustness.ROBUSTNESS_CSV
+    ).exists()
+    saved = json.loads((run / robustness.ROBUSTNESS_JSON).read_text())
+    table = pd.read_csv(run / robustness.ROBUSTNESS_CSV)
     assert len(table) == 1 + sum(len(p.strengths) for p in SUITE)
     clean = table[table["kind"] == "clean"].iloc[0]
     test = runs.read_metrics(run)["test"]

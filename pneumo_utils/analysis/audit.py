@@ -86,10 +86,15 @@ def estimate_jpeg_quality(quantization: dict | None) -> float:
     return float(np.clip(round(quality), 1, 100))
 
 
+def content_hash(path: str | os.PathLike) -> str:
+    """The start of a file's SHA-256: enough to tell identical files apart across splits."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:SHA256_DIGITS]
+
+
 def file_properties(path: str | os.PathLike) -> dict:
     """What the file says without decoding it: quality, metadata, size, bytes per pixel; and
     the start of its SHA-256, which tells identical files apart across splits (not a feature)."""
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:SHA256_DIGITS]
+    digest = content_hash(path)
     with Image.open(path) as image:
         width, height = image.size
         quality = estimate_jpeg_quality(getattr(image, "quantization", None))

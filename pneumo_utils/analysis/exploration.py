@@ -3,12 +3,9 @@ and the patients or identical images that two splits share."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pandas as pd
 
-from pneumo_utils.analysis.audit import SHA256_DIGITS
+from pneumo_utils.analysis.audit import content_hash
 from pneumo_utils.tasks import FOLDER_CLASSES
 
 
@@ -37,10 +34,6 @@ def patients_per_split(records: pd.DataFrame) -> pd.DataFrame:
     return table.round(2)
 
 
-def _content_hash(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:SHA256_DIGITS]
-
-
 def patient_overlap(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """For each pair of splits: patient ids found in both, and images identical by content.
 
@@ -50,7 +43,7 @@ def patient_overlap(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     `sha256` column where the frames have it (the dataset summary), else by hashing the files.
     """
     hashes = {
-        name: set(frame["sha256"] if "sha256" in frame else map(_content_hash, frame["path"]))
+        name: set(frame["sha256"] if "sha256" in frame else map(content_hash, frame["path"]))
         for name, frame in splits.items()
     }
     names = list(splits)

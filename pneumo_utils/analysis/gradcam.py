@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pneumo_utils.analysis.robustness import read_report
 from pneumo_utils.data.inputs import decode_input
 from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.data.transforms import evaluation_transform
@@ -72,7 +73,7 @@ def gradcam_rows(named_runs: dict[str, Path], per_class: int = 3) -> tuple[dict,
 def failure_examples(run: Path) -> tuple[list[np.ndarray], list[dict]]:
     """The misclassified test images of a run's robustness report, worst first, decoded as the
     run saw them, and their rows (label, P(pneumonia))."""
-    saved, failures = runs.open_run(run), runs.read_report(run)["failures"]
+    saved, failures = runs.open_run(run), read_report(run)["failures"]
     root, config = Path(saved.data["root"]), saved.config
     images = [decode_input(root / f["relpath"], config) for f in failures]
     return images, failures

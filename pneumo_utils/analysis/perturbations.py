@@ -90,11 +90,14 @@ SUITE: tuple[Perturbation, ...] = (
     Perturbation("horizontal flip", "anatomy", "mirrored left to right (the heart on the "
                  "right)", "", (1,), lambda x, s, _: v2.functional.horizontal_flip(x)),
     Perturbation("lungs covered", "occlusion", "only the outer band of s of each side kept, "
-                 "the rest median grey", "s", (FRAME_BAND,), lambda x, s, _: _cover_lungs(x, s)),
+                 "the rest median grey", "band (share of side)", (FRAME_BAND,),
+                 lambda x, s, _: _cover_lungs(x, s)),
     Perturbation("frame covered", "occlusion", "the outer band of s of each side median grey, "
-                 "the lungs kept", "s", (FRAME_BAND,),
+                 "the lungs kept", "band (share of side)", (FRAME_BAND,),
                  lambda x, s, _: replace_border(x, s, median_grey(x))),
 )  # fmt: skip
+# What each family's strength measures: the robustness figure's axis labels and tables' units.
+STRENGTH_UNITS = {perturbation.family: perturbation.unit for perturbation in SUITE}
 
 
 def perturbed_copy(

@@ -11,6 +11,7 @@ perturbations.py, before any result was read; nothing is chosen from this report
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -32,12 +33,15 @@ from pneumo_utils.data.transforms import (
 )
 from pneumo_utils.runtime.device import autocast_dtype
 from pneumo_utils.runtime.errors import UserError
+from pneumo_utils.runtime.fileio import atomic_write_text
 from pneumo_utils.splits import EVALUATED_SPLITS
 from pneumo_utils.training import runs
 from pneumo_utils.training.metrics import binary_metrics, positive_probability, predict_logits
 from pneumo_utils.training.runs import load_trained_model
 
 REPORTED = ("accuracy", "sensitivity", "specificity", "roc_auc")
+# The report's files in the run folder: everything, and the perturbation table.
+ROBUSTNESS_JSON, ROBUSTNESS_CSV = "robustness.json", "robustness.csv"
 # The two orders a report may use (its "perturbed" entry; docs/frame.md).
 PERTURBED_BEFORE_CROP = (
     "as acquired (decoded, full frame), then the input pipeline: crop to the body, square"
@@ -162,7 +166,7 @@ def score_robustness(
         **_clean_sections(test, scored, threshold, task),
         seconds=round(time.perf_counter() - started, 1),
     )
-    runs.write_report(run_dir, report, pd.DataFrame(rows))
+    write_report(run_dir, report, pd.DataFrame(rows))
     print(summary_line(report))
     return report
 
@@ -252,6 +256,16 @@ def _perturbation_rows(scorer, perturb, clean, test, threshold, n_resamples, pro
             )
         )
     return rows
+
+
+def read_report(run_dir: str | os.PathLike) -> dict:
+    """A run's robustness.json."""
+    return json.loads((Path(run_dir) / ROBUSTNESS_JSON).read_text())
+
+
+def write_report(run_dir: Path, report: dict, table: pd.DataFrame) -> None:
+    atomic_write_text(run_dir / ROBUSTNESS_JSON, json.dumps(runs.json_safe(report), indent=1))
+    atomic_write_text(run_dir / ROBUSTNESS_CSV, table.to_csv(index=False))
 
 
 def perturbation_table(report: dict) -> pd.DataFrame:

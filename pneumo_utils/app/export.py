@@ -11,6 +11,7 @@ import pandas as pd
 from safetensors.torch import save_file
 
 from pneumo_utils.analysis.bootstrap import bootstrap_intervals, prediction_patients
+from pneumo_utils.analysis.robustness import ROBUSTNESS_JSON, read_report
 from pneumo_utils.data.inputs import INPUT_SETTINGS
 from pneumo_utils.recipes import recipe_changes
 from pneumo_utils.resnet import (
@@ -254,12 +255,12 @@ def _robustness_section(run_dir: Path, task) -> str:
             "## Robustness\nNo robustness report: the report scores a decision at a threshold, "
             f"which a {task.name} run does not have.\n"
         )
-    if not (run_dir / runs.ROBUSTNESS_JSON).exists():
+    if not (run_dir / ROBUSTNESS_JSON).exists():
         return (
             "## Robustness\nNo robustness report in this run folder: `python -m pneumo_utils "
             f"robustness {run_dir}` writes it.\n"
         )
-    report = runs.read_report(run_dir)
+    report = read_report(run_dir)
     table = pd.DataFrame(report["perturbations"])
     shown = table[table["middle"] | (table["kind"] != "natural")]
     lines = [

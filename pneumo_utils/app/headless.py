@@ -47,8 +47,7 @@ def run_notebooks(notebooks_dir: Path, download: bool = False, save: bool = Fals
         for variable in ("PNEUMO_RUNS", "PNEUMO_FIGURES", "PNEUMO_WEIGHTS"):
             os.environ.pop(variable, None)
     settings = notebook_settings()
-    committed_only = os.environ.get("PNEUMO_DATA") == NO_DATASET
-    if not settings.has_data and not committed_only:
+    if not settings.has_data and not settings.committed_files_only:
         if not download:
             raise UserError(
                 f"no dataset at {settings.data}: set PNEUMO_DATA to it, or add --download to fetch "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pneumo_utils.analysis.gradcam import failure_examples, gradcam, gradcam_rows
-from pneumo_utils.analysis.perturbations import SUITE
+from pneumo_utils.analysis.perturbations import STRENGTH_UNITS
 from pneumo_utils.app.settings import Settings, finished_runs, repo_root
 from pneumo_utils.plots.evidence import plot_ablation_curves, plot_gradcam, plot_recipe_curves
 from pneumo_utils.plots.report import (
@@ -115,8 +115,7 @@ def _robustness_figures(table, settings: Settings) -> None:
     reports = {recipe: found for recipe, found in reports.items() if found}
     if not reports:
         return
-    strength_labels = {perturbation.family: perturbation.unit for perturbation in SUITE}
-    save_figure(plot_robustness(reports, strength_labels), "robustness", settings.figures)
+    save_figure(plot_robustness(reports, STRENGTH_UNITS), "robustness", settings.figures)
     if HEADLINE not in reports:
         return
     save_figure(plot_reliability(reports[HEADLINE][0]), "reliability", settings.figures)

@@ -18,6 +18,7 @@ from pneumo_utils.app.settings import default_data, default_runs, repo_root
 from pneumo_utils.data.files import find_dataset_root
 from pneumo_utils.data.pneumoniamnist import is_npz
 from pneumo_utils.recipes import RECIPES
+from pneumo_utils.results.folders import run_folder
 from pneumo_utils.results.tables import reported_runs
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.training import runs
@@ -48,7 +49,7 @@ def plan(data: str | os.PathLike, only: list[str] | None = None) -> list[Planned
             f"{', '.join(reported)}"
         )
     return [
-        PlannedRun(recipe, seed, runs.run_folder(default_runs(), data, recipe, seed))
+        PlannedRun(recipe, seed, run_folder(default_runs(), data, recipe, seed))
         for recipe, seeds in reported.items()
         if not only or recipe in only
         for seed in seeds

@@ -26,13 +26,14 @@ from pneumo_utils.recipes import (
     HEADLINE,
     NEEDS_WEIGHTS,
     PRETRAINED_RECIPES,
-    RECIPE_SETTINGS,
     RECIPES,
+    changed_settings,
+    protocol_of,
     recipe_config,
 )
+from pneumo_utils.results.folders import dataset_name, results_dir, run_folder
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.training import runs
-from pneumo_utils.training.runs import results_dir, run_folder
 
 PROFILES = ("full", "smoke")
 NO_DATASET = "none"  # PNEUMO_DATA=none: the committed files only, whatever data is here
@@ -101,6 +102,11 @@ class Settings:
         return self.data.exists()
 
     @property
+    def committed_files_only(self) -> bool:
+        """PNEUMO_DATA=none: the committed files, whatever dataset is on this machine."""
+        return self.data == repo_root() / "data" / NO_DATASET
+
+    @property
     def runs_data(self) -> Path:
         """The dataset whose runs the notebooks show: the one here, else the one named where
         there are runs on it (PNEUMO_DATA=chest_xray_224 needs no images), else the committed
@@ -164,7 +170,7 @@ def figures_folder(root: Path, data: Path, runs_root: Path, profile: str) -> Pat
         return runs_root / "smoke" / "figures"
     if not data.exists() or _is_committed_runs_data(data, results_dir(runs_root, data)):
         return root / "figures"
-    return runs_root / "figures" / runs.dataset_name(data)
+    return runs_root / "figures" / dataset_name(data)
 
 
 def _is_committed_runs_data(data: Path, committed: Path) -> bool:
@@ -194,15 +200,22 @@ def profile_config(role: str, settings: Settings, seed: int = 0) -> TrainConfig:
     return config
 
 
+# The course report's hyperparameters, shown for every run; then whatever a recipe changes.
+_REPORT_HYPERPARAMETERS = ("model", "epochs", "batch_size", "lr", "image_size", "dropout")
+
+
 def hyperparameter_table(config: TrainConfig) -> pd.DataFrame:
-    """The settings that define a recipe, where `config` differs from the course report's
-    protocol (the TrainConfig defaults), side by side; seed and validation share always."""
-    protocol, values = asdict(TrainConfig(model=config.model)), asdict(config)
-    shown = [k for k in RECIPE_SETTINGS if values[k] != protocol[k]] + ["val_fraction", "seed"]
+    """The course report's hyperparameters and every recipe setting where `config` differs from
+    the report's protocol (the TrainConfig defaults), side by side, each value as written in a
+    config file; then the validation share and the seed."""
+    protocol, values = asdict(protocol_of(config)), asdict(config)
+    changed = changed_settings(config)
+    shown = [*_REPORT_HYPERPARAMETERS, *(k for k in changed if k not in _REPORT_HYPERPARAMETERS)]
+    shown += ["val_fraction", "seed"]
     return pd.DataFrame(
         {
-            "course report": [protocol[k] for k in shown],
-            "this run": [values[k] for k in shown],
+            "course report": [str(protocol[k]) for k in shown],
+            "this run": [str(values[k]) for k in shown],
         },
         index=pd.Index(shown, name="setting"),
     )

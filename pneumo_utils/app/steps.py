@@ -16,6 +16,7 @@ from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.dataset import load_run_data, make_splits
 from pneumo_utils.data.files import EMBEDDED_SAMPLE
 from pneumo_utils.model import load_imagenet_weights
+from pneumo_utils.results.folders import dataset_name
 from pneumo_utils.runtime.errors import UserError, WeightsUnavailable
 from pneumo_utils.training import runs
 
@@ -23,7 +24,7 @@ SUMMARIES = Path("data") / "summaries"  # <dataset>.csv.gz: `python -m pneumo_ut
 
 
 def summary_file(settings: Settings) -> Path:
-    return repo_root() / SUMMARIES / f"{runs.dataset_name(settings.runs_data)}.csv.gz"
+    return repo_root() / SUMMARIES / f"{dataset_name(settings.runs_data)}.csv.gz"
 
 
 def dataset_summary(settings: Settings) -> pd.DataFrame:

@@ -77,6 +77,15 @@ def plot_robustness(
     return fig
 
 
+# The bin sizes the reliability diagram's legend shows as dots.
+DOT_SIZE_KEY = (10, 100, 300)
+
+
+def _dot_area(n_images):
+    """A reliability bin's dot area (points²) for its number of images."""
+    return 8 + np.asarray(n_images) / 4
+
+
 def plot_reliability(report: dict) -> plt.Figure:
     """Reliability diagrams of P(pneumonia) on test and validation, with ECE and Brier."""
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.3), sharey=True)
@@ -84,7 +93,7 @@ def plot_reliability(report: dict) -> plt.Figure:
         calibration = report["calibration"][split]
         bins = pd.DataFrame(calibration["bins"])
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1.0)
-        ax.scatter(bins["mean_probability"], bins["share_pneumonia"], s=8 + bins["n"] / 4,
+        ax.scatter(bins["mean_probability"], bins["share_pneumonia"], s=_dot_area(bins["n"]),
                    color=PALETTE[split])  # fmt: skip
         ax.plot(bins["mean_probability"], bins["share_pneumonia"], color=PALETTE[split])
         ax.set(
@@ -94,12 +103,19 @@ def plot_reliability(report: dict) -> plt.Figure:
             title=f"{split}: ECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}",
         )
     axes[0].set_ylabel("share of the bin's images\nthat are PNEUMONIA")
-    handles = [
+    # The key of the dot sizes: markersize is a diameter in points, a scatter's s an area.
+    sizes = [plt.Line2D([], [], linestyle="", marker="o", color="grey",
+                        markersize=float(np.sqrt(_dot_area(n)))) for n in DOT_SIZE_KEY]  # fmt: skip
+    lines = [
         plt.Line2D([], [], color="grey", linestyle=":", linewidth=1.0),
         *(plt.Line2D([], [], color=PALETTE[split], marker="o") for split in ("test", "val")),
     ]
     labels = ["perfect calibration", "test", "val"]
     fig.suptitle(f"Reliability of {report['run']} (15 bins; dot size: images in the bin)")
+    # The legend fills column by column: the lines on its first row, the sizes on its second.
+    handles = [h for pair in zip(lines, sizes, strict=True) for h in pair]
+    labels = [t for pair in zip(labels, (f"{n} images" for n in DOT_SIZE_KEY), strict=True)
+              for t in pair]  # fmt: skip
     legend_below(fig, handles, labels)
     return fig
 

@@ -197,7 +197,7 @@ threshold, mean over the seeds (`docs/frame.md` lists the strengths).
 Subgroups and calibration:
 
 {markdown_table(subgroup_table(found))}
-Against the frame issue's bar and aim:
+Against the view round's bar and aim (docs/frame.md, round 4):
 
 {markdown_table(robustness_distance(found))}"""
             )

@@ -8,18 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pneumo_utils.analysis.perturbations import STRENGTH_UNITS
+from pneumo_utils.analysis.robustness import ROBUSTNESS_JSON, read_report
 from pneumo_utils.results.tables import mean_sd
-from pneumo_utils.training import runs
 
 
 def robustness_reports(table: pd.DataFrame, recipe: str) -> list[dict]:
     """The robustness report of each seed of `recipe` that has one."""
     chosen = table[table["recipe"] == recipe].sort_values("seed")
-    return [
-        runs.read_report(run)
-        for run in chosen["run"]
-        if (Path(run) / runs.ROBUSTNESS_JSON).exists()
-    ]
+    return [read_report(run) for run in chosen["run"] if (Path(run) / ROBUSTNESS_JSON).exists()]
 
 
 def robustness_table(reports: list[dict]) -> pd.DataFrame:
@@ -32,8 +29,7 @@ def robustness_table(reports: list[dict]) -> pd.DataFrame:
     grouped = shown.groupby(["family", "kind"], sort=False)
     rows = []
     for (family, kind), group in grouped:
-        row = {"change": family, "kind": kind,
-               "strength": "" if kind == "clean" else f"{group['strength'].iloc[0]:g}"}  # fmt: skip
+        row = {"change": family, "kind": kind, "strength": _strength(family, group["strength"])}
         for metric, label in (("sensitivity", "sensitivity"), ("specificity", "specificity"),
                               ("roc_auc", "AUC")):  # fmt: skip
             row[label] = mean_sd(group[metric])
@@ -43,15 +39,24 @@ def robustness_table(reports: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("change").fillna("")
 
 
+def _strength(family: str, strengths: pd.Series) -> str:
+    """A family's strength with what it measures, e.g. "1.25 (enlargement (×))"; nothing for
+    the unperturbed images or a change without strengths."""
+    unit = STRENGTH_UNITS.get(family, "")
+    if strengths.isna().all() or not unit:
+        return ""
+    return f"{strengths.iloc[0]:g} ({unit})"
+
+
 def recipe_comparison(run_dirs: dict[str, Path]) -> pd.DataFrame:
     """The change in specificity and sensitivity (points) of each family at its middle strength,
     and the occlusion pair's AUC, side by side for the runs (name -> folder) that have a
     robustness report; the others are left out."""
     columns = {}
     for name, run in run_dirs.items():
-        if not (Path(run) / runs.ROBUSTNESS_JSON).exists():
+        if not (Path(run) / ROBUSTNESS_JSON).exists():
             continue
-        table = robustness_table([runs.read_report(run)])
+        table = robustness_table([read_report(run)])
         columns[(name, "Δ specificity")] = table["Δ specificity (points)"]
         columns[(name, "Δ sensitivity")] = table["Δ sensitivity (points)"]
         columns[(name, "AUC")] = table["AUC"].str.replace(" (1 seed)", "")
@@ -76,17 +81,20 @@ def subgroup_table(reports: list[dict]) -> pd.DataFrame:
     return pd.concat([table.reset_index(), pd.DataFrame(calibration)]).set_index("subgroup")
 
 
-# The frame issue's bar and aim on the perturbed test set (mean of the seeds' reports).
-ROBUSTNESS_BAR = dict(points=5.0, auc_points=1.0, subgroup_specificity=0.90, ece=0.05)
-
-
-ROBUSTNESS_AIM = dict(points=3.0, auc_points=1.0, lungs_covered_auc=0.65)
+# The view round's bar and aim on the perturbed test set (docs/frame.md, round 4): the mean of
+# the seeds' reports; the lungs-covered AUC also seed by seed.
+ROBUSTNESS_BAR = dict(
+    points=5.0, auc_points=1.0, subgroup_specificity=0.90, ece=0.05,
+    lungs_covered_auc=0.60, lungs_covered_auc_every_seed=0.65,
+)  # fmt: skip
+ROBUSTNESS_AIM = dict(points=3.0, auc_points=1.0, lungs_covered_auc=0.55)
 
 
 def robustness_distance(reports: list[dict]) -> pd.DataFrame:
     """For every natural family at middle strength, the worst of the seeds' mean changes, and
     whether the bar (sensitivity and specificity within 5 points, AUC within 1) and the aim
-    (within 3 points) hold; then the subgroups, the ECE and the lungs-covered AUC."""
+    (within 3 points) hold; then the subgroups, the ECE and the lungs-covered AUC (the bar: at
+    most 0.60 on average and 0.65 for every seed; the aim: at most 0.55)."""
     frames = pd.concat([pd.DataFrame(r["perturbations"]) for r in reports], ignore_index=True)
     natural = frames[(frames["kind"] == "natural") & frames["middle"]]
     means = (
@@ -120,9 +128,12 @@ def robustness_distance(reports: list[dict]) -> pd.DataFrame:
     ece = np.mean([r["calibration"]["test"]["ece"] for r in reports])
     rows.append(dict(check="ECE on test", value=f"{ece:.3f}",
                      bar=bool(ece <= ROBUSTNESS_BAR["ece"]), aim=""))  # fmt: skip
-    lungs = frames[frames["family"] == "lungs covered"]["roc_auc"].mean()
-    rows.append(dict(check="AUC with the lungs covered", value=f"{lungs:.3f}", bar="",
-                     aim=bool(lungs < ROBUSTNESS_AIM["lungs_covered_auc"])))  # fmt: skip
+    lungs = frames[frames["family"] == "lungs covered"]["roc_auc"]
+    rows.append(dict(check="AUC with the lungs covered: mean; highest seed",
+                     value=f"{lungs.mean():.3f}; {lungs.max():.3f}",
+                     bar=bool(lungs.mean() <= ROBUSTNESS_BAR["lungs_covered_auc"]
+                              and lungs.max() <= ROBUSTNESS_BAR["lungs_covered_auc_every_seed"]),
+                     aim=bool(lungs.mean() <= ROBUSTNESS_AIM["lungs_covered_auc"])))  # fmt: skip
     table = pd.DataFrame(rows).set_index("check")
     table["seeds"] = len(reports)
     return table

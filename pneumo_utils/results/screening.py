@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pneumo_utils.results.folders import run_name
 from pneumo_utils.splits import VIEW_VAL, WORST_BLOCKS
 from pneumo_utils.training import runs
 
@@ -197,7 +198,7 @@ def _ranked(table: pd.DataFrame, tie: float, higher_is_better: bool, names: dict
 def _finished_arm(results_dir, recipe: str, screening: str) -> pd.DataFrame:
     """The completed epochs of a screening arm at seed 0, which must have finished as a result
     (not a smoke run): a rule chooses among all of its arms or not at all."""
-    run_dir = Path(results_dir) / runs.run_name(recipe, ABLATION_SEED)
+    run_dir = Path(results_dir) / run_name(recipe, ABLATION_SEED)
     if not runs.is_finished(run_dir) or not runs.open_run(run_dir).is_result:
         raise ValueError(
             f"the {screening} screening needs every arm finished: {run_dir} is not (train it "
@@ -275,7 +276,7 @@ def view_blocks_table(results_dir) -> pd.DataFrame:
     threshold (validation_blocks): where the old reframed blocks hid a drop, the view blocks
     show it. Validation only."""
     rows = {
-        recipe: validation_blocks(Path(results_dir) / runs.run_name(recipe, ABLATION_SEED))[
+        recipe: validation_blocks(Path(results_dir) / run_name(recipe, ABLATION_SEED))[
             "specificity"
         ]
         for recipe in VIEW_SCREENING

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pneumo_utils.data.pneumoniamnist import NO_PATIENT_IDS
-from pneumo_utils.recipes import HEADLINE, NEEDS_WEIGHTS, recipe_changes
+from pneumo_utils.recipes import FORMER_HEADLINES, HEADLINE, NEEDS_WEIGHTS, recipe_changes, titled
 from pneumo_utils.results.robustness_tables import robustness_reports
 from pneumo_utils.results.tables import (
     BAR,
@@ -151,13 +151,7 @@ def results_markdown(
 
 
 # The README's short table: its rows, and the published and target rows beside them.
-README_ROWS = {
-    "baseline-128px": "the course report's protocol",
-    "shortcut-all": "acquisition shortcuts broken",
-    "frame-counter": "counter-framing",
-    HEADLINE: "cropped to the body (headline)",
-    "bacterial-viral-crop": "bacterial vs viral, cropped",
-}
+README_ROWS = titled(("baseline-128px", *FORMER_HEADLINES, HEADLINE, "bacterial-viral-crop"))
 
 
 def readme_table(table: pd.DataFrame) -> str:

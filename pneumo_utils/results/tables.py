@@ -18,7 +18,14 @@ import pandas as pd
 
 from pneumo_utils.data.files import find_dataset_root
 from pneumo_utils.data.pneumoniamnist import NPZ_NAME, is_npz
-from pneumo_utils.recipes import FORMER_HEADLINES, HEADLINE, TASK_RECIPES, recipe_changes
+from pneumo_utils.recipes import (
+    FORMER_HEADLINES,
+    HEADLINE,
+    TASK_RECIPES,
+    recipe_changes,
+    titled,
+)
+from pneumo_utils.results.folders import RUN_NAME, run_name
 from pneumo_utils.results.screening import (
     CROP_SCREENING,
     FRAME_SCREENING,
@@ -46,35 +53,23 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     **{recipe: (0,) for recipe in FRAME_SCREENING},
     "frame-counter": (0, 1, 2, 3, 4),
     **{recipe: (0,) for recipe in CROP_SCREENING},
-    HEADLINE: (0, 1, 2, 3, 4),
+    "crop-only": (0, 1, 2, 3, 4),
     **{recipe: (0, 1, 2) for recipe in TASK_RECIPES},
     "bacterial-viral-crop": (0, 1, 2),
     **{recipe: (0,) for recipe in VIEW_SCREENING},
+    HEADLINE: (0, 1, 2, 3, 4),
 }
 # PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and the headline's levers.
 MEDMNIST_RUNS: dict[str, tuple[int, ...]] = {
     "medmnist-protocol": (0, 1, 2),
     "medmnist-headline": (0, 1, 2),
 }
-MEDMNIST_ROWS = {
-    "medmnist-protocol": "MedMNIST's protocol, 28 px",
-    "medmnist-headline": "the headline's levers, 28 px",
-}
-# The recipes of the README's results table, in order, with the name each row shows.
-TABLE_ROWS = {
-    "baseline-128px": "the course report's protocol",
-    "baseline-224px": "the course report's protocol",
-    "improved-128px": "improved recipe",
-    "shortcut-all": "shortcut-breaking recipe",
-    "frame-counter": "counter-framing recipe",
-    HEADLINE: "cropped to the body (headline)",
-}
+MEDMNIST_ROWS = titled(tuple(MEDMNIST_RUNS))
+# The recipes of the results table, in order: the protocol, the improved recipe, the headlines.
+TABLE_ROWS = titled(("baseline-128px", "baseline-224px", "improved-128px", *FORMER_HEADLINES,
+                     HEADLINE))  # fmt: skip
 # The other tasks' rows (docs/tasks.md), beside Kermany et al.'s bacterial vs viral result.
-TASK_ROWS = {
-    "bacterial-viral": "bacterial vs viral (PNEUMONIA images; positive VIRAL)",
-    "bacterial-viral-crop": "bacterial vs viral, cropped to the body",
-    "three-class": "three classes (sensitivity, specificity: NORMAL vs the rest)",
-}
+TASK_ROWS = titled(("bacterial-viral", "bacterial-viral-crop", "three-class"))
 # The task table: two-class and three-class metrics side by side (– where one does not apply).
 TASK_METRICS = {
     "accuracy": "accuracy",
@@ -123,7 +118,7 @@ def reported_runs(data: str | os.PathLike) -> dict[str, tuple[int, ...]]:
 def runs_with_checkpoints(recipes: Iterable[str], results_dir: Path) -> dict:
     """Seed 0 of each recipe, finished and with its best.pt on this machine (checkpoints are
     not committed)."""
-    found = {recipe: results_dir / runs.run_name(recipe, 0) for recipe in recipes}
+    found = {recipe: results_dir / run_name(recipe, 0) for recipe in recipes}
     return with_checkpoints({recipe: run for recipe, run in found.items() if runs.is_finished(run)})
 
 
@@ -138,7 +133,7 @@ def collect_runs(results_dir: str | Path, include_smoke: bool = False) -> pd.Dat
     results_dir = Path(results_dir)
     rows = []
     for run in sorted(results_dir.glob("*-seed*")):
-        match = runs.RUN_NAME.match(run.name)
+        match = RUN_NAME.match(run.name)
         if not match or not runs.is_finished(run):
             continue
         saved, metrics = runs.open_run(run), runs.read_metrics(run)

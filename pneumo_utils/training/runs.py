@@ -10,7 +10,9 @@ model, and the lock (the loop writes checkpoints.py's and epoch_log.py's files).
     last.pt, best.pt       checkpoints (last.prev.pt is the one before last.pt)
     tb/                    TensorBoard events
 
-Reporting code reads runs through this module and never imports the training loop.
+Reporting code reads runs through this module and never imports the training loop. Where the
+run folders of the results are kept is results/folders.py's; robustness.json and .csv are
+analysis/robustness.py's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from pneumo_utils.config import TrainConfig
-from pneumo_utils.data.files import dataset_label, find_dataset_root, sample_note
+from pneumo_utils.data.files import dataset_label, sample_note
 from pneumo_utils.model import build_model
 from pneumo_utils.runtime.device import pick_device
 from pneumo_utils.runtime.errors import UserError
@@ -41,38 +42,6 @@ from pneumo_utils.training.epoch_log import HISTORY
 
 CONFIG, METRICS = "config.json", "metrics.json"
 LOCK = ".lock"
-ROBUSTNESS_JSON, ROBUSTNESS_CSV = "robustness.json", "robustness.csv"
-# A run folder of the results: <recipe>-seed<N> (run_name), under runs/results/<dataset>.
-RUN_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
-
-
-def run_name(recipe: str, seed: int) -> str:
-    """The folder name of one recipe at one seed."""
-    return f"{recipe}-seed{seed}"
-
-
-def dataset_name(data: str | os.PathLike) -> str:
-    """The name runs on a dataset are kept under: the folder name of its root."""
-    try:
-        return dataset_label(find_dataset_root(data))
-    except UserError:  # not there (yet): its folder name still keeps its runs apart
-        return dataset_label(data)
-
-
-def results_dir(runs_root: Path, data: str | os.PathLike, profile: str = "full") -> Path:
-    """Where the runs on one dataset live: runs/results/<dataset> (smoke: runs/smoke/...).
-
-    Runs are kept apart per dataset, so a run is never taken for a result of data it was not
-    trained on.
-    """
-    return runs_root / ("results" if profile == "full" else "smoke") / dataset_name(data)
-
-
-def run_folder(
-    runs_root: Path, data: str | os.PathLike, recipe: str, seed: int, profile: str = "full"
-) -> Path:
-    """The one place a run's folder is named: <runs>/results/<dataset>/<recipe>-seed<N>."""
-    return results_dir(runs_root, data, profile) / run_name(recipe, seed)
 
 
 @dataclass(frozen=True)
@@ -310,16 +279,3 @@ def set_aside(run_dir: Path) -> Path:
     target = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
     run_dir.rename(target)
     return target
-
-
-# ----------------------------------------------------------------------------- robustness report
-
-
-def read_report(run_dir: str | os.PathLike) -> dict:
-    """robustness.json: the best checkpoint on perturbed test images (analysis/robustness.py)."""
-    return json.loads((Path(run_dir) / ROBUSTNESS_JSON).read_text())
-
-
-def write_report(run_dir: Path, report: dict, table: pd.DataFrame) -> None:
-    atomic_write_text(run_dir / ROBUSTNESS_JSON, json.dumps(json_safe(report), indent=1))
-    atomic_write_text(run_dir / ROBUSTNESS_CSV, table.to_csv(index=False))
