@@ -92,12 +92,12 @@ RECIPES: dict[str, dict] = {
     "bacterial-viral-crop": dict(_CROP, task="bacterial-viral"),
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch
     # (Adam lr 0.001, batch 128, 100 epochs, x0.1 at epochs 50 and 75, no augmentation,
-    # checkpoint on val AUC), at 28 px and upsampled to 224; the headline's levers at 28 px.
+    # checkpoint on val AUC), at 28 px and upsampled to 224; counter-framing's levers at 28 px.
     "medmnist-protocol": _MEDMNIST,
     "medmnist-protocol-224px": dict(_MEDMNIST, image_size=224),
     "medmnist-headline": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, image_size=28),
-    # Kermany et al.'s second result and the three classes at once (docs/tasks.md): the
-    # headline recipe with the task changed, chosen by its rule (frame-stressed validation).
+    # Kermany et al.'s second result and the three classes at once (docs/tasks.md): the then
+    # headline, frame-counter, with the task changed, chosen by its rule (frame-stressed val).
     "bacterial-viral": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, task="bacterial-viral"),
     "three-class": dict(_SHORTCUT_ALL, **_FRAME_RULE, **_COUNTER, task="three-class"),
     # The same two tasks on the view round's winner's input (`view-variety`), chosen by its
@@ -155,6 +155,10 @@ def recipe_config(name: str, **overrides) -> TrainConfig:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UserError(f"unknown recipe {name!r}: {hint}choose one of {', '.join(RECIPES)}")
     return replace(TrainConfig(), **{**RECIPES[name], **overrides})
+
+
+# The course report's hyperparameters, which a table of a run's settings always shows.
+REPORT_HYPERPARAMETERS = ("model", "epochs", "batch_size", "lr", "image_size", "dropout")
 
 
 def protocol_of(config: TrainConfig) -> TrainConfig:

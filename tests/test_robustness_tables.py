@@ -42,7 +42,7 @@ def _report(zoom_specificity: float, lungs_auc: float, ece: float) -> dict:
 def test_the_table_shows_middle_strengths_with_changes_in_points():
     table = robustness_table([_report(0.7, 0.6, 0.04), _report(0.8, 0.6, 0.04)])
     assert list(table.index) == ["none", "zoom in", "gamma", "lungs covered"]
-    assert table.loc["zoom in", "strength"].startswith("0.2 ")  # the middle, not the mild one
+    assert table.loc["zoom in", "strength"].startswith("0.2,")  # the middle, not the mild one
     assert table.loc["zoom in", "Δ specificity (points)"] == "-15.0"  # mean of -20 and -10
     assert table.loc["none", "Δ specificity (points)"] == ""  # the reference has no change
 
@@ -74,7 +74,7 @@ def distance_with_lungs(*aucs: float) -> pd.Series:
 
 def test_the_strength_says_what_it_measures():
     table = robustness_table([_report(0.7, 0.6, 0.04)])
-    assert table.loc["zoom in", "strength"] == "0.2 (enlargement (×))"
+    assert table.loc["zoom in", "strength"] == "0.2, enlargement (×)"
     assert table.loc["none", "strength"] == ""
 
 

@@ -95,12 +95,6 @@ class _Scorer:
         stressed copies)."""
         return self._predict(make_loader(data, split, self.batch, transform=self.normalize))
 
-    def as_scored(self, labels: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`split`'s numbers from a split's predictions made already: the first max_batches
-        batches of a smoke run, as `split` scores them."""
-        kept = slice(self.cfg.max_batches * self.batch if self.cfg.max_batches else None)
-        return positive_probability(logits[kept]), labels[kept]
-
 
 def robustness_report(
     run_dir: str | os.PathLike,
@@ -135,6 +129,8 @@ def score_robustness(
     scored them) spares predicting the unperturbed splits again."""
     started = time.perf_counter()
     task = data.task
+    if not task.binary:
+        raise UserError(f"{run_dir}: the robustness report needs a two-class task, not {task.name}")
     scorer = _Scorer(model, cfg, device)
     threshold = metrics["test"]["threshold"]
     test = split_frame(data, "test")
@@ -148,11 +144,11 @@ def score_robustness(
     )
     scored = {"test": (clean, labels)}
     for split in (s for s in EVALUATED_SPLITS if s != "test"):
-        scored[split] = (
-            scorer.split(data, split)
-            if predictions is None
-            else scorer.as_scored(*predictions[split])
-        )
+        if predictions is None:
+            scored[split] = scorer.split(data, split)
+        else:  # (labels, logits) as training scored the split: P(pneumonia) and labels
+            labels_, logits = predictions[split]
+            scored[split] = positive_probability(logits), labels_
     report = dict(
         run=run_dir.name,
         threshold=threshold,

@@ -1,11 +1,13 @@
-"""Scoring a finished run: its best checkpoint's predictions on every evaluated split, the
-threshold chosen on validation, its metrics on test (metrics.json) and its robustness report;
-and the metrics of its best checkpoint on any split (evaluate_run)."""
+"""Scoring a run that has just trained, from memory (fit's Run): its best epoch's predictions of
+every evaluated split, the threshold chosen on validation, its metrics on test (metrics.json)
+and its robustness report; and, for a run folder in a later process, the metrics of its best
+checkpoint on any split (evaluate_run)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,7 +26,6 @@ from pneumo_utils.splits import (
     WORST_BLOCKS,
 )
 from pneumo_utils.training import runs
-from pneumo_utils.training.fit import Run
 from pneumo_utils.training.metrics import (
     choose_threshold,
     class_probabilities,
@@ -36,6 +37,9 @@ from pneumo_utils.training.metrics import (
     worst_block_threshold,
 )
 from pneumo_utils.training.runs import load_trained_model, trained_model
+
+if TYPE_CHECKING:  # evaluate_run and the evaluate command need not import the training stack
+    from pneumo_utils.training.fit import Run
 
 
 def finalize(run: Run, robustness: bool = True) -> dict:
@@ -72,8 +76,7 @@ def finalize(run: Run, robustness: bool = True) -> dict:
         class_names=list(data.class_names),
     )
     runs.write_metrics(run.run_dir, metrics)
-    n_images = sum(map(len, data.splits.values()))
-    reasons = runs.not_a_result(cfg, run.weights, data.records.attrs["root"], n_images)
+    reasons = run.not_a_result
     print((f"not a result ({reasons}): " if reasons else "")
           + _final_line(metrics, cfg, probs["test"][:, 1]))  # fmt: skip
     if robustness and data.task.binary:

@@ -27,6 +27,7 @@ from pneumo_utils.recipes import (
     NEEDS_WEIGHTS,
     PRETRAINED_RECIPES,
     RECIPES,
+    REPORT_HYPERPARAMETERS,
     changed_settings,
     protocol_of,
     recipe_config,
@@ -70,13 +71,18 @@ def default_data() -> Path:
     only, the embedded sample (data/embedded_sample: not a result). The full profile never
     falls back to the sample: without a dataset it stops and says how to get one."""
     if os.environ.get("PNEUMO_DATA") == NO_DATASET:
-        return repo_root() / "data" / NO_DATASET
+        return _no_dataset()
     if os.environ.get("PNEUMO_DATA"):
         return repo_root() / Path(os.environ["PNEUMO_DATA"]).expanduser()
     readme_folder = repo_root() / "data" / "chest_xray"
     sample = repo_root() / "data" / EMBEDDED_SAMPLE
     smoke = os.environ.get("PNEUMO_PROFILE") == "smoke"
     return sample if smoke and not readme_folder.exists() and sample.is_dir() else readme_folder
+
+
+def _no_dataset() -> Path:
+    """The dataset folder of PNEUMO_DATA=none: one that is never there."""
+    return repo_root() / "data" / NO_DATASET
 
 
 def default_runs() -> Path:
@@ -104,7 +110,7 @@ class Settings:
     @property
     def committed_files_only(self) -> bool:
         """PNEUMO_DATA=none: the committed files, whatever dataset is on this machine."""
-        return self.data == repo_root() / "data" / NO_DATASET
+        return self.data == _no_dataset()
 
     @property
     def runs_data(self) -> Path:
@@ -200,17 +206,13 @@ def profile_config(role: str, settings: Settings, seed: int = 0) -> TrainConfig:
     return config
 
 
-# The course report's hyperparameters, shown for every run; then whatever a recipe changes.
-_REPORT_HYPERPARAMETERS = ("model", "epochs", "batch_size", "lr", "image_size", "dropout")
-
-
 def hyperparameter_table(config: TrainConfig) -> pd.DataFrame:
     """The course report's hyperparameters and every recipe setting where `config` differs from
-    the report's protocol (the TrainConfig defaults), side by side, each value as written in a
-    config file; then the validation share and the seed."""
+    the report's protocol (the TrainConfig defaults), side by side, each value as Python
+    writes it; then the validation share and the seed."""
     protocol, values = asdict(protocol_of(config)), asdict(config)
     changed = changed_settings(config)
-    shown = [*_REPORT_HYPERPARAMETERS, *(k for k in changed if k not in _REPORT_HYPERPARAMETERS)]
+    shown = [*REPORT_HYPERPARAMETERS, *(k for k in changed if k not in REPORT_HYPERPARAMETERS)]
     shown += ["val_fraction", "seed"]
     return pd.DataFrame(
         {

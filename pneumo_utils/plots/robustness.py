@@ -116,7 +116,7 @@ def plot_reliability(report: dict) -> plt.Figure:
     handles = [h for pair in zip(lines, sizes, strict=True) for h in pair]
     labels = [t for pair in zip(labels, (f"{n} images" for n in DOT_SIZE_KEY), strict=True)
               for t in pair]  # fmt: skip
-    legend_below(fig, handles, labels)
+    legend_below(fig, handles, labels, columns=3)
     return fig
 
 

@@ -1,5 +1,5 @@
 """Tables made from the runs' robustness reports (robustness.json): each perturbation family,
-the subgroups and calibration, and the distance from the frame issue's bar and aim."""
+the subgroups and calibration, and the distance from the view round's bar and aim."""
 
 from __future__ import annotations
 
@@ -40,12 +40,12 @@ def robustness_table(reports: list[dict]) -> pd.DataFrame:
 
 
 def _strength(family: str, strengths: pd.Series) -> str:
-    """A family's strength with what it measures, e.g. "1.25 (enlargement (×))"; nothing for
+    """A family's strength with what it measures, e.g. "1.25, enlargement (×)"; nothing for
     the unperturbed images or a change without strengths."""
     unit = STRENGTH_UNITS.get(family, "")
     if strengths.isna().all() or not unit:
         return ""
-    return f"{strengths.iloc[0]:g} ({unit})"
+    return f"{strengths.iloc[0]:g}, {unit}"
 
 
 def recipe_comparison(run_dirs: dict[str, Path]) -> pd.DataFrame:

@@ -142,12 +142,28 @@ class World:
         return int(smallest.item())
 
     def gather(self, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every rank's predictions on every rank (the metrics do not depend on their order)."""
+        """Every rank's predictions on every rank, rank by rank (training's metrics do not
+        depend on their order)."""
         if not self.distributed:
             return logits, labels
         parts = [None] * self.size
         dist.all_gather_object(parts, (logits, labels))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def gather_in_order(self, logits: np.ndarray, labels: np.ndarray):
+        """Every rank's predictions of a split shared as HeldSplit.in_order shares it (rank r
+        scores images r, r + size, ...), on every rank and in the split's order, so that they
+        line up with its files."""
+        if not self.distributed:
+            return logits, labels
+        parts = [None] * self.size
+        dist.all_gather_object(parts, (logits, labels))
+        n = sum(len(part[1]) for part in parts)
+        ordered = np.empty((n, *parts[0][0].shape[1:]), parts[0][0].dtype)
+        ordered_labels = np.empty(n, parts[0][1].dtype)
+        for rank, (rank_logits, rank_labels) in enumerate(parts):
+            ordered[rank :: self.size], ordered_labels[rank :: self.size] = rank_logits, rank_labels
+        return ordered, ordered_labels
 
 
 SINGLE = World()

@@ -19,7 +19,7 @@ from pneumo_utils.runtime.distributed import World
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.runtime.fileio import atomic_write_csv
 from pneumo_utils.runtime.interrupt import StopAtNextBatch
-from pneumo_utils.training import checkpoints, epoch_log, resume, setup
+from pneumo_utils.training import checkpoints, epoch_log, resume, runs, setup
 from pneumo_utils.training.checkpoints import BestEpoch
 from pneumo_utils.training.epoch_log import HISTORY
 from pneumo_utils.training.loop import NonFiniteLoss, Parts, TrainState, train_epochs
@@ -40,9 +40,16 @@ class Run:
     data: XrayData | None = None
     device: torch.device | None = None
     progress: bool = False
-    weights: dict | None = None  # where ImageNet weights came from (config.json's "weights")
+    weights_provenance: dict | None = None  # where ImageNet weights came from (config.json's)
     history: list[dict] = field(default_factory=list)
     best: BestEpoch | None = None
+
+    @property
+    def not_a_result(self) -> str | None:
+        """Why its numbers are not a result (smoke run, stand-in weights, a sample), or None."""
+        n_images = sum(map(len, self.data.splits.values()))
+        root = self.data.records.attrs["root"]
+        return runs.not_a_result(self.config, self.weights_provenance, root, n_images)
 
 
 def fit(
@@ -82,7 +89,7 @@ def _train_locked(
     """Build, resume and train; every rank computes the same rows, rank 0 alone writes."""
     if world.is_main:
         checkpoints.remove_leftovers(run_dir)
-    parts, data, weights = setup.build(cfg, run_dir, world, progress)
+    parts, data, provenance = setup.build(cfg, run_dir, world, progress)
     state = _resume(parts, run_dir, fallback)
     if state.epochs_done == 0:
         print(setup.describe(parts, data))
@@ -93,7 +100,7 @@ def _train_locked(
         except NonFiniteLoss as failure:
             _record_non_finite(run_dir, state, failure.args[0], world)
     return Run(run_dir, cfg, data=data, device=parts.device, progress=progress,
-               weights=weights, history=state.history, best=best)  # fmt: skip
+               weights_provenance=provenance, history=state.history, best=best)  # fmt: skip
 
 
 def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainState:

@@ -80,7 +80,7 @@ class NonFiniteLoss(Exception):
 
 
 def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, interrupt):
-    """Epochs after state.epochs_done to cfg.epochs (or early stopping); their best, or None."""
+    """Epochs after state.epochs_done to cfg.epochs (or early stopping): a BestEpoch, or None."""
     cfg, world, best = parts.cfg, parts.world, None
     writer = epoch_log.tensorboard(run_dir, state.epochs_done) if world.is_main else None
     for epoch in range(state.epochs_done + 1, cfg.epochs + 1):
@@ -173,7 +173,7 @@ def evaluate(parts: Parts, row: dict) -> dict:
     predictions = {}
     for name, held in parts.eval_sets.items():
         batches = held.in_order(2 * parts.batches.batch_size, parts.world)
-        logits, labels = parts.world.gather(*predict_logits(
+        logits, labels = parts.world.gather_in_order(*predict_logits(
             model, batches, parts.device, parts.amp_dtype, parts.cfg.channels_last))  # fmt: skip
         row.update(epoch_stats(logits, labels, name, parts.class_names))
         row[f"{name}_auc"] = auc_score(labels, logits)

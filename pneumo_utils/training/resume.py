@@ -119,11 +119,12 @@ def check_same_world(run_dir: Path, world: World) -> None:
 
 def write_config_if_new(
     cfg, run_dir: Path, data: XrayData, provenance, device, amp_dtype, world: World
-) -> None:
+) -> dict | None:
     """A new run records what produced it. A resumed one was checked against its config.json
-    (settings and dataset) before the lock was taken, and on its precision and world size."""
+    (settings and dataset) before the lock was taken, and on its precision and world size.
+    Where the run's starting weights came from, as its config.json records it."""
     if (run_dir / runs.CONFIG).exists():
-        return
+        return runs.open_run(run_dir).weights
     runs.write_config(
         run_dir,
         dict(
@@ -140,3 +141,4 @@ def write_config_if_new(
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         ),
     )
+    return provenance

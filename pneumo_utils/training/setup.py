@@ -39,8 +39,10 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
     # Rank 0 fetches ImageNet weights and builds the cache; the other ranks then read them.
     model, provenance = world.main_first(lambda: _new_model(cfg))
     data = world.main_first(lambda: load_run_data(cfg, progress=progress))
-    if world.is_main:
-        resume.write_config_if_new(cfg, run_dir, data, provenance, device, amp_dtype, world)
+    if world.is_main:  # on a resume, the weights the run started from (config.json's)
+        provenance = resume.write_config_if_new(
+            cfg, run_dir, data, provenance, device, amp_dtype, world
+        )
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else None)
     if cfg.sync_bn and world.distributed:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
