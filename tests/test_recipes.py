@@ -62,6 +62,7 @@ def test_reproduce_dry_run_lists_the_committed_runs_as_done(capsys, monkeypatch)
 def test_reproduce_splits_the_threads_and_reports_failures(monkeypatch, tmp_path):
     monkeypatch.setattr(reproduce, "reported_runs", lambda data: {"smoke": (0, 1)})
     monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))  # the logs, not in the checkout
     monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 8)
     seen = []
 

@@ -57,9 +57,12 @@ DASHES = dict(
     frame_val=(5, 1.5, 1, 1.5), reframed_val=(2, 2), tighter_val=(6, 2, 1, 2), band_val=(3, 1),
     looser_val=(8, 3), test="",
 )  # fmt: skip
-# Lines of several runs in one panel: colour and style both differ.
-RUN_COLOURS = ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#000000", "#949494"]
-RUN_STYLES = ["-", "--", "-.", (0, (1, 1)), (0, (5, 1)), (0, (3, 1, 1, 1))]
+# Lines of several runs in one panel: colour and style both differ, for up to eight runs
+# (seaborn's colour-blind palette, then grey and black).
+RUN_COLOURS = ["#0173B2", "#DE8F05", "#029E73", "#CC78BC", "#000000", "#949494", "#D55E00",
+               "#56B4E9"]  # fmt: skip
+RUN_STYLES = ["-", "--", "-.", (0, (1, 1)), (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (8, 2)),
+              (0, (4, 1, 1, 1, 1, 1))]  # fmt: skip
 
 
 def use_figure_style() -> None:
