@@ -32,6 +32,13 @@ from pneumo_utils.training.runs import open_run, training_curves  # noqa: E402
 from .conftest import make_dataset  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Each test's figures closed after it, so that the suite never holds more than one's."""
+    yield
+    matplotlib.pyplot.close("all")
+
+
 def test_every_report_figure_renders(finished_run, tmp_path):
     runs = {"scratch": finished_run}
     figures = {
