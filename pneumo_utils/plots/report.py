@@ -187,7 +187,7 @@ def plot_per_class(run_dir: Path, metric: str) -> plt.Figure:
 
 
 def plot_confusion_matrices(runs: dict[str, Path]) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.1 * len(runs), 3.0), squeeze=False)
     for ax, (_name, run) in zip(axes[0], runs.items(), strict=True):
         metrics = read_metrics(run)
         test, class_names = metrics["test"], open_run(run).task.class_names
@@ -196,7 +196,7 @@ def plot_confusion_matrices(runs: dict[str, Path]) -> plt.Figure:
             annot=True,
             fmt="d",
             cmap="Blues",
-            cbar=False,
+            cbar_kws={"label": "test images"},  # each panel's own scale
             xticklabels=class_names,
             yticklabels=class_names,
             ax=ax,
@@ -209,6 +209,8 @@ def plot_confusion_matrices(runs: dict[str, Path]) -> plt.Figure:
         )
         ax.set(title=f"{run_label(run)}\n{decided}", xlabel="predicted", ylabel="true")
         ax.tick_params(axis="y", rotation=0)  # class names read across, even three of them
+        if len(class_names) > 2:  # three names side by side would touch
+            plt.setp(ax.get_xticklabels(), rotation=25, ha="right", rotation_mode="anchor")
     fig.suptitle("Confusion matrices on the test set")
     fig.tight_layout()
     return fig
