@@ -146,9 +146,14 @@ class World:
         depend on their order)."""
         if not self.distributed:
             return logits, labels
+        parts = self._every_rank(logits, labels)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _every_rank(self, logits: np.ndarray, labels: np.ndarray) -> list[tuple]:
+        """(logits, labels) of every rank, rank 0's first, on every rank."""
         parts = [None] * self.size
         dist.all_gather_object(parts, (logits, labels))
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return parts
 
     def gather_in_order(self, logits: np.ndarray, labels: np.ndarray):
         """Every rank's predictions of a split shared as HeldSplit.in_order shares it (rank r
@@ -156,8 +161,7 @@ class World:
         line up with its files."""
         if not self.distributed:
             return logits, labels
-        parts = [None] * self.size
-        dist.all_gather_object(parts, (logits, labels))
+        parts = self._every_rank(logits, labels)
         n = sum(len(part[1]) for part in parts)
         ordered = np.empty((n, *parts[0][0].shape[1:]), parts[0][0].dtype)
         ordered_labels = np.empty(n, parts[0][1].dtype)
