@@ -13,7 +13,7 @@ from pneumo_utils.data.augment import Augmentation
 from pneumo_utils.data.cache import decode_xray
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.data.loaders import make_loader
-from pneumo_utils.data.stresses import frame_stress, stress, stressed_copy
+from pneumo_utils.data.stresses import FRAME_STRESS, STRESS, stressed, stressed_copy
 from pneumo_utils.data.transforms import (
     add_noise,
     anisotropic_scale,
@@ -121,11 +121,16 @@ def test_resize_pad_and_crop_keep_the_aspect_of_an_original(tmp_path):
     assert bright_rows == 16  # the 2:1 picture fills half the height; black bars above and below
 
 
+def _each_label(stress, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`image` stressed as a NORMAL and as a PNEUMONIA file."""
+    normal, pneumonia = stressed(stress, [image, image], ["a.jpeg", "b.jpeg"], 0, [0, 1])
+    return normal, pneumonia
+
+
 def test_stress_turns_the_confounds_against_the_label():
-    rng = np.random.default_rng(0)
     image = _box()[0].numpy()
     image[0, 0] = 0  # one pure-black pixel
-    normal, pneumonia = stress(image, 0, rng), stress(image, 1, rng)
+    normal, pneumonia = _each_label(STRESS, image)
     box = _box()
     assert _box_aspect(torch.from_numpy(normal)[None]) < 0.9 * _box_aspect(box)
     assert _box_aspect(torch.from_numpy(pneumonia)[None]) > 1.1 * _box_aspect(box)
@@ -219,9 +224,8 @@ def test_blur_softens_and_noise_roughens():
 
 
 def test_frame_stress_frames_normal_tight_and_pneumonia_loose():
-    rng = np.random.default_rng(0)
     image = _box(64, 30, 30)[0].numpy()
-    normal, pneumonia = frame_stress(image, 0, rng), frame_stress(image, 1, rng)
+    normal, pneumonia = _each_label(FRAME_STRESS, image)
     assert _box_width(torch.from_numpy(normal)[None]) > 30 * 1.1
     loose = torch.from_numpy(pneumonia)[None]
     assert _box_width(loose) < 30 * 0.9 and (pneumonia == 0).mean() > (image == 0).mean()

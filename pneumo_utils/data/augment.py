@@ -9,8 +9,10 @@ CPU and on a GPU. Images are float grey levels 0-255, shape (B, 1, S, S), betwee
 - blur is a separable convolution with one kernel per image;
 - JPEG is torchvision's codec, the images grouped by quality.
 
-transforms.py keeps the per-image definitions these reproduce (the stressed validation copies
-use them); tests/test_augment.py gives each operation and its definition the same parameters.
+transforms.py keeps the per-image definitions these reproduce (the robustness suite measures
+with them); tests/test_augment.py gives each operation and its definition the same parameters.
+The stressed validation copies (stresses.py) are made with these operations too, each file
+with parameters of its own; `box` confines a zoom, a band or a median to a region per image.
 
 Training images pass these steps, in this order (`Augmentation.draw` documents each draw):
 
@@ -81,19 +83,35 @@ def warp(images: torch.Tensor, theta: torch.Tensor, fill=0.0):
     return F.grid_sample(shifted, grid, "bilinear", "zeros", align_corners=False) + fill
 
 
-def zoom(images, factor_x, factor_y=None, shift_x=0.0, shift_y=0.0, fill=0.0):
+def zoom(images, factor_x, factor_y=None, shift_x=0.0, shift_y=0.0, fill=0.0, box=None):
     """The field of view changed per image (transforms.reframe, anisotropic_scale): a factor
     above 1 enlarges the central 1/factor to the full frame, below 1 shrinks the picture into a
     margin of grey `fill`; a shift in [-1, 1] moves the window or the picture across the room
-    it has (both ends of the room at +-1)."""
+    it has (both ends of the room at +-1). With `box` (B, 4: top, bottom, left, right in
+    pixels), the view is taken inside each image's box instead of its whole frame, and
+    enlarged to the whole frame."""
     factor_y = factor_x if factor_y is None else factor_y
     fx, fy, sx, sy = (_per_image(v, images) for v in (factor_x, factor_y, shift_x, shift_y))
-    images = _antialias(images, torch.minimum(fx, fy))
+    if box is None:  # a box's view is enlarged, never shrunk
+        images = _antialias(images, torch.minimum(fx, fy))
+    centre_x, half_x, centre_y, half_y = _normalised(box, images)
     theta = torch.zeros(len(images), 2, 3, dtype=images.dtype, device=images.device)
-    theta[:, 0, 0], theta[:, 1, 1] = 1 / fx, 1 / fy
+    theta[:, 0, 0], theta[:, 1, 1] = half_x / fx, half_y / fy
     # The window's (or the picture's) centre sits at shift * (1 - factor) in the output.
-    theta[:, 0, 2], theta[:, 1, 2] = -sx * (1 - fx) / fx, -sy * (1 - fy) / fy
+    theta[:, 0, 2] = centre_x - half_x * sx * (1 - fx) / fx
+    theta[:, 1, 2] = centre_y - half_y * sy * (1 - fy) / fy
     return warp(images, theta, fill)
+
+
+def _normalised(box, images):
+    """(centre x, half width, centre y, half height) of each image's box in grid_sample's
+    normalised coordinates; the whole frame is (0, 1, 0, 1)."""
+    if box is None:
+        return 0.0, 1.0, 0.0, 1.0
+    height, width = images.shape[-2:]
+    top, bottom, left, right = box.to(images.dtype).T
+    return ((left + right) / width - 1, (right - left) / width,
+            (top + bottom) / height - 1, (bottom - top) / height)  # fmt: skip
 
 
 def _antialias(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -138,15 +156,35 @@ def exposure(images, brightness, contrast):
     return ((images - mean) * _column(contrast) + mean).clamp(0, 255)
 
 
-def paint_band(images, band, fill):
+def paint_band(images, band, fill, box=None):
     """The outer `band` of each side (a share, at least one pixel) painted grey `fill`, per
-    image (transforms.replace_border); a band of 0 paints nothing."""
-    size = images.shape[-1]
-    pixels = torch.where(band > 0, torch.round(band * size).clamp(min=1), 0).view(-1, 1, 1)
-    index = torch.arange(size, device=images.device)
-    rows, cols = index.view(1, -1, 1), index.view(1, 1, -1)
-    outer = (rows < pixels) | (rows >= size - pixels) | (cols < pixels) | (cols >= size - pixels)
-    return torch.where(outer[:, None], _column(fill), images)
+    image (transforms.replace_border); a band of 0 paints nothing. With `box` (B, 4: top,
+    bottom, left, right in pixels), the band of each image's box, the rest left as it is."""
+    inside, core = _box_masks(images, box, band)
+    return torch.where((inside & ~core)[:, None], _column(fill), images)
+
+
+def _box_masks(images, box, band=None):
+    """Per image (B, H, W): inside its box (the whole frame without one), and inside the box
+    less its outer `band` of each side (at least one pixel; a band of 0 leaves the box)."""
+    height, width = images.shape[-2:]
+    if box is None:
+        box = torch.tensor([[0, height, 0, width]], device=images.device).expand(len(images), 4)
+    top, bottom, left, right = (side.view(-1, 1, 1) for side in box.T)
+    rows = torch.arange(height, device=images.device).view(1, -1, 1)
+    cols = torch.arange(width, device=images.device).view(1, 1, -1)
+    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+    if band is None:
+        return inside, inside
+    share = band.view(-1, 1, 1)
+
+    def pixels(side):
+        return torch.where(share > 0, torch.round(share * side).clamp(min=1), 0)
+
+    rows_in, cols_in = pixels(bottom - top), pixels(right - left)
+    core = ((rows >= top + rows_in) & (rows < bottom - rows_in)
+            & (cols >= left + cols_in) & (cols < right - cols_in))  # fmt: skip
+    return inside, core
 
 
 def blur(images, sigma, radius: int):
@@ -186,9 +224,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.round().clamp(0, 255).to(torch.uint8)
 
 
-def medians(images: torch.Tensor) -> torch.Tensor:
-    """Each image's median grey level (the lower middle value, as torch.median)."""
-    return images.flatten(1).median(dim=1).values
+def medians(images: torch.Tensor, box=None) -> torch.Tensor:
+    """Each image's median grey level (the lower middle value, as torch.median), with `box`
+    (B, 4: top, bottom, left, right in pixels) that of its box."""
+    if box is None:
+        return images.flatten(1).median(dim=1).values
+    inside, _ = _box_masks(images, box)
+    return torch.where(inside[:, None], images, torch.nan).flatten(1).nanmedian(dim=1).values
 
 
 # ----------------------------------------------------------------------------- the draws

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -25,9 +26,8 @@ from pneumo_utils.data.stresses import (
     REFRAMINGS,
     VIEW_STRESSES,
     frame_stressed_copy,
-    reframe_variant,
+    stressed,
     stressed_copy,
-    view_variant,
 )
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import (
@@ -94,25 +94,24 @@ class XrayData:
         """The validation images, each reframed every way of stresses.REFRAMINGS (in that
         order, each a block of the validation images in split order) as acquired, then through
         the input pipeline (see splits.REFRAMED_VAL)."""
-        val = self.splits["val"]
-        out = np.empty((len(REFRAMINGS) * len(val), self.image_size, self.image_size), np.uint8)
-        for block, reframing in enumerate(REFRAMINGS):
-            for i, (grey, name) in enumerate(zip(self._acquired_val, val["relpath"], strict=True)):
-                changed = reframe_variant(grey, reframing, name, self.seed)
-                out[block * len(val) + i] = self.input_pipeline(changed)[0]
-        return out
+        names = self.splits["val"]["relpath"]
+        blocks = (stressed(reframing, self._acquired_val, names, self.seed)
+                  for reframing in REFRAMINGS)  # fmt: skip
+        return np.concatenate([self._through_pipeline(block) for block in blocks])
+
+    def _through_pipeline(self, acquired: Iterable[np.ndarray]) -> np.ndarray:
+        return np.stack([self.input_pipeline(grey)[0] for grey in acquired])
 
     def _view_block(self, split: str) -> np.ndarray:
         """The validation images stressed the way of view block `split` (stresses.VIEW_STRESSES):
         on the input square, or as acquired and then through the input pipeline."""
         val = self.splits["val"]
-        on_square = VIEW_STRESSES[split][1] == "square"
-        sources = self.images[val["cache_row"].to_numpy()] if on_square else self._acquired_val
-        out = np.empty((len(val), self.image_size, self.image_size), np.uint8)
-        for i, (grey, name) in enumerate(zip(sources, val["relpath"], strict=True)):
-            changed = view_variant(grey, split, name, self.seed)
-            out[i] = changed if on_square else self.input_pipeline(changed)[0]
-        return out
+        stress, acts_on = VIEW_STRESSES[split]
+        if acts_on == "square":
+            squares = self.images[val["cache_row"].to_numpy()]
+            return np.stack(list(stressed(stress, squares, val["relpath"], self.seed)))
+        acquired = stressed(stress, self._acquired_val, val["relpath"], self.seed)
+        return self._through_pipeline(acquired)
 
     @cached_property
     def tighter_val(self) -> np.ndarray:
@@ -287,7 +286,7 @@ def split_frame(data: XrayData, split: str) -> pd.DataFrame:
     of validation; the reframed one, validation's once per reframing."""
     if split == REFRAMED_VAL:
         val = data.splits["val"]
-        return pd.concat([val.assign(reframing=f.__name__) for f in REFRAMINGS])
+        return pd.concat([val.assign(reframing=f.name) for f in REFRAMINGS])
     return data.splits["val" if split in VALIDATION_COPIES else split]
 
 

@@ -1,28 +1,30 @@
-"""The stressed validation sets, built from the carved validation images with the operations of
-transforms.py: the stressed set (the training set's acquisition confounds turned against each
-label), the frame-stressed set (the frame turned too) and the reframed set (every image
-tighter, looser and with a changed border, whatever its class), and the view blocks (a
-tighter view into the body's box and a band inside it, on the model's input square, and a
-looser view as acquired). Each image's draws depend on the seed and its file name alone."""
+"""The stressed validation sets, built from the carved validation images with the training
+augmentation's batched operations (augment.py), each image's parameters drawn from the seed and
+its file name alone:
+
+- the stressed set: the training set's acquisition confounds turned against each label;
+- the frame-stressed set: the frame turned too;
+- the reframed set: every image tighter, looser and with a changed border, whatever its class;
+- the view blocks: a tighter view into the body's box and a band inside it, on the model's
+  input square, and a looser view as acquired.
+
+Each is a `Stress`: `draw` gives one file's parameters (numbers), `apply` changes a batch of
+images with theirs. Images of one size (the model's input squares) go through in batches;
+images as acquired, whose sizes differ, one at a time through the same operations.
+"""
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 
+from pneumo_utils.data.augment import jpeg, levels, medians, paint_band, to_uint8, zoom
 from pneumo_utils.data.body import body_box
-from pneumo_utils.data.transforms import (
-    anisotropic_scale,
-    median_grey,
-    recompress_jpeg,
-    reframe,
-    replace_border,
-    set_levels,
-)
-from pneumo_utils.splits import BAND_VAL, LOOSER_VAL, TIGHTER_VAL, VIEW_VAL
+from pneumo_utils.splits import BAND_VAL, LOOSER_VAL, TIGHTER_VAL
 
 # The stressed validation set: NORMAL images are given the look of the training PNEUMONIA
 # files (a wider original squashed harder, no pure black) and PNEUMONIA images the look of
@@ -47,65 +49,6 @@ FRAME_STRESS_BORDER = (0.06, 0.14)
 REFRAME_TIGHTER = (1.12, 1.3)
 REFRAME_LOOSER = (0.75, 0.9)
 REFRAME_BORDER = (0.04, 0.12)
-
-
-def stress(image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
-    """One validation image with the training set's confounds turned against its label."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
-    factor = rng.uniform(*STRESS_ASPECT)
-    if label == 0:  # NORMAL: as if from a wide original, without the pure black of NORMAL files
-        tensor = anisotropic_scale(tensor, 1 / factor)
-        tensor = set_levels(tensor, black=-rng.uniform(*STRESS_BLACK_LIFT), white=1.0)
-    else:  # PNEUMONIA: as if from a narrower original, with clipped blacks
-        tensor = anisotropic_scale(tensor, factor)
-        tensor = set_levels(tensor, black=rng.uniform(*STRESS_BLACK_CLIP), white=1.0)
-    return recompress_jpeg(tensor, STRESS_JPEG_QUALITY)[0].numpy()
-
-
-def frame_stress(image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
-    """One (stressed) validation image with the frame turned against its label as well."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
-    shift = (rng.uniform(-1, 1), rng.uniform(-1, 1))
-    if label == 0:  # NORMAL: a tighter field of view, and one in two a grey outer band
-        tensor = reframe(tensor, rng.uniform(*FRAME_STRESS_ZOOM_IN), shift=shift)
-        if rng.uniform() < 0.5:
-            tensor = replace_border(tensor, rng.uniform(*FRAME_STRESS_BORDER), median_grey(tensor))
-    else:  # PNEUMONIA: a smaller body in a black margin, as training NORMAL files show
-        tensor = reframe(tensor, rng.uniform(*FRAME_STRESS_ZOOM_OUT), fill=0, shift=shift)
-    return tensor[0].numpy()
-
-
-def reframe_tighter(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    shift = (rng.uniform(-1, 1), rng.uniform(-1, 1))
-    return reframe(image, rng.uniform(*REFRAME_TIGHTER), shift=shift)
-
-
-def reframe_looser(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    shift = (rng.uniform(-1, 1), rng.uniform(-1, 1))
-    return reframe(image, rng.uniform(*REFRAME_LOOSER), fill=0, shift=shift)
-
-
-def change_border(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    fill = rng.uniform(median_grey(image), 255)
-    return replace_border(image, rng.uniform(*REFRAME_BORDER), fill)
-
-
-# The reframed validation set's blocks, in order.
-REFRAMINGS = (reframe_tighter, reframe_looser, change_border)
-
-
-def reframe_variant(grey: np.ndarray, reframing, name: str, seed: int) -> np.ndarray:
-    """An acquired grey image reframed one way, its draws from the seed, the file name and the
-    reframing alone (not the order, not the machine, not the label)."""
-    return _one_way(grey, reframing, name, seed, 10 + REFRAMINGS.index(reframing))
-
-
-def _one_way(grey: np.ndarray, change, name: str, seed: int, stream: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, zlib.crc32(str(name).encode()), stream])
-    tensor = torch.from_numpy(np.array(grey))[None]  # a writable copy: decoded files are not
-    return change(tensor, rng)[0].numpy()
-
-
 # The view blocks (docs/frame.md, round 4): stresses as strong as the test set's, acting on the
 # anatomy. The reframed set's tighter block (1.12-1.3 of the acquired frame) is undone by the
 # crop to the body, and test images' bodies already fill their frame, so the tighter view is
@@ -120,64 +63,187 @@ def _one_way(grey: np.ndarray, change, name: str, seed: int, stream: int) -> np.
 # as the pipeline's own squash does.
 VIEW_ZOOM_IN = (1.2, 1.5)
 VIEW_BAND = (0.06, 0.14)
+# Images changed at once: a few hundred MB of float pixels at 224 px.
+CHUNK = 256
+
+Draw = Callable[[np.random.Generator, int, np.ndarray], dict[str, float]]
 
 
-def _body_region(square: torch.Tensor) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the body in a model input square; the whole square when
-    no body is found (body.body_box's rule)."""
-    box = body_box(square[0].numpy())
-    return box if box is not None else (0, square.shape[1], 0, square.shape[2])
+class Stress(NamedTuple):
+    """One way of stressing an image: `draw(rng, label, image)` gives one file's parameters,
+    `apply(images, parameters)` changes a float batch (B, 1, H, W) with theirs, (B,) each.
+    `stream` keeps each stress's draws apart; `name` is what the predictions files call it."""
+
+    name: str
+    stream: int
+    draw: Draw
+    apply: Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
 
 
-def tighter_view(square: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def _uniform_shift(rng: np.random.Generator) -> dict[str, float]:
+    return {"shift_x": rng.uniform(-1, 1), "shift_y": rng.uniform(-1, 1)}
+
+
+# ------------------------------------------------------------------- the stressed copies
+
+
+def _draw_stress(rng, label, _image):
+    factor = rng.uniform(*STRESS_ASPECT)
+    if label == 0:  # NORMAL: as if from a wide original, without the pure black of NORMAL files
+        return {"zoom_x": 1.0, "zoom_y": factor, "black": -rng.uniform(*STRESS_BLACK_LIFT)}
+    # PNEUMONIA: as if from a narrower original, with clipped blacks
+    return {"zoom_x": factor, "zoom_y": 1.0, "black": rng.uniform(*STRESS_BLACK_CLIP)}
+
+
+def _apply_stress(images, p):
+    images = zoom(images, p["zoom_x"], p["zoom_y"])  # the anatomy stretched, cropped back
+    images = levels(images, p["black"], torch.ones_like(p["black"]), torch.ones_like(p["black"]))
+    return jpeg(images, torch.full_like(p["black"], STRESS_JPEG_QUALITY).long())
+
+
+def _draw_frame_stress(rng, label, _image):
+    shift = _uniform_shift(rng)
+    if label == 0:  # NORMAL: a tighter field of view, and one in two a grey outer band
+        factor = rng.uniform(*FRAME_STRESS_ZOOM_IN)
+        band = rng.uniform(*FRAME_STRESS_BORDER) if rng.uniform() < 0.5 else 0.0
+        return {"zoom": factor, **shift, "band": band}
+    # PNEUMONIA: a smaller body in a black margin, as training NORMAL files show
+    return {"zoom": rng.uniform(*FRAME_STRESS_ZOOM_OUT), **shift, "band": 0.0}
+
+
+def _apply_frame_stress(images, p):
+    images = zoom(images, p["zoom"], None, p["shift_x"], p["shift_y"], fill=0.0)
+    return paint_band(images, p["band"], medians(images))
+
+
+STRESS = Stress("stress", 0, _draw_stress, _apply_stress)
+FRAME_STRESS = Stress("frame_stress", 1, _draw_frame_stress, _apply_frame_stress)
+
+
+# ------------------------------------------------------------------- the reframed set
+
+
+def _draw_shift_and(factors):
+    def draw(rng, _label, _image):
+        shift = _uniform_shift(rng)
+        return {**shift, "zoom": rng.uniform(*factors)}
+
+    return draw
+
+
+def _apply_reframe(images, p):
+    return zoom(images, p["zoom"], None, p["shift_x"], p["shift_y"], fill=0.0)
+
+
+def _draw_border(rng, _label, _image):
+    return {"fill": rng.uniform(), "band": rng.uniform(*REFRAME_BORDER)}
+
+
+def _apply_border(images, p):
+    median = medians(images)  # the band is a grey between the image's median and white
+    return paint_band(images, p["band"], median + p["fill"] * (255 - median))
+
+
+# The reframed validation set's blocks, in order; the names are those of its predictions.
+REFRAMINGS = (
+    Stress("reframe_tighter", 10, _draw_shift_and(REFRAME_TIGHTER), _apply_reframe),
+    Stress("reframe_looser", 11, _draw_shift_and(REFRAME_LOOSER), _apply_reframe),
+    Stress("change_border", 12, _draw_border, _apply_border),
+)
+
+
+# ------------------------------------------------------------------- the view blocks
+
+
+def _body_region(square: np.ndarray) -> dict[str, float]:
+    """The body's box in a model input square (body.body_box's rule); the whole square when no
+    body is found."""
+    box = body_box(square) or (0, square.shape[0], 0, square.shape[1])
+    top, bottom, left, right = box
+    return {"top": top, "bottom": bottom, "left": left, "right": right}
+
+
+def _box(p) -> torch.Tensor:
+    return torch.stack([p["top"], p["bottom"], p["left"], p["right"]], dim=1).long()
+
+
+def _draw_tighter_view(rng, _label, square):
+    box = _body_region(square)
+    return {**box, **_uniform_shift(rng), "zoom": rng.uniform(*VIEW_ZOOM_IN)}
+
+
+def _apply_tighter_view(images, p):
     """The central 1/s of the body's box, off-centre, enlarged to the whole square."""
-    top, bottom, left, right = _body_region(square)
-    shift = (rng.uniform(-1, 1), rng.uniform(-1, 1))
-    zoomed = reframe(square[:, top:bottom, left:right], rng.uniform(*VIEW_ZOOM_IN), shift=shift)
-    return v2.functional.resize(zoomed, list(square.shape[1:]), antialias=True)
+    return zoom(images, p["zoom"], None, p["shift_x"], p["shift_y"], box=_box(p))
 
 
-def band_inside_body(square: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def _draw_band_inside_body(rng, _label, square):
+    return {**_body_region(square), "fill": rng.uniform(), "band": rng.uniform(*VIEW_BAND)}
+
+
+def _apply_band_inside_body(images, p):
     """The outer band of the body's box painted a grey between the box's median and white."""
-    top, bottom, left, right = _body_region(square)
-    box = square[:, top:bottom, left:right]
-    fill = rng.uniform(median_grey(box), 255)
-    out = square.clone()
-    out[:, top:bottom, left:right] = replace_border(box, rng.uniform(*VIEW_BAND), fill)
-    return out
+    box = _box(p)
+    median = medians(images, box)
+    return paint_band(images, p["band"], median + p["fill"] * (255 - median), box)
 
 
-# Each view block: its split, the stress, and whether it acts on the image as acquired (then
-# the input pipeline follows) or on the model's input square (after the pipeline).
+# Each view block: its stress, and whether it acts on the image as acquired (then the input
+# pipeline follows) or on the model's input square (after the pipeline).
 VIEW_STRESSES = {
-    TIGHTER_VAL: (tighter_view, "square"),
-    BAND_VAL: (band_inside_body, "square"),
-    LOOSER_VAL: (reframe_looser, "acquired"),
-}
+    TIGHTER_VAL: (Stress("tighter_view", 20, _draw_tighter_view, _apply_tighter_view), "square"),
+    BAND_VAL: (Stress("band_inside_body", 21, _draw_band_inside_body, _apply_band_inside_body),
+               "square"),
+    LOOSER_VAL: (Stress("looser_view", 22, _draw_shift_and(REFRAME_LOOSER), _apply_reframe),
+                 "acquired"),
+}  # fmt: skip
 
 
-def view_variant(grey: np.ndarray, split: str, name: str, seed: int) -> np.ndarray:
-    """An image stressed the way of view block `split`: draws from the seed, the file name and
-    the block alone, the same for both classes."""
-    return _one_way(grey, VIEW_STRESSES[split][0], name, seed, 20 + VIEW_VAL.index(split))
+# ------------------------------------------------------------------- applying a stress
 
 
-def _per_file(images, labels, names, seed: int, stream: int, function) -> np.ndarray:
-    """`function(image, label, rng)` over a set, each image with a generator drawn from the
-    seed, the file name and a stream number, so the result depends on nothing else (not the
-    order, not the machine)."""
-    out = np.empty_like(images)
-    for i, (image, label, name) in enumerate(zip(images, labels, names, strict=True)):
-        key = [seed, zlib.crc32(str(name).encode())] + ([stream] if stream else [])
-        out[i] = function(image, int(label), np.random.default_rng(key))
-    return out
+def _rng(seed: int, name: str, stream: int) -> np.random.Generator:
+    """The generator of one file's draws: the seed, the file name and the stress's stream, so
+    the result depends on nothing else (not the order, not the machine, not the label)."""
+    return np.random.default_rng(
+        [seed, zlib.crc32(str(name).encode())] + ([stream] if stream else [])
+    )
+
+
+def stressed(
+    stress: Stress, images: Sequence[np.ndarray], names, seed: int, labels=None
+) -> Iterator[np.ndarray]:
+    """Every image (2-D uint8) changed by `stress` with its own parameters, in order; images of
+    one size in batches of CHUNK, others (as acquired) one at a time, so that only one batch of
+    them is held twice."""
+    labels = np.zeros(len(images), int) if labels is None else np.asarray(labels)
+    draws = [stress.draw(_rng(seed, name, stress.stream), int(label), image)
+             for image, label, name in zip(images, labels, names, strict=True)]  # fmt: skip
+    same_size = len({np.shape(image) for image in images}) <= 1
+    step = CHUNK if same_size else 1
+    for start in range(0, len(images), step):
+        part = slice(start, start + step)
+        batch = torch.from_numpy(np.stack(images[part])).float()[:, None]
+        parameters = {key: torch.tensor([d[key] for d in draws[part]], dtype=torch.float32)
+                      for key in draws[start]}  # fmt: skip
+        yield from to_uint8(stress.apply(batch, parameters))[:, 0].numpy()
 
 
 def stressed_copy(images: np.ndarray, labels: np.ndarray, names, seed: int) -> np.ndarray:
-    """The stressed validation set: every image through `stress`."""
-    return _per_file(images, labels, names, seed, 0, stress)
+    """The stressed validation set: every image through STRESS."""
+    return np.stack(list(stressed(STRESS, images, names, seed, labels)))
 
 
-def frame_stressed_copy(stressed: np.ndarray, labels: np.ndarray, names, seed: int) -> np.ndarray:
-    """The frame-stressed validation set: every stressed image through `frame_stress`."""
-    return _per_file(stressed, labels, names, seed, 1, frame_stress)
+def frame_stressed_copy(stressed_images: np.ndarray, labels: np.ndarray, names, seed: int):
+    """The frame-stressed validation set: every stressed image through FRAME_STRESS."""
+    return np.stack(list(stressed(FRAME_STRESS, stressed_images, names, seed, labels)))
+
+
+def reframe_variant(grey: np.ndarray, reframing: Stress, name: str, seed: int) -> np.ndarray:
+    """An acquired grey image reframed one way (one of REFRAMINGS)."""
+    return next(stressed(reframing, [grey], [name], seed))
+
+
+def view_variant(grey: np.ndarray, split: str, name: str, seed: int) -> np.ndarray:
+    """An image stressed the way of view block `split`, the same for both classes."""
+    return next(stressed(VIEW_STRESSES[split][0], [grey], [name], seed))

@@ -1,7 +1,7 @@
 """The image alterations, one image (1, S, S) uint8 at a time, and the normalisation every split
-shares. These are the definitions: the stressed validation copies (stresses.py) and the robustness
-suite apply them per file, and training applies the same operations in batches on the device
-(augment.py, which lists the training steps in order and is tested against these)."""
+shares. These are the definitions: the robustness suite applies them per file, and training and
+the stressed validation copies (stresses.py) apply the same operations in batches (augment.py,
+which lists the training steps in order and is tested against these)."""
 
 from __future__ import annotations
 
