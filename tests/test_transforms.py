@@ -20,10 +20,10 @@ from pneumo_utils.data.transforms import (
     band_mask,
     blur,
     evaluation_transform,
+    jpeg,
     normalize_intensity,
-    recompress_jpeg,
-    reframe,
-    replace_border,
+    paint_band,
+    zoom,
 )
 from pneumo_utils.splits import FRAME_VAL, STRESSED_VAL
 
@@ -75,7 +75,7 @@ def test_aspect_jitter_draws_both_directions_within_its_range():
 
 def test_jpeg_recompression_changes_the_bytes_not_the_shape():
     image = _noisy()
-    recompressed = recompress_jpeg(image, 30)
+    recompressed = jpeg(image, 30)
     assert recompressed.shape == image.shape and recompressed.dtype == torch.uint8
     assert not recompressed.equal(image)
     assert (recompressed.float() - image.float()).abs().mean() < 40  # still the same picture
@@ -180,19 +180,19 @@ def _box_width(image: torch.Tensor) -> int:
 
 def test_reframe_tightens_or_widens_the_field_of_view():
     image = _box(64, 20, 20)
-    tighter, wider = reframe(image, 1.25), reframe(image, 0.75, fill=0)
+    tighter, wider = zoom(image, 1.25), zoom(image, 0.75, fill=0)
     assert tighter.shape == wider.shape == image.shape
     assert _box_width(tighter) == pytest.approx(25, abs=1)
     assert _box_width(wider) == pytest.approx(15, abs=1)
     assert wider[0, :8].max() == 0 and wider[0, -8:].max() == 0  # a black margin
-    assert reframe(image, 1.0).equal(image)
-    moved = reframe(image, 0.75, fill=0, shift=(1, 0))
+    assert zoom(image, 1.0).equal(image)
+    moved = zoom(image, 0.75, fill=0, shift=(1, 0))
     assert moved[0, :, -1].max() > 0 and moved[0, :, 0].max() == 0  # pushed to the right edge
 
 
-def test_replace_border_paints_the_outer_band_only():
+def test_paint_band_paints_the_outer_band_only():
     image = _noisy()
-    out = replace_border(image, 0.1, 99)
+    out = paint_band(image, 0.1, 99)
     band = band_mask(64, 64, 0.1)
     assert (out[0][band] == 99).all()
     assert out[0][~band].equal(image[0][~band])

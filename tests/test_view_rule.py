@@ -250,10 +250,10 @@ def _chest(size: int = 96, seed: int = 0) -> torch.Tensor:
 def test_a_band_leaves_the_lungs_where_centre_percentiles_put_them():
     """A white band of 14% (the widest of the view blocks) changes every normalised pixel when
     the percentiles are the whole frame's, and none when they are the centre's."""
-    from pneumo_utils.data.transforms import normalize_intensity, replace_border
+    from pneumo_utils.data.transforms import normalize_intensity, paint_band
 
     chest = _chest()
-    banded = replace_border(chest, 0.14, 255)
+    banded = paint_band(chest, 0.14, 255)
     lungs = (slice(None), slice(30, 66), slice(16, 40))
     moved = {}
     for mode in ("percentile", "percentile-centre"):
@@ -268,10 +268,10 @@ def test_a_tighter_view_moves_the_lungs_less_with_centre_percentiles():
     frame's percentiles the lungs' normalised mean grey level moves by more than twice the
     tolerance; with the centre's, by at most that. (The centre's mix of lung and mediastinum
     changes too, so this lever takes away a part of the scale cue, not the whole.)"""
-    from pneumo_utils.data.transforms import normalize_intensity, reframe
+    from pneumo_utils.data.transforms import normalize_intensity, zoom
 
     chest = _chest()
-    tighter = reframe(chest, 1.25)
+    tighter = zoom(chest, 1.25)
     moved = {}
     for mode in ("percentile", "percentile-centre"):
         before = normalize_intensity(chest, mode)[0, 30:66, 16:40].float().mean()

@@ -15,11 +15,11 @@ from pneumo_utils.data.transforms import (
     add_noise,
     band_mask,
     blur,
-    median_grey,
-    recompress_jpeg,
-    reframe,
-    replace_border,
-    set_levels,
+    jpeg,
+    levels,
+    median,
+    paint_band,
+    zoom,
 )
 
 # How much of each side the occlusion pair and the border family treat as "the frame".
@@ -51,7 +51,7 @@ def _translate(image: torch.Tensor, fraction: float) -> torch.Tensor:
 def _cover_lungs(image: torch.Tensor, band: float) -> torch.Tensor:
     """Everything but the outer `band` of the frame painted the image's median grey."""
     out = image.clone()
-    out[:, ~band_mask(image.shape[1], image.shape[2], band)] = round(median_grey(image))
+    out[:, ~band_mask(image.shape[1], image.shape[2], band)] = round(median(image))
     return out
 
 
@@ -61,30 +61,30 @@ def _blur(image, sigma, _):
 
 SUITE: tuple[Perturbation, ...] = (
     Perturbation("zoom in", "natural", "field of view tighter: the central 1/s enlarged",
-                 "enlargement (×)", (1.1, 1.25, 1.4), lambda x, s, _: reframe(x, s)),
+                 "enlargement (×)", (1.1, 1.25, 1.4), lambda x, s, _: zoom(x, s)),
     Perturbation("zoom out", "natural", "field of view wider: shrunk to s of the side, black "
                  "margin", "size (share of side)", (0.9, 0.8, 0.7),
-                 lambda x, s, _: reframe(x, s, fill=0)),
+                 lambda x, s, _: zoom(x, s, fill=0)),
     Perturbation("translation", "natural", "shifted right and down by s of the side, black "
                  "fill", "shift (share of side)", (0.04, 0.08, 0.12),
                  lambda x, s, _: _translate(x, s)),
     Perturbation("border", "natural", "outer band of s of each side replaced by the median "
                  "grey", "band (share of side)", (0.05, 0.1, 0.15),
-                 lambda x, s, _: replace_border(x, s, median_grey(x))),
+                 lambda x, s, _: paint_band(x, s, median(x))),
     Perturbation("gamma", "natural", "gamma s (darker mid-tones)", "gamma", (1.25, 1.5, 2.0),
                  lambda x, s, _: v2.functional.adjust_gamma(x, s)),
     Perturbation("contrast", "natural", "contrast scaled by s around the mean", "contrast (×)",
                  (0.8, 0.6, 0.4), lambda x, s, _: v2.functional.adjust_contrast(x, s)),
     Perturbation("black/white points", "natural", "black lifted and white lowered by s of the "
                  "range (a washed-out window)", "levels moved (share of range)", (0.05, 0.1, 0.2),
-                 lambda x, s, _: set_levels(x, -s, 1 + s)),
+                 lambda x, s, _: levels(x, -s, 1 + s)),
     Perturbation("blur", "natural", "Gaussian blur, sigma s px at 128 px", "sigma (px at 128 px)",
                  (0.5, 1.0, 2.0), _blur),
     Perturbation("noise", "natural", "Gaussian noise, sd s of the grey range",
                  "sd (share of grey range)", (0.02, 0.04, 0.08),
                  lambda x, s, g: add_noise(x, s, g)),
     Perturbation("jpeg", "natural", "re-encoded as JPEG at quality s", "JPEG quality (1 to 100)",
-                 (50, 30, 15), lambda x, s, _: recompress_jpeg(x, int(s))),
+                 (50, 30, 15), lambda x, s, _: jpeg(x, int(s))),
     Perturbation("rotation", "natural", "rotated by s degrees, black fill", "angle (degrees)",
                  (5, 10, 15), lambda x, s, _: v2.functional.rotate(x, s, fill=0)),
     Perturbation("horizontal flip", "anatomy", "mirrored left to right (the heart on the "
@@ -94,7 +94,7 @@ SUITE: tuple[Perturbation, ...] = (
                  lambda x, s, _: _cover_lungs(x, s)),
     Perturbation("frame covered", "occlusion", "the outer band of s of each side median grey, "
                  "the lungs kept", "band (share of side)", (FRAME_BAND,),
-                 lambda x, s, _: replace_border(x, s, median_grey(x))),
+                 lambda x, s, _: paint_band(x, s, median(x))),
 )  # fmt: skip
 # What each family's strength measures: the robustness figure's axis labels and tables' units.
 STRENGTH_UNITS = {perturbation.family: perturbation.unit for perturbation in SUITE}

@@ -84,7 +84,7 @@ def warp(images: torch.Tensor, theta: torch.Tensor, fill=0.0):
 
 
 def zoom(images, factor_x, factor_y=None, shift_x=0.0, shift_y=0.0, fill=0.0, box=None):
-    """The field of view changed per image (transforms.reframe, anisotropic_scale): a factor
+    """The field of view changed per image (transforms.zoom, anisotropic_scale): a factor
     above 1 enlarges the central 1/factor to the full frame, below 1 shrinks the picture into a
     margin of grey `fill`; a shift in [-1, 1] moves the window or the picture across the room
     it has (both ends of the room at +-1). With `box` (B, 4: top, bottom, left, right in
@@ -117,7 +117,7 @@ def _normalised(box, images):
 def _antialias(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Before shrinking by `factor` < 1: a Gaussian blur of variance (1/factor^2 - 1) / 4 px^2,
     so that a shrunk picture keeps about as little fine texture as the per-image definition's
-    antialiased resize (transforms.reframe) leaves (tests/test_augment.py measures it on pixel
+    antialiased resize (transforms.zoom) leaves (tests/test_augment.py measures it on pixel
     noise). Images not shrunk are left as they are."""
     shrunk = factor < 1
     sigma = torch.sqrt(((1 / factor.clamp(min=SMALLEST_FACTOR)) ** 2 - 1).clamp(min=0) / 4)
@@ -143,7 +143,7 @@ def affine(images, degrees, shift_x, shift_y, scale, fill=0.0):
 
 def levels(images, black, white, gamma):
     """Grey levels [black, white] (shares of 255) mapped to [0, 255], clipped, then gamma
-    (transforms.set_levels)."""
+    (transforms.levels)."""
     black, white, gamma = _column(black), _column(white), _column(gamma)
     return ((images / 255 - black) / (white - black)).clamp(0, 1).pow(gamma) * 255
 
@@ -158,7 +158,7 @@ def exposure(images, brightness, contrast):
 
 def paint_band(images, band, fill, box=None):
     """The outer `band` of each side (a share, at least one pixel) painted grey `fill`, per
-    image (transforms.replace_border); a band of 0 paints nothing. With `box` (B, 4: top,
+    image (transforms.paint_band); a band of 0 paints nothing. With `box` (B, 4: top,
     bottom, left, right in pixels), the band of each image's box, the rest left as it is."""
     inside, core = _box_masks(images, box, band)
     return torch.where((inside & ~core)[:, None], _column(fill), images)
@@ -208,7 +208,7 @@ def add_noise(images, sd, generator):
 
 
 def jpeg(images, quality):
-    """Each image encoded as JPEG at its quality and decoded (transforms.recompress_jpeg), on
+    """Each image encoded as JPEG at its quality and decoded (transforms.jpeg), on
     the CPU whatever the device: torchvision's GPU encoder takes colour images only. The one
     step that copies a batch to the host and back, once a batch, in recipes with
     --jpeg-quality-min (the shortcut levers, so the headline too)."""

@@ -131,7 +131,7 @@ def _draw_shift_and(factors):
     return draw
 
 
-def _apply_reframe(images, p):
+def _apply_zoom(images, p):
     return zoom(images, p["zoom"], None, p["shift_x"], p["shift_y"], fill=0.0)
 
 
@@ -146,8 +146,8 @@ def _apply_border(images, p):
 
 # The reframed validation set's blocks, in order; the names are those of its predictions.
 REFRAMINGS = (
-    Stress("reframe_tighter", 10, _draw_shift_and(REFRAME_TIGHTER), _apply_reframe),
-    Stress("reframe_looser", 11, _draw_shift_and(REFRAME_LOOSER), _apply_reframe),
+    Stress("reframe_tighter", 10, _draw_shift_and(REFRAME_TIGHTER), _apply_zoom),
+    Stress("reframe_looser", 11, _draw_shift_and(REFRAME_LOOSER), _apply_zoom),
     Stress("change_border", 12, _draw_border, _apply_border),
 )
 
@@ -194,7 +194,7 @@ VIEW_STRESSES = {
     TIGHTER_VAL: (Stress("tighter_view", 20, _draw_tighter_view, _apply_tighter_view), "square"),
     BAND_VAL: (Stress("band_inside_body", 21, _draw_band_inside_body, _apply_band_inside_body),
                "square"),
-    LOOSER_VAL: (Stress("looser_view", 22, _draw_shift_and(REFRAME_LOOSER), _apply_reframe),
+    LOOSER_VAL: (Stress("looser_view", 22, _draw_shift_and(REFRAME_LOOSER), _apply_zoom),
                  "acquired"),
 }  # fmt: skip
 

@@ -1,7 +1,9 @@
 """The image alterations, one image (1, S, S) uint8 at a time, and the normalisation every split
 shares. These are the definitions: the robustness suite applies them per file, and training and
 the stressed validation copies (stresses.py) apply the same operations in batches (augment.py,
-which lists the training steps in order and is tested against these)."""
+which lists the training steps in order and is tested against these). One vocabulary: each
+definition has the name of its batched form (zoom, paint_band, levels, jpeg, blur, add_noise,
+median), whichever set of images it changes."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def anisotropic_scale(image: torch.Tensor, factor: float) -> torch.Tensor:
     return v2.functional.center_crop(stretched, [height, width])
 
 
-def set_levels(image: torch.Tensor, black: float, white: float, gamma: float = 1.0) -> torch.Tensor:
+def levels(image: torch.Tensor, black: float, white: float, gamma: float = 1.0) -> torch.Tensor:
     """Map the grey levels [black, white] (fractions of 255) to [0, 255], clipping outside, then
     apply `gamma`. A negative `black` lifts the floor: no pixel stays pure black."""
     x = image.float().div(255)
@@ -43,12 +45,12 @@ def set_levels(image: torch.Tensor, black: float, white: float, gamma: float = 1
     return x.mul_(255).round_().to(torch.uint8)
 
 
-def recompress_jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     """Encode as JPEG at `quality` and decode again: the same shape, other bytes."""
     return v2.functional.jpeg(image, quality)
 
 
-def reframe(
+def zoom(
     image: torch.Tensor, factor: float, fill: float = 0, shift: tuple[float, float] = (0, 0)
 ) -> torch.Tensor:
     """Change the field of view, keeping the shape. `factor` > 1 enlarges the central 1/factor of
@@ -81,14 +83,14 @@ def band_mask(height: int, width: int, band: float) -> torch.Tensor:
     return mask
 
 
-def replace_border(image: torch.Tensor, band: float, fill: float) -> torch.Tensor:
+def paint_band(image: torch.Tensor, band: float, fill: float) -> torch.Tensor:
     """The outer `band` of the frame (a fraction of each side) painted grey level `fill`."""
     out = image.clone()
     out[:, band_mask(image.shape[1], image.shape[2], band)] = round(fill)
     return out
 
 
-def median_grey(image: torch.Tensor) -> float:
+def median(image: torch.Tensor) -> float:
     return image.float().median().item()
 
 
