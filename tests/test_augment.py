@@ -13,10 +13,9 @@ from pneumo_utils import TrainConfig
 from pneumo_utils.data import augment, transforms
 from pneumo_utils.data.augment import Augmentation
 from pneumo_utils.data.batches import TrainingBatches, hold, hold_for_evaluation
-from pneumo_utils.data.dataset import load_data
-from pneumo_utils.data.loaders import make_loader
+from pneumo_utils.data.dataset import load_data, split_frame
 from pneumo_utils.runtime.distributed import World
-from pneumo_utils.splits import EVALUATED_SPLITS
+from pneumo_utils.splits import EVALUATED_SPLITS, VALIDATION_COPIES
 
 SIZE = 128
 # Geometry: the per-image definitions crop and place whole pixels and shrink with antialiasing,
@@ -275,8 +274,13 @@ def test_evaluation_images_are_unchanged_by_the_move(tiny_held, changes):
     data, _ = tiny_held
     config = replace(TrainConfig(image_size=32), **changes)
     held = hold_for_evaluation(config, data, EVALUATED_SPLITS, torch.device("cpu"))
-    for split in EVALUATED_SPLITS:
-        loader = make_loader(data, split, 1000, transform=transforms.evaluation_transform(config))
-        images, labels = (torch.cat(parts) for parts in zip(*loader, strict=True))
+    transform = transforms.evaluation_transform(config)
+    for split in EVALUATED_SPLITS:  # each image through the per-image transform, one at a time
+        frame = split_frame(data, split)
+        pixels = getattr(data, split) if split in VALIDATION_COPIES else data.images[
+            frame["cache_row"].to_numpy()]  # fmt: skip
+        one_by_one = [torch.from_numpy(np.array(image))[None] for image in pixels]
+        images = torch.stack([transform(i) if transform else i for i in one_by_one])
+        labels = torch.tensor(frame["label"].to_numpy())
         assert held[split].images.equal(images) and held[split].labels.equal(labels)
         assert np.array_equal(torch.cat([b for _, b in held[split].in_order(5)]), labels)

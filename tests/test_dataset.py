@@ -16,8 +16,8 @@ from pneumo_utils.data.batches import TrainingBatches, hold
 from pneumo_utils.data.cache import BadImageError, build_cache, decode_xray
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.data.files import find_dataset_root, patient_id, scan_dataset
-from pneumo_utils.data.loaders import class_weights, make_loader
 from pneumo_utils.data.model_input import to_model_input
+from pneumo_utils.training.setup import class_weights
 
 from .conftest import make_dataset
 
@@ -238,11 +238,11 @@ def test_cached_pipeline_matches_uncached_decoding(tiny_data, cache_dir):
             [transforms.Grayscale(), transforms.Resize((32, 32)), transforms.PILToTensor()]
         ),
     )
-    cached = make_loader(data, "test", batch_size=100).dataset
+    cached = hold(data, "test", torch.device("cpu"))
     assert len(cached) == len(folder)
     order = np.argsort(data.splits["test"]["path"].to_numpy())
     for ours, (path, label) in zip(order, folder.samples, strict=True):
-        image, our_label = cached[ours]
+        image, our_label = cached.images[ours], cached.labels[ours]
         assert data.splits["test"]["path"].iat[ours] == path
         assert our_label == label
         reference = folder[folder.samples.index((path, label))][0]
@@ -251,7 +251,7 @@ def test_cached_pipeline_matches_uncached_decoding(tiny_data, cache_dir):
 
 def test_to_model_input_normalizes_to_three_channels(tiny_data, cache_dir):
     data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
-    images, labels = next(iter(make_loader(data, "train", 8)))
+    images, labels = next(hold(data, "train", torch.device("cpu")).in_order(8))
     assert images.dtype == torch.uint8 and images.shape == (8, 1, 32, 32)
     batch = to_model_input(images, torch.device("cpu"))
     assert batch.shape == (8, 3, 32, 32)
@@ -283,7 +283,7 @@ def test_no_warnings_from_cache_reads(tiny_data, cache_dir):
     data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        make_loader(data, "val", 4).dataset[0]
+        hold(data, "val", torch.device("cpu"))
 
 
 def test_a_folder_of_two_datasets_is_ambiguous(tiny_data, tmp_path):

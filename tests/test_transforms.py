@@ -10,9 +10,9 @@ from PIL import Image
 
 from pneumo_utils import TrainConfig
 from pneumo_utils.data.augment import Augmentation
+from pneumo_utils.data.batches import hold
 from pneumo_utils.data.cache import decode_xray
 from pneumo_utils.data.dataset import load_data
-from pneumo_utils.data.loaders import make_loader
 from pneumo_utils.data.stresses import FRAME_STRESS, STRESS, stressed, stressed_copy
 from pneumo_utils.data.transforms import (
     add_noise,
@@ -148,12 +148,13 @@ def test_stressed_copy_is_deterministic_per_seed_and_name():
     assert np.array_equal(reordered, first[order])
 
 
-def test_stressed_validation_loader_holds_the_validation_images(tiny_data, cache_dir):
+def test_the_held_stressed_validation_set_is_the_validation_images(tiny_data, cache_dir):
     data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
-    val, stressed = make_loader(data, "val", 100), make_loader(data, STRESSED_VAL, 100)
+    cpu = torch.device("cpu")
+    val, stressed = hold(data, "val", cpu), hold(data, STRESSED_VAL, cpu)
     (clean_images, clean_labels), (stressed_images, stressed_labels) = (
-        next(iter(val)),
-        next(iter(stressed)),
+        (val.images, val.labels),
+        (stressed.images, stressed.labels),
     )
     assert clean_labels.equal(stressed_labels)
     assert clean_images.shape == stressed_images.shape
@@ -231,12 +232,13 @@ def test_frame_stress_frames_normal_tight_and_pneumonia_loose():
     assert _box_width(loose) < 30 * 0.9 and (pneumonia == 0).mean() > (image == 0).mean()
 
 
-def test_frame_validation_loader_holds_the_validation_labels(tiny_data, cache_dir):
+def test_the_held_frame_stressed_set_has_the_validation_labels(tiny_data, cache_dir):
     data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False)
-    stressed, framed = make_loader(data, STRESSED_VAL, 100), make_loader(data, FRAME_VAL, 100)
+    cpu = torch.device("cpu")
+    stressed, framed = hold(data, STRESSED_VAL, cpu), hold(data, FRAME_VAL, cpu)
     (stressed_images, stressed_labels), (framed_images, framed_labels) = (
-        next(iter(stressed)),
-        next(iter(framed)),
+        (stressed.images, stressed.labels),
+        (framed.images, framed.labels),
     )
     assert stressed_labels.equal(framed_labels)
     assert not stressed_images.equal(framed_images)

@@ -26,11 +26,9 @@ from pneumo_utils.analysis.bootstrap import bootstrap_intervals, prediction_pati
 from pneumo_utils.analysis.calibration import calibration, failures, subgroup_rows
 from pneumo_utils.analysis.perturbations import SUITE, perturbed_copy
 from pneumo_utils.config import TrainConfig
+from pneumo_utils.data.batches import hold, hold_images
 from pneumo_utils.data.dataset import load_run_data, split_frame
-from pneumo_utils.data.loaders import XrayDataset, make_loader
-from pneumo_utils.data.transforms import (
-    evaluation_transform,
-)
+from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.device import autocast_dtype
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.runtime.fileio import atomic_write_text
@@ -78,22 +76,20 @@ class _Scorer:
         self.normalize = evaluation_transform(self.cfg)
         self.batch = 2 * self.cfg.batch_size
 
-    def _predict(self, loader) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, held) -> tuple[np.ndarray, np.ndarray]:
         logits, labels = predict_logits(
-            self.model, loader, self.device, self.amp_dtype, self.cfg.channels_last,
-            self.cfg.max_batches,
+            self.model, held.in_order(self.batch), self.device, self.amp_dtype,
+            self.cfg.channels_last, self.cfg.max_batches,
         )  # fmt: skip
         return positive_probability(logits), labels
 
     def images(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """P(pneumonia) of decoded images."""
-        dataset = XrayDataset(images, np.arange(len(images)), labels, self.normalize)
-        return self._predict(torch.utils.data.DataLoader(dataset, batch_size=self.batch))[0]
+        return self._predict(hold_images(images, labels, self.device, self.normalize))[0]
 
     def split(self, data, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """P(pneumonia) and labels of a split as training scored it (make_loader knows the
-        stressed copies)."""
-        return self._predict(make_loader(data, split, self.batch, transform=self.normalize))
+        """P(pneumonia) and labels of a split (or validation copy) as training scored it."""
+        return self._predict(hold(data, split, self.device, self.normalize))
 
 
 def robustness_report(

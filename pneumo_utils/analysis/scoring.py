@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumo_utils.analysis.robustness import score_robustness
+from pneumo_utils.data.batches import hold
 from pneumo_utils.data.dataset import load_run_data, no_body_counts, split_frame
-from pneumo_utils.data.loaders import make_loader
 from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.device import autocast_dtype
 from pneumo_utils.runtime.fileio import atomic_write_csv
@@ -88,13 +88,20 @@ def finalize(run: Run, robustness: bool = True) -> dict:
 def _predict_splits(model, cfg, data, device) -> dict:
     """Every evaluated split predicted by `model`, name -> (labels, logits), as training
     scored them."""
-    amp_dtype = autocast_dtype(device, cfg.amp)
     predictions = {}
     for split in EVALUATED_SPLITS:
-        loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
-        logits, labels = predict_logits(model, loader, device, amp_dtype, cfg.channels_last)
+        logits, labels = predict_split(model, cfg, data, split, device)
         predictions[split] = (labels, logits)
     return predictions
+
+
+def predict_split(model, cfg, data, split: str, device) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of one split (or validation copy), held on `device` as training held
+    it for evaluation, in file order."""
+    held = hold(data, split, device, evaluation_transform(cfg))
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    return predict_logits(model, held.in_order(2 * cfg.batch_size), device, amp_dtype,
+                          cfg.channels_last)  # fmt: skip
 
 
 def _write_predictions(run_dir: Path, data, probs: dict, labels: dict) -> None:
@@ -164,10 +171,7 @@ def evaluate_run(
     classes: each image called its most probable class)."""
     model, cfg, device = load_trained_model(run_dir)
     data = load_run_data(cfg, data_dir)
-    loader = make_loader(data, split, 2 * cfg.batch_size, transform=evaluation_transform(cfg))
-    logits, labels = predict_logits(
-        model, loader, device, autocast_dtype(device, cfg.amp), cfg.channels_last
-    )
+    logits, labels = predict_split(model, cfg, data, split, device)
     stats = epoch_stats(logits, labels, split, data.class_names)
     threshold = runs.run_threshold(run_dir) if data.task.binary else None
     return dict(

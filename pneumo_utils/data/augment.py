@@ -168,9 +168,10 @@ def _box_masks(images, box, band=None):
     """Per image (B, H, W): inside its box (the whole frame without one), and inside the box
     less its outer `band` of each side (at least one pixel; a band of 0 leaves the box)."""
     height, width = images.shape[-2:]
-    if box is None:
-        box = torch.tensor([[0, height, 0, width]], device=images.device).expand(len(images), 4)
-    top, bottom, left, right = (side.view(-1, 1, 1) for side in box.T)
+    if box is None:  # numbers, not a tensor: a copy from the host would make the host wait
+        top, bottom, left, right = 0, height, 0, width
+    else:
+        top, bottom, left, right = (side.view(-1, 1, 1) for side in box.T)
     rows = torch.arange(height, device=images.device).view(1, -1, 1)
     cols = torch.arange(width, device=images.device).view(1, 1, -1)
     inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)

@@ -54,14 +54,22 @@ def hold(data: XrayData, split: str, device: torch.device, transform=None) -> He
         pixels = np.asarray(getattr(data, split))
     else:
         pixels = data.images[frame["cache_row"].to_numpy()]
+    return hold_images(pixels, frame["label"].to_numpy(), device, transform,
+                       frame["folder_label"].to_numpy())  # fmt: skip
+
+
+def hold_images(
+    pixels: np.ndarray, labels: np.ndarray, device: torch.device, transform=None,
+    folder_labels: np.ndarray | None = None,
+) -> HeldSplit:  # fmt: skip
+    """Images (N, S, S) uint8 and their labels on `device`, each image through `transform`
+    once (on the CPU, as every image was transformed before the move)."""
     images = torch.from_numpy(np.ascontiguousarray(pixels))[:, None]
-    if transform is not None:  # on the CPU, as every image was transformed before the move
+    if transform is not None:
         images = transform(images)
-    return HeldSplit(
-        images.to(device),
-        torch.tensor(frame["label"].to_numpy(), dtype=torch.long, device=device),
-        torch.tensor(frame["folder_label"].to_numpy(), dtype=torch.long, device=device),
-    )
+    labels = torch.tensor(labels, dtype=torch.long, device=device)
+    folder = labels if folder_labels is None else torch.tensor(folder_labels, device=device)
+    return HeldSplit(images.to(device), labels, folder.long())
 
 
 def hold_for_evaluation(cfg, data: XrayData, splits, device) -> dict[str, HeldSplit]:

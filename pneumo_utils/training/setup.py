@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pneumo_utils import model as models
@@ -13,7 +14,6 @@ from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.augment import Augmentation
 from pneumo_utils.data.batches import TrainingBatches, hold, hold_for_evaluation
 from pneumo_utils.data.dataset import XrayData, load_run_data, split_frame
-from pneumo_utils.data.loaders import class_weights
 from pneumo_utils.runtime.device import (
     autocast_dtype,
     dtype_name,
@@ -147,3 +147,10 @@ def describe(parts: Parts, data: XrayData) -> str:
     if reasons := runs.not_a_result(parts.cfg, None, root, n_images):
         line += f"\nnot a result: {reasons}"
     return line
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, scaled so that they average to 1 over the samples."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = len(labels) / (n_classes * counts)
+    return torch.as_tensor(weights, dtype=torch.float32)
