@@ -373,20 +373,23 @@ def test_a_smoke_run_says_not_a_result_whatever_its_data(tiny_config, tmp_path, 
 
 
 def test_the_scoring_after_training_reads_nothing_back(tiny_config, tmp_path, monkeypatch):
-    """`fit` returns the run in memory: its best epoch's weights and predictions, here epoch 1 of
-    3, so the model it ends with is not the one scored. Scored from memory with config.json and
-    best.pt moved away, the metrics and predictions equal those of the same run scored from
-    best.pt, as a run resumed past its best epoch is."""
+    """Training hands the run in memory to `then`: its best epoch's weights and predictions,
+    here epoch 1 of 3, so the model it ends with is not the one scored. Scored from memory with
+    config.json and best.pt moved away, the metrics and predictions equal those of the same run
+    scored from best.pt, as a run resumed past its best epoch is."""
     from pneumo_utils.analysis.scoring import finalize
     from pneumo_utils.training import loop
-    from pneumo_utils.training.fit import fit
+    from pneumo_utils.training.fit import train as train_only
 
     def only_the_first_epoch_is_best(state, score, epoch):
         state.best_score, state.best_epoch = (score, epoch) if epoch == 1 else (0, 1)
         return epoch == 1
 
     monkeypatch.setattr(loop.TrainState, "improve", only_the_first_epoch_is_best)
-    run = fit(replace(tiny_config, epochs=3, max_batches=None), tmp_path / "run", progress=False)
+    trained = []
+    train_only(replace(tiny_config, epochs=3, max_batches=None), tmp_path / "run", progress=False,
+               then=trained.append)  # fmt: skip
+    (run,) = trained
     assert run.best.epoch == 1 and len(run.history) == 3
     saved = torch.load(run.run_dir / "best.pt", weights_only=True)["model"]
     assert all(torch.equal(saved[name], value) for name, value in run.best.weights.items())

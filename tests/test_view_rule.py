@@ -206,7 +206,7 @@ def test_a_run_selects_and_thresholds_by_the_worst_block(tiny_config, tmp_path):
     from dataclasses import replace
 
     from pneumo_utils.analysis.scoring import finalize
-    from pneumo_utils.training.fit import fit
+    from pneumo_utils.training.fit import train
 
     config = replace(
         tiny_config,
@@ -215,9 +215,8 @@ def test_a_run_selects_and_thresholds_by_the_worst_block(tiny_config, tmp_path):
         select_metric="worst_block_bacc",
         threshold_on="worst_block",
     )
-    run = fit(config, tmp_path / "run", progress=False)
-    out = run.run_dir
-    finalize(run, robustness=False)
+    out = train(config, tmp_path / "run", progress=False,
+                then=lambda run: finalize(run, robustness=False))  # fmt: skip
     history = runs.read_history(out)
     assert {"worst_block_bacc", "worst_block_threshold"} <= set(history.columns)
     assert history["worst_block_bacc"].nunique() > 1  # the epochs differ: the choice is real

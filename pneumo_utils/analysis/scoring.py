@@ -1,7 +1,7 @@
-"""Scoring a run that has just trained, from memory (fit's Run): its best epoch's predictions of
-every evaluated split, the threshold chosen on validation, its metrics on test (metrics.json)
-and its robustness report; and, for a run folder in a later process, the metrics of its best
-checkpoint on any split (evaluate_run)."""
+"""Scoring a run that has just trained, from memory (the Run that training hands to `then`):
+its best epoch's predictions of every evaluated split, the threshold chosen on validation, its
+metrics on test (metrics.json) and its robustness report; and, for a run folder in a later
+process, the metrics of its best checkpoint on any split (evaluate_run)."""
 
 from __future__ import annotations
 

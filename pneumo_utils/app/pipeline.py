@@ -1,34 +1,18 @@
 """One run from its config to its report, as the notebooks and `python -m pneumo_utils train`
-run it: fit (training/fit.py, around training/loop.py) returns the run in memory, then its best
-epoch is scored on test and the robustness report written (analysis/scoring.py). The loop knows
-nothing of the scoring."""
+run it: training (training/fit.py, around training/loop.py) hands the run in memory to the
+scoring, which scores its best epoch on test and writes the robustness report
+(analysis/scoring.py). The training package knows nothing of the scoring: it is wired in here."""
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
+import functools
 
 from pneumo_utils.analysis.scoring import finalize
-from pneumo_utils.config import TrainConfig
-from pneumo_utils.training.fit import fit
+from pneumo_utils.training import fit
 
+train = functools.partial(fit.train, then=finalize)
+train.__doc__ = """train(cfg, out, *, new_run=False, fallback_checkpoint=False, progress=None)
 
-def train(
-    cfg: TrainConfig,
-    out: str | os.PathLike,
-    *,
-    new_run: bool = False,
-    fallback_checkpoint: bool = False,
-    progress: bool | None = None,
-) -> Path:
-    """Train (or resume) a run into `out`, then score it; a finished run is left as it is."""
-    started = time.perf_counter()
-    run = fit(cfg, out, new_run=new_run, fallback_checkpoint=fallback_checkpoint,
-              progress=progress)  # fmt: skip
-    if run.already_finished:
-        return run.run_dir
-    if run.data is not None:  # rank 0 of a torchrun launch, or the only process
-        finalize(run)
-    print(f"total wall time: {time.perf_counter() - started:.1f} s")
-    return run.run_dir
+Train (or resume) a run into the run folder `out`, then score it from memory: the threshold
+chosen on validation, metrics.json, every split's predictions and the robustness report. A
+finished run is left as it is. Returns the run folder."""

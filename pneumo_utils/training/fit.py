@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from pneumo_utils.training.loop import NonFiniteLoss, Parts, TrainState, train_e
 
 @dataclass
 class Run:
-    """One run in memory, as `fit` leaves it for the steps composed after it (app/pipeline.py):
+    """One run in memory, as training leaves it for the steps composed after it (`then`):
     its folder and configuration and, in the process that has just trained it to the end, the
     data and device it used, where its starting weights came from, its history and its best
     epoch (`best`: the weights and every evaluation set's predictions) where this process
@@ -52,15 +54,30 @@ class Run:
         return runs.not_a_result(self.config, self.weights_provenance, root, n_images)
 
 
-def fit(
+def train(
     cfg: TrainConfig,
     out: str | os.PathLike,
     *,
     new_run: bool = False,
     fallback_checkpoint: bool = False,
     progress: bool | None = None,
-) -> Run:
-    """Train (or resume, or do nothing for a finished run) into the run folder `out`."""
+    then: Callable[[Run], object] | None = None,
+) -> Path:
+    """Train (or resume) a run into the run folder `out`, then hand the run in memory to `then`
+    (the scoring, which the package's top wires in: app/pipeline.py); a finished run is left as
+    it is. Under torchrun, `then` runs in rank 0 alone, every image once. Returns the folder."""
+    started = time.perf_counter()
+    run = _fit(cfg, out, new_run, fallback_checkpoint, progress)
+    if run.already_finished:
+        return run.run_dir
+    if then is not None and run.data is not None:  # rank 0 of a launch, or the only process
+        then(run)
+    print(f"total wall time: {time.perf_counter() - started:.1f} s")
+    return run.run_dir
+
+
+def _fit(cfg: TrainConfig, out, new_run: bool, fallback_checkpoint: bool, progress) -> Run:
+    """The training alone, into the run folder `out`: the run in memory, as `then` takes it."""
     cfg = resume.resolved_paths(cfg)
     cfg.check()
     world = distributed.join(cfg.device)
@@ -79,7 +96,6 @@ def fit(
             run = _train_locked(cfg, run_dir, world, fallback_checkpoint, progress)
     finally:
         distributed.leave(world)
-    # The run's scoring is rank 0's alone, every image once.
     return run if world.is_main else Run(run_dir, cfg)
 
 
