@@ -79,7 +79,8 @@ def _task_figures(table, figures: Path) -> None:
     if found.empty:
         print("no bacterial-viral or three-class runs here: run notebook 02 to its end")
         return
-    seed0 = {r.recipe: r.run for r in found[found["seed"] == 0].itertuples()}
+    found = found[found["seed"] == 0].set_index("recipe")["run"]
+    seed0 = {recipe: found[recipe] for recipe in tables.TASK_ROWS if recipe in found}  # in order
     save_figure(plot_curves_side_by_side(seed0, "acc"), "task_curves", figures)
     if "three-class" in seed0:
         save_figure(plot_per_class(seed0["three-class"], "acc"), "task_per_class", figures)

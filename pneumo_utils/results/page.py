@@ -172,14 +172,17 @@ Mean ± sd over seeds (sd with ddof=1).
 
 
 def _task_robustness(tasks: pd.DataFrame) -> str:
-    """The bacterial-viral runs' robustness reports (three classes have none), or nothing."""
-    found = robustness_reports(tasks, "bacterial-viral")
-    if not found:
-        return ""
-    return f"""Robustness of `bacterial-viral` ({len(found)} seeds' robustness.json): each family at
-its middle strength, at each run's own threshold (sensitivity: VIRAL, specificity: BACTERIAL):
-
-{markdown_table(robustness_table(found))}"""
+    """Each bacterial-viral recipe's robustness reports (three classes have none)."""
+    sections = []
+    for recipe in (r for r in TASK_ROWS if r in set(tasks["recipe"])):
+        if found := robustness_reports(tasks, recipe):
+            seeds = f"{len(found)} seeds" if len(found) > 1 else "1 seed"
+            sections.append(
+                f"Robustness of `{recipe}` (robustness.json of {seeds}): each family at its "
+                "middle strength, at each run's own threshold (sensitivity: VIRAL, "
+                f"specificity: BACTERIAL):\n\n{markdown_table(robustness_table(found))}"
+            )
+    return "\n".join(sections)
 
 
 def _robustness_sections(table: pd.DataFrame) -> list[str]:

@@ -26,10 +26,10 @@ from pneumo_utils.training import runs
 
 # What the protocol column adds to each task's row.
 TASK_NOTES = {
-    "bacterial-viral": "; scored on the {test_images} PNEUMONIA test images",
-    "bacterial-viral-crop": "; scored on the {test_images} PNEUMONIA test images",
-    "three-class": "; macro F1 {macro_f1}",
-}
+    **dict.fromkeys(("bacterial-viral", "bacterial-viral-crop", "bacterial-viral-view"),
+                    "; scored on the {test_images} PNEUMONIA test images"),
+    **dict.fromkeys(("three-class", "three-class-view"), "; macro F1 {macro_f1}"),
+}  # fmt: skip
 
 # The validation set a run's checkpoint was chosen on, by the prefix of its select_metric.
 SELECTION_NAMES = {

@@ -69,7 +69,8 @@ MEDMNIST_ROWS = titled(tuple(MEDMNIST_RUNS))
 TABLE_ROWS = titled(("baseline-128px", "baseline-224px", "improved-128px", *FORMER_HEADLINES,
                      HEADLINE))  # fmt: skip
 # The other tasks' rows (docs/tasks.md), beside Kermany et al.'s bacterial vs viral result.
-TASK_ROWS = titled(("bacterial-viral", "bacterial-viral-crop", "three-class"))
+TASK_ROWS = titled(("bacterial-viral", "bacterial-viral-crop", "bacterial-viral-view",
+                    "three-class", "three-class-view"))  # fmt: skip
 # The task table: two-class and three-class metrics side by side (– where one does not apply).
 TASK_METRICS = {
     "accuracy": "accuracy",
