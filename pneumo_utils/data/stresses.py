@@ -123,7 +123,9 @@ FRAME_STRESS = Stress("frame_stress", 1, _draw_frame_stress, _apply_frame_stress
 # ------------------------------------------------------------------- the reframed set
 
 
-def _draw_shift_and(factors):
+def _draw_zoom(factors):
+    """The draw of a zoom by a factor from `factors`, off-centre by a random shift."""
+
     def draw(rng, _label, _image):
         shift = _uniform_shift(rng)
         return {**shift, "zoom": rng.uniform(*factors)}
@@ -146,8 +148,8 @@ def _apply_border(images, p):
 
 # The reframed validation set's blocks, in order; the names are those of its predictions.
 REFRAMINGS = (
-    Stress("reframe_tighter", 10, _draw_shift_and(REFRAME_TIGHTER), _apply_zoom),
-    Stress("reframe_looser", 11, _draw_shift_and(REFRAME_LOOSER), _apply_zoom),
+    Stress("reframe_tighter", 10, _draw_zoom(REFRAME_TIGHTER), _apply_zoom),
+    Stress("reframe_looser", 11, _draw_zoom(REFRAME_LOOSER), _apply_zoom),
     Stress("change_border", 12, _draw_border, _apply_border),
 )
 
@@ -194,7 +196,7 @@ VIEW_STRESSES = {
     TIGHTER_VAL: (Stress("tighter_view", 20, _draw_tighter_view, _apply_tighter_view), "square"),
     BAND_VAL: (Stress("band_inside_body", 21, _draw_band_inside_body, _apply_band_inside_body),
                "square"),
-    LOOSER_VAL: (Stress("looser_view", 22, _draw_shift_and(REFRAME_LOOSER), _apply_zoom),
+    LOOSER_VAL: (Stress("looser_view", 22, _draw_zoom(REFRAME_LOOSER), _apply_zoom),
                  "acquired"),
 }  # fmt: skip
 
@@ -204,7 +206,7 @@ VIEW_STRESSES = {
 
 def _rng(seed: int, name: str, stream: int) -> np.random.Generator:
     """The generator of one file's draws: the seed, the file name and the stress's stream, so
-    the result depends on nothing else (not the order, not the machine, not the label)."""
+    the result depends on nothing else (not the order, not the machine)."""
     return np.random.default_rng(
         [seed, zlib.crc32(str(name).encode())] + ([stream] if stream else [])
     )
