@@ -33,6 +33,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# A download that failed, by path, and why: tried once a process (a notebook asks three times,
+# and without a network each try can wait on a timeout).
+_FAILED_DOWNLOADS: dict[Path, str] = {}
+
+
 def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
     """ResNet-18 ImageNet weights and where they came from.
 
@@ -47,16 +52,19 @@ def load_imagenet_weights(weights_file: str | os.PathLike | None = None):
     else:
         path = official_weights_path()
         source = "torchvision cache" if path.is_file() else "torchvision download"
-        if not path.is_file():
+        why = None if path.is_file() else _FAILED_DOWNLOADS.get(path)
+        if not path.is_file() and why is None:
             try:
                 ResNet18_Weights.DEFAULT.get_state_dict(progress=True)
             except (URLError, OSError) as error:
-                raise WeightsUnavailable(
-                    f"ImageNet weights for ResNet-18 are not at {path} and could not be "
-                    f"downloaded ({getattr(error, 'reason', error)}): copy {IMAGENET_WEIGHTS_FILE} "
-                    f"there (from https://download.pytorch.org/models/{IMAGENET_WEIGHTS_FILE}) or "
-                    "pass --weights FILE (in a notebook: set PNEUMO_WEIGHTS=FILE)"
-                ) from error
+                why = _FAILED_DOWNLOADS[path] = str(getattr(error, "reason", error))
+        if why is not None:
+            raise WeightsUnavailable(
+                f"ImageNet weights for ResNet-18 are not at {path} and could not be "
+                f"downloaded ({why}): copy {IMAGENET_WEIGHTS_FILE} there (from "
+                f"https://download.pytorch.org/models/{IMAGENET_WEIGHTS_FILE}) or pass "
+                "--weights FILE (in a notebook: set PNEUMO_WEIGHTS=FILE)"
+            )
     state = load_checkpoint(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a pneumo_utils checkpoint also works as a starting point

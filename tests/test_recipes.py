@@ -57,6 +57,14 @@ def test_reproduce_dry_run_lists_the_committed_runs_as_done(capsys, monkeypatch)
     out = capsys.readouterr().out
     assert "done     " in out and "baseline-128px-seed2" in out
     assert "runs done;" in out
+    assert "no dataset at /nowhere/chest_xray_224" in out and "of chest_xray_224" in out
+
+
+def test_reproduce_without_the_dataset_stops_before_any_training(monkeypatch, tmp_path):
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a training started"))
+    with pytest.raises(UserError, match="no dataset at .*chest_xray: --data"):
+        reproduce.reproduce(tmp_path / "chest_xray", render=False)
 
 
 def test_reproduce_splits_the_threads_and_reports_failures(monkeypatch, tmp_path):
@@ -72,7 +80,7 @@ def test_reproduce_splits_the_threads_and_reports_failures(monkeypatch, tmp_path
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     with pytest.raises(UserError, match="1 run\\(s\\) failed: smoke-seed1"):
-        reproduce.reproduce(tmp_path / "chest_xray", parallel=2, render=False)
+        reproduce.reproduce(tmp_path, parallel=2, render=False)
     assert sorted(threads for _, threads in seen) == ["4", "4"]
     assert all("--recipe" in command and "smoke" in command for command, _ in seen)
 

@@ -18,7 +18,7 @@ from pneumo_utils.app.settings import default_data, default_runs, repo_root
 from pneumo_utils.data.files import find_dataset_root
 from pneumo_utils.data.pneumoniamnist import is_npz
 from pneumo_utils.recipes import RECIPES
-from pneumo_utils.results.folders import run_folder
+from pneumo_utils.results.folders import results_dir, run_folder
 from pneumo_utils.results.tables import reported_runs
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.training import runs
@@ -82,10 +82,20 @@ def reproduce(
 ) -> None:
     data = Path(data).expanduser() if data else default_data()
     planned = plan(data, only)
+    print(f"the results table's runs on {data}:")
     for run in planned:
         print(f"{run.state:<8} {run.folder}")
     todo = [run for run in planned if run.state != "done"]
     print(f"{len(planned) - len(todo)} of {len(planned)} runs done; {len(todo)} to train")
+    if not data.exists():
+        results = results_dir(default_runs(), data).parent
+        kept = sorted(p.name for p in results.glob("*") if any(p.glob("*/metrics.json")))
+        hint = (f"no dataset at {data}: --data (or PNEUMO_DATA) names one; the runs kept here "
+                f"are of {', '.join(kept) or 'no dataset'} ({results})")  # fmt: skip
+        if dry_run:
+            print(hint)
+            return
+        raise UserError(hint)
     if dry_run:
         return
     for run in todo:  # every recipe exists before hours of training start
