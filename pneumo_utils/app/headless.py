@@ -91,6 +91,7 @@ def _run_one(path: Path, settings, executed_dir: Path, sockets: Path) -> bool:
         timeout=None,
         kernel_name="python3",
         record_timing=False,  # no execution times in the saved outputs
+        coalesce_streams=True,  # one output per stream, however the kernel chunked the text
         resources={"metadata": {"path": str(path.parent)}},
     )
     try:
