@@ -186,7 +186,8 @@ class TrainConfig:
     threshold_on: str = _setting(
         "val",
         "validation split whose predictions pick the decision threshold (Youden's J); "
-        "worst_block: the threshold whose worst validation block is best (docs/frame.md)",
+        "worst_block: the threshold whose worst validation block is best; worst_family_block: "
+        "the same with each block split by NORMAL file family (docs/frame.md)",
         "selection",
         THRESHOLD_SPLITS,
     )

@@ -42,6 +42,10 @@ _CROP = dict(_SHORTCUT_ALL, **_POOLED_RULE, crop_to_body=True)
 _WORST_BLOCK_RULE = dict(select_metric="worst_block_bacc", threshold_on="worst_block")
 _VIEW = dict(_CROP, **_WORST_BLOCK_RULE)
 _VIEW_VARIETY = dict(_VIEW, view_jitter=0.5, epochs=40)
+# The family round's rule (docs/frame.md, round 5): the same, each block split by NORMAL file
+# family, on the view round's winner's settings.
+_FAMILY = dict(_VIEW_VARIETY, select_metric="worst_family_block_bacc",
+               threshold_on="worst_family_block")  # fmt: skip
 _MEDMNIST = dict(
     image_size=28, epochs=100, batch_size=128, scheduler="step", dropout=0.0,
     select_metric="val_auc", threshold_on="val",
@@ -88,6 +92,13 @@ RECIPES: dict[str, dict] = {
     "view-variety": _VIEW_VARIETY,
     "view-centre-norm": dict(_VIEW, intensity_norm="percentile-centre"),
     "view-thorax": dict(_VIEW, thorax_mask=True),
+    # The family screening (docs/frame.md, round 5): view-variety chosen by the family rule;
+    # with framing variety up to 1.8 times tighter, with blur, noise and stronger exposure
+    # jitter, and with the normalisation's percentiles taken in the centre.
+    "family-control": _FAMILY,
+    "family-view-wide": dict(_FAMILY, view_jitter=0.8),
+    "family-sensor": dict(_FAMILY, **_SENSOR),
+    "family-centre-norm": dict(_FAMILY, intensity_norm="percentile-centre"),
     # The crop screening's winner with the task changed, chosen by the same rule (docs/frame.md).
     "bacterial-viral-crop": dict(_CROP, task="bacterial-viral"),
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch

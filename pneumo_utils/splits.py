@@ -39,9 +39,14 @@ SELECTED_ON = ("val", STRESSED_VAL, FRAME_VAL)
 # that balanced accuracy (`worst_block_bacc`, higher is better) picks the checkpoint.
 WORST_BLOCKS = ("val", STRESSED_VAL, *VIEW_VAL)
 WORST_BLOCK = "worst_block"
+# The family rule (docs/frame.md, round 5): the same, with each of those blocks split by NORMAL
+# file family (NORMAL2-* and IM-*, each with all the block's other images), so that a family
+# that lags is scored on its own instead of inside a block where the other family hides it.
+WORST_FAMILY_BLOCK = "worst_family_block"
 SELECT_METRICS = (
     *(f"{split}_{score}" for split in SELECTED_ON for score in ("loss", "auc")),
     f"{POOLED}_loss",
     f"{WORST_BLOCK}_bacc",
+    f"{WORST_FAMILY_BLOCK}_bacc",
 )
-THRESHOLD_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, POOLED, WORST_BLOCK)
+THRESHOLD_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, POOLED, WORST_BLOCK, WORST_FAMILY_BLOCK)

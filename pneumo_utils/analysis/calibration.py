@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 
+from pneumo_utils.data.files import normal_family
 from pneumo_utils.tasks import pneumonia_type
 
 CALIBRATION_BINS = 15
@@ -37,10 +38,10 @@ def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_B
 def subgroup(relpath: str, label: int) -> str:
     """The file family of a test image: IM-* or NORMAL2-* for NORMAL, bacteria or virus for
     PNEUMONIA (read from the file name)."""
-    name = Path(relpath).name
     if label == 0:
-        return "NORMAL2-*" if name.startswith("NORMAL2-") else "IM-*"
-    return {"BACTERIAL": "bacteria", "VIRAL": "virus"}.get(pneumonia_type(name), "other")
+        return normal_family(relpath)
+    kind = pneumonia_type(Path(relpath).name)
+    return {"BACTERIAL": "bacteria", "VIRAL": "virus"}.get(kind, "other")
 
 
 def subgroup_rows(

@@ -13,7 +13,7 @@ import numpy as np
 
 from pneumo_utils.analysis.robustness import score_robustness
 from pneumo_utils.data.batches import hold
-from pneumo_utils.data.dataset import load_run_data, no_body_counts, split_frame
+from pneumo_utils.data.dataset import load_run_data, no_body_counts, normal_families, split_frame
 from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.device import autocast_dtype
 from pneumo_utils.runtime.fileio import atomic_write_csv
@@ -24,12 +24,14 @@ from pneumo_utils.splits import (
     REFRAMED_VAL,
     WORST_BLOCK,
     WORST_BLOCKS,
+    WORST_FAMILY_BLOCK,
 )
 from pneumo_utils.training import runs
 from pneumo_utils.training.metrics import (
     choose_threshold,
     class_probabilities,
     epoch_stats,
+    family_blocks,
     predict_logits,
     task_metrics,
     threshold_rule,
@@ -59,7 +61,7 @@ def finalize(run: Run, robustness: bool = True) -> dict:
     labels = {split: predictions[split][0] for split in EVALUATED_SPLITS}
     probs = {split: class_probabilities(predictions[split][1]) for split in EVALUATED_SPLITS}
     _write_predictions(run.run_dir, data, probs, labels)
-    threshold = _threshold(cfg, data.task, probs, labels) if data.task.binary else None
+    threshold = _threshold(cfg, data, probs, labels) if data.task.binary else None
     metrics = dict(
         best_epoch=int(best_epoch),
         selected_on=cfg.select_metric,
@@ -125,11 +127,16 @@ def _write_predictions(run_dir: Path, data, probs: dict, labels: dict) -> None:
         )
 
 
-def _threshold(cfg, task, probs: dict, labels: dict) -> float:
-    """The threshold of cfg.threshold_on: the worst-block rule over its blocks, or Youden's J
-    on one split; pooled, each set weighs a third (as in pooled_val_loss), whatever its size."""
+def _threshold(cfg, data, probs: dict, labels: dict) -> float:
+    """The threshold of cfg.threshold_on: the worst-block rule over its blocks (split by NORMAL
+    file family for the family rule), or Youden's J on one split; pooled, each set weighs a
+    third (as in pooled_val_loss), whatever its size."""
+    blocks = [(labels[s], probs[s][:, 1]) for s in WORST_BLOCKS]
     if cfg.threshold_on == WORST_BLOCK:
-        return worst_block_threshold([(labels[s], probs[s][:, 1]) for s in WORST_BLOCKS])[0]
+        return worst_block_threshold(blocks)[0]
+    if cfg.threshold_on == WORST_FAMILY_BLOCK:
+        families = [normal_families(data, s) for s in WORST_BLOCKS]
+        return worst_block_threshold(family_blocks(blocks, families))[0]
     chosen_on = POOLED_VAL if cfg.threshold_on == POOLED else (cfg.threshold_on,)
     return choose_threshold(
         np.concatenate([labels[split] for split in chosen_on]),

@@ -20,7 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from pneumo_utils.config import TrainConfig, validation_folds
 from pneumo_utils.data.cache import build_cache, decode_grey, file_list_fingerprint, frame_input
-from pneumo_utils.data.files import scan_dataset
+from pneumo_utils.data.files import normal_family, scan_dataset
 from pneumo_utils.data.pneumoniamnist import decode_npz
 from pneumo_utils.data.stresses import (
     REFRAMINGS,
@@ -288,6 +288,14 @@ def split_frame(data: XrayData, split: str) -> pd.DataFrame:
         val = data.splits["val"]
         return pd.concat([val.assign(reframing=f.name) for f in REFRAMINGS])
     return data.splits["val" if split in VALIDATION_COPIES else split]
+
+
+def normal_families(data: XrayData, split: str) -> np.ndarray:
+    """Each image's NORMAL file family (files.normal_family) in the order of `split`, '' for an
+    image of the PNEUMONIA folder."""
+    frame = split_frame(data, split)
+    normal = frame["folder_label"].to_numpy() == FOLDER_CLASSES.index("NORMAL")
+    return np.where(normal, [normal_family(name) for name in frame["relpath"]], "")
 
 
 def no_body_counts(data: XrayData) -> dict[str, int]:

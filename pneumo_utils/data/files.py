@@ -39,6 +39,12 @@ def patient_id(file_name: str) -> str:
     return stem
 
 
+def normal_family(file_name: str) -> str:
+    """The family of a NORMAL file, read from its name: NORMAL2-* (NORMAL2-IM-...) or IM-*. The
+    two naming schemes differ in more than their names (docs/frame.md, round 5)."""
+    return "NORMAL2-*" if Path(file_name).name.startswith("NORMAL2-") else "IM-*"
+
+
 # --------------------------------------------------------------------------- discovery
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.runtime.device import autocast
-from pneumo_utils.splits import WORST_BLOCK
+from pneumo_utils.splits import WORST_BLOCK, WORST_FAMILY_BLOCK
 
 
 @torch.inference_mode()
@@ -141,22 +141,43 @@ def worst_block_threshold(blocks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[
     return float(cuts[best[len(best) // 2]]), float(worst.max())
 
 
-def worst_block_scores(blocks: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """The worst-block rule's numbers of an epoch from each block's (labels, logits): two
-    classes as worst_block_threshold; more, each image called its most probable class."""
+def family_blocks(blocks: list[tuple], families: list[np.ndarray]) -> list[tuple]:
+    """The family rule's blocks (docs/frame.md, round 5): each block, (labels, scores), split
+    by NORMAL file family, each family's NORMAL images with all the block's other images.
+    `families` names, for each block, every image's family ('' for an image that is not a NORMAL
+    file); a block without NORMAL files, or with one family, stays as it is."""
+    split = []
+    for (labels, scores), family in zip(blocks, families, strict=True):
+        for name in sorted(set(family) - {""}) or [""]:
+            keep = (family == "") | (family == name)
+            split.append((labels[keep], scores[keep]))
+    return split
+
+
+def worst_block_scores(
+    blocks: list[tuple[np.ndarray, np.ndarray]], rule: str = WORST_BLOCK
+) -> dict[str, float]:
+    """The worst-block rule's numbers of an epoch from each block's (labels, logits), named
+    after `rule`: two classes as worst_block_threshold; more, each image called its most
+    probable class."""
     if blocks[0][1].shape[1] == 2:
         pairs = [(labels, positive_probability(logits)) for labels, logits in blocks]
         threshold, worst = worst_block_threshold(pairs)
     else:
         threshold = float("nan")
         worst = min(balanced_accuracy_score(labels, logits.argmax(1)) for labels, logits in blocks)
-    return dict(worst_block_bacc=float(worst), worst_block_threshold=threshold)
+    return {f"{rule}_bacc": float(worst), f"{rule}_threshold": threshold}
 
 
 def threshold_rule(threshold_on: str) -> str:
     """How a run's threshold was chosen, as metrics.json says it."""
     if threshold_on == WORST_BLOCK:
         return "worst_block (the highest balanced accuracy of the worst validation block)"
+    if threshold_on == WORST_FAMILY_BLOCK:
+        return (
+            "worst_family_block (the highest balanced accuracy of the worst validation block, "
+            "each block split by NORMAL file family)"
+        )
     return f"{threshold_on} (Youden's J)"
 
 

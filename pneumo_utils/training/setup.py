@@ -4,6 +4,7 @@ splits held on the device."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from pneumo_utils import model as models
 from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.augment import Augmentation
 from pneumo_utils.data.batches import TrainingBatches, hold, hold_for_evaluation
-from pneumo_utils.data.dataset import XrayData, load_run_data, split_frame
+from pneumo_utils.data.dataset import XrayData, load_run_data, normal_families, split_frame
 from pneumo_utils.runtime.device import (
     autocast_dtype,
     dtype_name,
@@ -24,11 +25,11 @@ from pneumo_utils.runtime.device import (
 )
 from pneumo_utils.runtime.distributed import World
 from pneumo_utils.runtime.errors import UserError
-from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL, WORST_BLOCKS
+from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL, WORST_BLOCKS, WORST_FAMILY_BLOCK
 from pneumo_utils.tasks import get_task
 from pneumo_utils.training import resume, runs
 from pneumo_utils.training.loop import Parts
-from pneumo_utils.training.metrics import worst_block_scores
+from pneumo_utils.training.metrics import family_blocks, worst_block_scores
 
 
 def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
@@ -65,20 +66,30 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
             world=world,
         ),
         eval_sets=hold_for_evaluation(cfg, data, EVALUATED_SPLITS, device),
-        select=selection_scores,
+        select=partial(selection_scores, families=_block_families(data)),
         class_names=data.class_names,
         world=world,
     )
     return parts, data, provenance
 
 
-def selection_scores(row: dict, predictions: dict) -> dict:
+def selection_scores(row: dict, predictions: dict, families: list[np.ndarray]) -> dict:
     """What the checkpoint may be chosen by (splits.SELECT_METRICS), beyond each split's own
     loss: the mean loss of the pooled validation sets, and the worst-block balanced accuracy
-    (training/metrics.py) over the validation blocks."""
+    (training/metrics.py) over the validation blocks, whole and split by NORMAL file family
+    (`families`: each block's, in splits.WORST_BLOCKS order)."""
     pooled = sum(row[f"{split}_loss"] for split in POOLED_VAL) / len(POOLED_VAL)
     blocks = [predictions[split] for split in WORST_BLOCKS]
-    return dict(pooled_val_loss=pooled, **worst_block_scores(blocks))
+    return dict(
+        pooled_val_loss=pooled,
+        **worst_block_scores(blocks),
+        **worst_block_scores(family_blocks(blocks, families), WORST_FAMILY_BLOCK),
+    )
+
+
+def _block_families(data: XrayData) -> list[np.ndarray]:
+    """The NORMAL file family of every image of each validation block (splits.WORST_BLOCKS)."""
+    return [normal_families(data, split) for split in WORST_BLOCKS]
 
 
 def _device_and_precision(cfg: TrainConfig, run_dir: Path, world: World):

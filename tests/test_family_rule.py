@@ -1,0 +1,151 @@
+"""The family round's rule (docs/frame.md, round 5): the worst-block rule with each validation
+block split by NORMAL file family, so that a family that lags is scored on its own; on tiny
+generated predictions and a tiny generated dataset."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pneumo_utils.data.dataset import load_run_data, normal_families
+from pneumo_utils.data.files import normal_family
+from pneumo_utils.results.summary import SELECTION_NAMES
+from pneumo_utils.splits import SELECT_METRICS, WORST_BLOCKS
+from pneumo_utils.training import runs
+from pneumo_utils.training.metrics import (
+    family_blocks,
+    worst_block_scores,
+    worst_block_threshold,
+)
+
+
+@pytest.mark.parametrize(
+    "name, family",
+    [
+        ("NORMAL2-IM-0030-0001.jpeg", "NORMAL2-*"),
+        ("test/NORMAL/NORMAL2-IM-1427-0001.jpeg", "NORMAL2-*"),
+        ("IM-0117-0001.jpeg", "IM-*"),
+        ("train/NORMAL/IM-0001-0001.jpeg", "IM-*"),
+    ],
+)
+def test_the_family_of_a_normal_file_is_read_from_its_name(name, family):
+    assert normal_family(name) == family
+
+
+def test_a_block_is_split_by_family_and_every_other_image_is_in_each_part():
+    labels = np.array([0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
+    families = np.array(["IM-*", "NORMAL2-*", "IM-*", "", ""])
+    parts = family_blocks([(labels, scores)], [families])
+    assert [p[1].tolist() for p in parts] == [[0.1, 0.3, 0.8, 0.9], [0.2, 0.8, 0.9]]
+    assert [p[0].tolist() for p in parts] == [[0, 0, 1, 1], [0, 1, 1]]
+
+
+def test_a_block_of_one_family_or_none_stays_as_it_is():
+    labels, scores = np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9])
+    for families in (np.array(["IM-*", "", ""]), np.array(["", "", ""])):
+        (part,) = family_blocks([(labels, scores)], [families])
+        assert part[0].tolist() == labels.tolist() and part[1].tolist() == scores.tolist()
+
+
+def _lagging_family_block():
+    """100 IM-* NORMAL images scored low, 20 NORMAL2-* ones spread over 0.3-0.6, and 100
+    PNEUMONIA images spread over 0.3-1.0: a family that lags, and that is one in six NORMAL
+    images of its block."""
+    im, normal2 = np.full(100, 0.05), np.linspace(0.3, 0.6, 20)
+    pneumonia = np.linspace(0.3, 1.0, 100)
+    labels = np.repeat([0, 0, 1], [100, 20, 100])
+    families = np.repeat(["IM-*", "NORMAL2-*", ""], [100, 20, 100])
+    return labels, np.concatenate([im, normal2, pneumonia]), families
+
+
+def test_a_lagging_family_decides_the_threshold_where_its_block_hid_it():
+    """The round's reason (docs/frame.md, round 5): in a whole block, calling the lagging
+    family's images NORMAL costs more sensitivity than the block's specificity gains, so the
+    worst-block rule gives the family up; split by family, its block is the worst one, and the
+    threshold moves to where that family is called right."""
+    labels, scores, families = _lagging_family_block()
+    whole_threshold, whole_worst = worst_block_threshold([(labels, scores)])
+    family_threshold, family_worst = worst_block_threshold(
+        family_blocks([(labels, scores)], [families])
+    )
+    normal2 = scores[families == "NORMAL2-*"]
+    assert np.mean(normal2 < whole_threshold) <= 0.2
+    assert np.mean(normal2 < family_threshold) >= 0.9
+    assert family_threshold > whole_threshold + 0.2
+    assert family_worst < whole_worst
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_family_score_is_never_above_the_whole_blocks(seed):
+    """A block's specificity is a weighted mean of its families': at every threshold the worst
+    family part is no better than its block, so the family rule's score is at most the
+    worst-block rule's."""
+    rng = np.random.default_rng(seed)
+    blocks, families = [], []
+    for _ in range(3):
+        labels = rng.integers(0, 2, 80)
+        family = np.where(labels == 0, rng.choice(["IM-*", "NORMAL2-*"], 80), "")
+        logits = np.stack([np.zeros(80), 1.5 * labels + rng.normal(0, 1, 80)], axis=1)
+        blocks.append((labels, logits))
+        families.append(family)
+    whole = worst_block_scores(blocks)["worst_block_bacc"]
+    split = worst_block_scores(family_blocks(blocks, families), "worst_family_block")
+    assert split["worst_family_block_bacc"] <= whole + 1e-12
+
+
+def test_every_selection_rule_is_named_where_the_results_say_what_chose():
+    assert all(metric.rsplit("_", 1)[0] in SELECTION_NAMES for metric in SELECT_METRICS)
+
+
+@pytest.fixture
+def two_family_data(tiny_copy):
+    """The tiny dataset with every other NORMAL patient's files renamed NORMAL2-IM-*."""
+    for path in sorted(tiny_copy.glob("*/NORMAL/IM-*.jpeg")):
+        if int(path.name.split("-")[1]) % 2:
+            path.rename(path.with_name(f"NORMAL2-{path.name}"))
+    return tiny_copy
+
+
+def test_a_run_selects_and_thresholds_by_the_worst_family_block(tiny_config, two_family_data,
+                                                               tmp_path):  # fmt: skip
+    """The history records the family rule's numbers every epoch beside the worst-block rule's;
+    best.pt is the epoch of the highest family score, and the run's threshold is the family
+    rule's on that epoch's validation blocks, as their prediction files give them."""
+    from pneumo_utils.analysis.scoring import finalize
+    from pneumo_utils.training.fit import train
+
+    config = replace(
+        tiny_config,
+        data=str(two_family_data),
+        epochs=4,
+        val_fraction=0.5,
+        select_metric="worst_family_block_bacc",
+        threshold_on="worst_family_block",
+    )
+    out = train(config, tmp_path / "run", progress=False,
+                then=lambda run: finalize(run, robustness=False))  # fmt: skip
+    history = runs.read_history(out)
+    assert (history["worst_family_block_bacc"] <= history["worst_block_bacc"] + 1e-9).all()
+    best = history.loc[history["worst_family_block_bacc"].idxmax()]
+    metrics = runs.read_metrics(out)
+    assert metrics["best_epoch"] == int(best["epoch"])
+    threshold = metrics["test"]["threshold"]
+    assert threshold == pytest.approx(best["worst_family_block_threshold"], abs=1e-6)
+    assert metrics["threshold_chosen_on"].startswith("worst_family_block")
+
+    blocks, families = [], []
+    for split in WORST_BLOCKS:
+        saved = pd.read_csv(out / f"{split}_predictions.csv")
+        blocks.append((saved["label"].to_numpy(), saved["p_pneumonia"].to_numpy()))
+        families.append(np.where(saved["label"] == 0, saved["relpath"].map(normal_family), ""))
+    assert {"IM-*", "NORMAL2-*"} <= set(families[0])  # the carve kept both families
+    assert worst_block_threshold(family_blocks(blocks, families))[0] == pytest.approx(threshold)
+
+    data = load_run_data(config)
+    assert [normal_families(data, s).tolist() for s in WORST_BLOCKS] == [
+        f.tolist() for f in families
+    ]
