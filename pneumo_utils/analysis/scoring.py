@@ -13,7 +13,7 @@ import numpy as np
 
 from pneumo_utils.analysis.robustness import score_robustness
 from pneumo_utils.data.batches import hold
-from pneumo_utils.data.dataset import load_run_data, no_body_counts, normal_families, split_frame
+from pneumo_utils.data.dataset import block_families, load_run_data, no_body_counts, split_frame
 from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.device import autocast_dtype
 from pneumo_utils.runtime.fileio import atomic_write_csv
@@ -135,8 +135,7 @@ def _threshold(cfg, data, probs: dict, labels: dict) -> float:
     if cfg.threshold_on == WORST_BLOCK:
         return worst_block_threshold(blocks)[0]
     if cfg.threshold_on == WORST_FAMILY_BLOCK:
-        families = [normal_families(data, s) for s in WORST_BLOCKS]
-        return worst_block_threshold(family_blocks(blocks, families))[0]
+        return worst_block_threshold(family_blocks(blocks, block_families(data)))[0]
     chosen_on = POOLED_VAL if cfg.threshold_on == POOLED else (cfg.threshold_on,)
     return choose_threshold(
         np.concatenate([labels[split] for split in chosen_on]),

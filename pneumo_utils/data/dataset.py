@@ -37,6 +37,7 @@ from pneumo_utils.splits import (
     SPLITS,
     TIGHTER_VAL,
     VALIDATION_COPIES,
+    WORST_BLOCKS,
 )
 from pneumo_utils.tasks import FOLDER_CLASSES, TASKS, Task, get_task, task_records
 
@@ -290,12 +291,15 @@ def split_frame(data: XrayData, split: str) -> pd.DataFrame:
     return data.splits["val" if split in VALIDATION_COPIES else split]
 
 
-def normal_families(data: XrayData, split: str) -> np.ndarray:
-    """Each image's NORMAL file family (files.normal_family) in the order of `split`, '' for an
-    image of the PNEUMONIA folder."""
-    frame = split_frame(data, split)
-    normal = frame["folder_label"].to_numpy() == FOLDER_CLASSES.index("NORMAL")
-    return np.where(normal, [normal_family(name) for name in frame["relpath"]], "")
+def block_families(data: XrayData) -> list[np.ndarray]:
+    """The NORMAL file family (files.normal_family) of every image of each validation block
+    (splits.WORST_BLOCKS), in the block's order; '' for an image of the PNEUMONIA folder."""
+    families = []
+    for split in WORST_BLOCKS:
+        frame = split_frame(data, split)
+        normal = frame["folder_label"].to_numpy() == FOLDER_CLASSES.index("NORMAL")
+        families.append(np.where(normal, [normal_family(name) for name in frame["relpath"]], ""))
+    return families
 
 
 def no_body_counts(data: XrayData) -> dict[str, int]:

@@ -22,9 +22,11 @@ EMBEDDED_SAMPLE = "embedded_sample"
 # Files that operating systems drop into folders; they are not part of the data.
 OS_JUNK = {".ds_store", "thumbs.db", "desktop.ini"}
 
+# The second family of NORMAL files in Kermany's folders (NORMAL2-IM-...), beside IM-....
+NORMAL2_PREFIX = "NORMAL2-"
 _PATIENT_PATTERNS = (
     re.compile(r"^(person\d+)_(?:bacteria|virus)_", re.IGNORECASE),
-    re.compile(r"^(NORMAL2-IM-\d+)-\d+"),
+    re.compile(rf"^({NORMAL2_PREFIX}IM-\d+)-\d+"),
     re.compile(r"^(IM-\d+)-\d+"),
 )
 
@@ -40,9 +42,10 @@ def patient_id(file_name: str) -> str:
 
 
 def normal_family(file_name: str) -> str:
-    """The family of a NORMAL file, read from its name: NORMAL2-* (NORMAL2-IM-...) or IM-*. The
-    two naming schemes differ in more than their names (docs/frame.md, round 5)."""
-    return "NORMAL2-*" if Path(file_name).name.startswith("NORMAL2-") else "IM-*"
+    """The family of a NORMAL file, read from its name: NORMAL2-* or IM-* (every other name,
+    so PneumoniaMNIST's NORMAL images are one family). The two naming schemes differ in more
+    than their names (docs/frame.md, round 5)."""
+    return "NORMAL2-*" if Path(file_name).name.startswith(NORMAL2_PREFIX) else "IM-*"
 
 
 # --------------------------------------------------------------------------- discovery

@@ -39,7 +39,8 @@ SELECTION_NAMES = {
     "pooled_val": "the clean, stressed and reframed validation sets",
     "reframed_val": "reframed validation",
     "worst_block": "the worst of the clean, stressed and view validation blocks",
-    "worst_family_block": "the worst of those blocks, each split by NORMAL file family",
+    "worst_family_block": "the worst of the clean, stressed and view validation blocks, each "
+    "split by NORMAL file family",
 }
 
 

@@ -155,18 +155,19 @@ def family_blocks(blocks: list[tuple], families: list[np.ndarray]) -> list[tuple
 
 
 def worst_block_scores(
-    blocks: list[tuple[np.ndarray, np.ndarray]], rule: str = WORST_BLOCK
+    blocks: list[tuple[np.ndarray, np.ndarray]], prefix: str = WORST_BLOCK
 ) -> dict[str, float]:
-    """The worst-block rule's numbers of an epoch from each block's (labels, logits), named
-    after `rule`: two classes as worst_block_threshold; more, each image called its most
-    probable class."""
+    """The worst-block rule's numbers of an epoch from each block's (labels, logits), as
+    `<prefix>_bacc` and `<prefix>_threshold` (the caller splits the blocks for the family
+    rule): two classes as worst_block_threshold; more, each image called its most probable
+    class."""
     if blocks[0][1].shape[1] == 2:
         pairs = [(labels, positive_probability(logits)) for labels, logits in blocks]
         threshold, worst = worst_block_threshold(pairs)
     else:
         threshold = float("nan")
         worst = min(balanced_accuracy_score(labels, logits.argmax(1)) for labels, logits in blocks)
-    return {f"{rule}_bacc": float(worst), f"{rule}_threshold": threshold}
+    return {f"{prefix}_bacc": float(worst), f"{prefix}_threshold": threshold}
 
 
 def threshold_rule(threshold_on: str) -> str:

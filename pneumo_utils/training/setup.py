@@ -14,7 +14,7 @@ from pneumo_utils import model as models
 from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.augment import Augmentation
 from pneumo_utils.data.batches import TrainingBatches, hold, hold_for_evaluation
-from pneumo_utils.data.dataset import XrayData, load_run_data, normal_families, split_frame
+from pneumo_utils.data.dataset import XrayData, block_families, load_run_data, split_frame
 from pneumo_utils.runtime.device import (
     autocast_dtype,
     dtype_name,
@@ -66,7 +66,7 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
             world=world,
         ),
         eval_sets=hold_for_evaluation(cfg, data, EVALUATED_SPLITS, device),
-        select=partial(selection_scores, families=_block_families(data)),
+        select=partial(selection_scores, families=block_families(data)),
         class_names=data.class_names,
         world=world,
     )
@@ -85,11 +85,6 @@ def selection_scores(row: dict, predictions: dict, families: list[np.ndarray]) -
         **worst_block_scores(blocks),
         **worst_block_scores(family_blocks(blocks, families), WORST_FAMILY_BLOCK),
     )
-
-
-def _block_families(data: XrayData) -> list[np.ndarray]:
-    """The NORMAL file family of every image of each validation block (splits.WORST_BLOCKS)."""
-    return [normal_families(data, split) for split in WORST_BLOCKS]
 
 
 def _device_and_precision(cfg: TrainConfig, run_dir: Path, world: World):
