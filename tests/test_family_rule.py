@@ -165,3 +165,43 @@ def test_a_run_selects_and_thresholds_by_the_worst_family_block(tiny_config, two
 
     data = load_run_data(config)
     assert [f.tolist() for f in block_families(data)] == [f.tolist() for f in families]
+
+
+def test_the_family_screening_ranks_by_the_family_score_not_the_whole_blocks(
+    finished_run, tmp_path
+):
+    """Each arm's history as the rule sees it: `family-sensor` has the best worst-block score
+    and the worst family score, so the family screening ranks it last; within 0.005 of the best
+    family score, the higher mean over the last 5 epochs goes first."""
+    import shutil
+
+    from pneumo_utils.results import screening
+    from pneumo_utils.runtime.fileio import atomic_write_csv
+    from pneumo_utils.training.epoch_log import HISTORY
+
+    scores = {  # (worst-block, family) score at epoch 1, then five late epochs
+        "family-control": (0.90, 0.880, 0.80),
+        "family-view-wide": (0.90, 0.877, 0.86),
+        "family-sensor": (0.99, 0.700, 0.70),
+        "family-centre-norm": (0.90, 0.850, 0.80),
+    }
+    for recipe, (whole, family, late) in scores.items():
+        folder = tmp_path / f"{recipe}-seed0"
+        shutil.copytree(finished_run, folder, ignore=shutil.ignore_patterns("*.pt"))
+        first = runs.read_history(folder).iloc[:1]
+        rows = [
+            first.assign(
+                epoch=epoch,
+                worst_block_bacc=whole if epoch == 1 else late,
+                worst_family_block_bacc=family if epoch == 1 else late - 0.01,
+                worst_family_block_threshold=0.3 + epoch / 100,
+            )
+            for epoch in range(1, 7)
+        ]
+        atomic_write_csv(folder / HISTORY, pd.concat(rows).to_dict("records"))
+    table = screening.family_screening_table(tmp_path)
+    assert list(table.index) == [
+        "family-view-wide", "family-control", "family-centre-norm", "family-sensor"
+    ]  # fmt: skip
+    assert table.loc["family-control", "threshold"] == pytest.approx(0.31)
+    assert "worst family-block" in table.columns[1]

@@ -19,6 +19,7 @@ from pneumo_utils.results.robustness_tables import (
 from pneumo_utils.results.screening import (
     ablation_table,
     crop_screening_table,
+    family_screening_table,
     frame_screening_table,
     screening_table,
     view_blocks_table,
@@ -219,6 +220,17 @@ def _screening_sections(table: pd.DataFrame, figure) -> list[str]:
     """The frame and shortcut screenings, and validation at the selected epoch of every run."""
     sections = []
     results_dir = Path(table["run"].iloc[0]).parent
+    family = _every_arm_finished(family_screening_table, results_dir)
+    if family is not None:
+        sections.append(
+            f"""## The family screening (seed 0, chosen by the worst family block)
+
+The rule (docs/frame.md, round 5): the view screening's, with each validation block split by
+NORMAL file family (`NORMAL2-*` and `IM-*`, each with all the block's other images).
+Validation numbers only. The rule picks `{family.index[0]}`.
+
+{markdown_table(family)}"""
+        )
     view = _every_arm_finished(view_screening_table, results_dir)
     if view is not None:
         sections.append(

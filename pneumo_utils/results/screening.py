@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pneumo_utils.results.folders import run_name
-from pneumo_utils.splits import VIEW_VAL, WORST_BLOCKS
+from pneumo_utils.splits import VIEW_VAL, WORST_BLOCK, WORST_BLOCKS, WORST_FAMILY_BLOCK
 from pneumo_utils.training import runs
 
 # The shortcut screening: each lever against the improved recipe chosen on stressed validation.
@@ -34,6 +34,14 @@ POOLED_TIE = 0.005
 # the higher mean over the last FRAME_LATE epochs.
 VIEW_SCREENING = ("view-control", "view-variety", "view-centre-norm", "view-thorax")
 VIEW_TIE = 0.005
+# The family screening (docs/frame.md, round 5): the arms, seed 0, ranked as the view screening,
+# by the family rule's score (the worst block, each block split by NORMAL file family).
+FAMILY_SCREENING = ("family-control", "family-view-wide", "family-sensor", "family-centre-norm")
+# What each worst-block rule's score is called in a screening table.
+BLOCK_SCORES = {
+    WORST_BLOCK: "worst-block balanced accuracy",
+    WORST_FAMILY_BLOCK: "worst family-block balanced accuracy",
+}
 IMPROVED = "improved-128px"
 # The validation ablation: each change against the recipe it was made to, at one seed.
 ABLATIONS = {
@@ -208,23 +216,33 @@ def _finished_arm(results_dir, recipe: str, screening: str) -> pd.DataFrame:
 
 
 def view_screening_table(results_dir) -> pd.DataFrame:
-    """The view screening at seed 0, ranked by the rule of docs/frame.md (round 4): the highest
-    worst-block balanced accuracy over the epochs (the epoch the run selected), and where arms
-    are within VIEW_TIE of the best, the higher mean over the last FRAME_LATE epochs first.
-    Beside the score: the epoch's threshold, and each block's loss and AUC at that epoch."""
+    """The view screening (docs/frame.md, round 4), ranked by the worst-block rule."""
+    return block_screening_table(results_dir, VIEW_SCREENING, WORST_BLOCK, "view")
+
+
+def family_screening_table(results_dir) -> pd.DataFrame:
+    """The family screening (docs/frame.md, round 5), ranked by the family rule."""
+    return block_screening_table(results_dir, FAMILY_SCREENING, WORST_FAMILY_BLOCK, "family")
+
+
+def block_screening_table(results_dir, arms, rule: str, screening: str) -> pd.DataFrame:
+    """A screening at seed 0 ranked by a worst-block rule (`rule`, a key of BLOCK_SCORES): the
+    highest score over the epochs (the epoch the run selected), and where arms are within
+    VIEW_TIE of the best, the higher mean over the last FRAME_LATE epochs first. Beside the
+    score: the epoch's threshold, and each block's loss and AUC at that epoch."""
     rows = []
-    for recipe in VIEW_SCREENING:
-        history = _finished_arm(results_dir, recipe, "view")
-        epoch = int(history["worst_block_bacc"].idxmax())
+    for recipe in arms:
+        history = _finished_arm(results_dir, recipe, screening)
+        epoch = int(history[f"{rule}_bacc"].idxmax())
         at = history.loc[epoch]
         rows.append(
             {
                 "recipe": recipe,
                 "epochs": len(history),
-                "score": float(at["worst_block_bacc"]),
+                "score": float(at[f"{rule}_bacc"]),
                 "at epoch": epoch,
-                "late": float(history["worst_block_bacc"].tail(FRAME_LATE).mean()),
-                "threshold": round(float(at["worst_block_threshold"]), 4),
+                "late": float(history[f"{rule}_bacc"].tail(FRAME_LATE).mean()),
+                "threshold": round(float(at[f"{rule}_threshold"]), 4),
                 **{
                     f"{split.replace('_', ' ')} loss / AUC": (
                         f"{_number(at[f'{split}_loss'])} / {_number(at[f'{split}_auc'])}"
@@ -233,8 +251,8 @@ def view_screening_table(results_dir) -> pd.DataFrame:
                 },
             }
         )
-    names = {"score": "score: worst-block balanced accuracy",
-             "late": f"worst-block balanced accuracy, last {FRAME_LATE}"}  # fmt: skip
+    names = {"score": f"score: {BLOCK_SCORES[rule]}",
+             "late": f"{BLOCK_SCORES[rule]}, last {FRAME_LATE}"}  # fmt: skip
     return _ranked(pd.DataFrame(rows), VIEW_TIE, higher_is_better=True, names=names)
 
 
