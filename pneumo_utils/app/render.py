@@ -19,7 +19,7 @@ from pneumo_utils.plots.report import (
     use_figure_style,
 )
 from pneumo_utils.plots.robustness import plot_failures, plot_reliability, plot_robustness
-from pneumo_utils.recipes import FORMER_HEADLINES, HEADLINE
+from pneumo_utils.recipes import FORMER_HEADLINES, HEADLINE, RECIPES, TASK_RECIPES
 from pneumo_utils.results import screening, tables
 from pneumo_utils.results.page import write_results_page
 from pneumo_utils.results.robustness_tables import robustness_reports
@@ -74,7 +74,8 @@ def _notebook_gradcam(notebook_runs: dict[str, Path], figures: Path) -> None:
 
 
 def _task_figures(table, figures: Path) -> None:
-    """Bacterial vs viral and three classes: seed 0's curves and confusion matrices."""
+    """Bacterial vs viral and three classes: seed 0's curves and confusion matrices, and the
+    per-class curves of notebook 02's three-class recipe."""
     found = table[table["recipe"].isin(list(tables.TASK_ROWS))]
     if found.empty:
         print("no bacterial-viral or three-class runs here: run notebook 02 to its end")
@@ -82,8 +83,9 @@ def _task_figures(table, figures: Path) -> None:
     found = found[found["seed"] == 0].set_index("recipe")["run"]
     seed0 = {recipe: found[recipe] for recipe in tables.TASK_ROWS if recipe in found}  # in order
     save_figure(plot_curves_side_by_side(seed0, "acc"), "task_curves", figures)
-    if "three-class" in seed0:
-        save_figure(plot_per_class(seed0["three-class"], "acc"), "task_per_class", figures)
+    three_class = next(r for r in TASK_RECIPES if RECIPES[r]["task"] == "three-class")
+    if three_class in seed0:
+        save_figure(plot_per_class(seed0[three_class], "acc"), "task_per_class", figures)
     save_figure(plot_confusion_matrices(seed0), "task_confusion", figures)
 
 
