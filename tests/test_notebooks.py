@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pneumo_utils.app.headless import run_notebooks
-from pneumo_utils.recipes import HEADLINE
+from pneumo_utils.recipes import HEADLINE, TASK_RECIPES
 from pneumo_utils.training import runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def test_the_notebooks_train_in_the_smoke_profile(monkeypatch, tmp_path):
     monkeypatch.delenv("PNEUMO_FIGURES")
     run_notebooks(REPO / "notebooks")
     smoke = tmp_path / "runs" / "smoke" / "embedded_sample"
-    for recipe in ("baseline-224px", HEADLINE, "bacterial-viral", "three-class"):
+    for recipe in ("baseline-224px", HEADLINE, *TASK_RECIPES):
         assert runs.is_finished(smoke / f"{recipe}-seed0"), recipe
     figures = tmp_path / "runs" / "smoke" / "figures"
     assert {"fig1_loss.png", "confusion_matrices.png", "data_shortcut_audit.png"} <= {
