@@ -205,3 +205,40 @@ def test_the_family_screening_ranks_by_the_family_score_not_the_whole_blocks(
     ]  # fmt: skip
     assert table.loc["family-control", "threshold"] == pytest.approx(0.31)
     assert "worst family-block" in table.columns[1]
+
+
+def test_each_family_is_read_at_the_runs_threshold_in_every_block(finished_run, tmp_path):
+    """The family table counts each NORMAL family of each block on its own: a block whose
+    NORMAL2-* images all score above the threshold reads 0 for that family and its IM-* images'
+    own specificity beside it."""
+    import shutil
+
+    from pneumo_utils.results import screening
+    from pneumo_utils.runtime.fileio import atomic_write_csv
+
+    for recipe in screening.FAMILY_SCREENING:
+        shutil.copytree(
+            finished_run, tmp_path / f"{recipe}-seed0", ignore=shutil.ignore_patterns("*.pt")
+        )
+    arm = tmp_path / "family-sensor-seed0"
+    threshold = runs.run_threshold(arm)
+    tighter = runs.read_predictions(arm, "tighter_val")
+    normal = tighter.index[tighter["label"] == 0]
+    lagging = normal[::2]  # every other NORMAL image becomes a NORMAL2-* file called ill
+    tighter.loc[lagging, "relpath"] = (
+        "train/NORMAL/NORMAL2-" + tighter.loc[lagging, "relpath"].str.rsplit("/", n=1).str[-1]
+    )
+    tighter.loc[lagging, "p_pneumonia"] = min(1.0, threshold + 0.01)
+    atomic_write_csv(arm / "tighter_val_predictions.csv", tighter.to_dict("records"))
+
+    table = screening.family_blocks_table(tmp_path)
+    assert list(table.columns) == list(screening.FAMILY_SCREENING)  # no view-variety run here
+    assert table.loc["tighter val: NORMAL2-*", "family-sensor"] == 0.0
+    others = tighter.loc[normal.difference(lagging), "p_pneumonia"]
+    assert table.loc["tighter val: IM-*", "family-sensor"] == round(
+        float((others < threshold).mean()), 3
+    )
+    assert pd.isna(table.loc["tighter val: NORMAL2-*", "family-control"])  # one family there
+    assert {f"{split.replace('_', ' ')}: IM-*" for split in WORST_BLOCKS} <= set(table.index)
+    shutil.copytree(finished_run, tmp_path / "view-variety-seed0")  # round 4's, as reference
+    assert screening.family_blocks_table(tmp_path).columns[0] == "view-variety"

@@ -19,6 +19,7 @@ from pneumo_utils.results.robustness_tables import (
 from pneumo_utils.results.screening import (
     ablation_table,
     crop_screening_table,
+    family_blocks_table,
     family_screening_table,
     frame_screening_table,
     screening_table,
@@ -229,7 +230,12 @@ The rule (docs/frame.md, round 5): the view screening's, with each validation bl
 NORMAL file family (`NORMAL2-*` and `IM-*`, each with all the block's other images).
 Validation numbers only. The rule picks `{family.index[0]}`.
 
-{markdown_table(family)}"""
+{markdown_table(family)}
+
+Specificity of each NORMAL file family in each validation block at each run's own threshold
+(`view-variety` seed 0: the control's settings under round 4's rule):
+
+{markdown_table(family_blocks_table(results_dir))}"""
         )
     view = _every_arm_finished(view_screening_table, results_dir)
     if view is not None:

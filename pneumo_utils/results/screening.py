@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pneumo_utils.data.files import normal_family
 from pneumo_utils.results.folders import run_name
 from pneumo_utils.splits import VIEW_VAL, WORST_BLOCK, WORST_BLOCKS, WORST_FAMILY_BLOCK
 from pneumo_utils.training import runs
@@ -300,6 +301,36 @@ def view_blocks_table(results_dir) -> pd.DataFrame:
         for recipe in VIEW_SCREENING
     }
     return pd.DataFrame(rows).T.rename_axis("specificity at the run's threshold")
+
+
+def family_specificity(run_dir) -> pd.Series:
+    """Specificity of each NORMAL file family (files.normal_family) in each of the worst-block
+    rule's validation blocks, at the run's own threshold: what the family rule sees that the
+    whole blocks average away (docs/frame.md, round 5). Validation only."""
+    threshold = runs.run_threshold(run_dir)
+    column = runs.open_run(run_dir).task.probability_columns[0]
+    specificity = {}
+    for split in WORST_BLOCKS:
+        predictions = runs.read_predictions(run_dir, split)
+        negative = predictions[predictions["label"] == 0]
+        for family, images in negative.groupby(negative["relpath"].map(normal_family)):
+            specificity[f"{split.replace('_', ' ')}: {family}"] = round(
+                float((images[column] < threshold).mean()), 3
+            )
+    return pd.Series(specificity)
+
+
+def family_blocks_table(results_dir) -> pd.DataFrame:
+    """family_specificity of each family-screening arm (a column each), after round 4's
+    headline at seed 0 where it has finished (the control's settings under the worst-block
+    rule; a separate run, so seed-to-seed variation is in the difference). Validation only."""
+    reference = Path(results_dir) / run_name("view-variety", ABLATION_SEED)
+    arms = ("view-variety", *FAMILY_SCREENING) if runs.is_finished(reference) else FAMILY_SCREENING
+    columns = {
+        recipe: family_specificity(Path(results_dir) / run_name(recipe, ABLATION_SEED))
+        for recipe in arms
+    }
+    return pd.DataFrame(columns).rename_axis("specificity at the run's threshold")
 
 
 def crop_screening_winner(results_dir) -> str:
