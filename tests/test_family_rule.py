@@ -242,3 +242,33 @@ def test_each_family_is_read_at_the_runs_threshold_in_every_block(finished_run, 
     assert {f"{split.replace('_', ' ')}: IM-*" for split in WORST_BLOCKS} <= set(table.index)
     shutil.copytree(finished_run, tmp_path / "view-variety-seed0")  # round 4's, as reference
     assert screening.family_blocks_table(tmp_path).columns[0] == "view-variety"
+
+
+def test_the_logit_shift_pairs_each_stressed_normal_image_with_its_clean_self(
+    finished_run, tmp_path
+):
+    """A tighter block whose NORMAL images each sit one log-odds unit above their clean
+    selves reads a shift of 1, whatever their order in the file; the margin is the clean NORMAL
+    images' 10th percentile below the threshold."""
+    import shutil
+
+    from pneumo_utils.results import screening
+    from pneumo_utils.runtime.fileio import atomic_write_csv
+
+    arm = tmp_path / "family-control-seed0"
+    shutil.copytree(finished_run, arm, ignore=shutil.ignore_patterns("*.pt"))
+    val = runs.read_predictions(arm, "val").set_index("relpath")
+    clean = val.loc[val["label"] == 0, "p_pneumonia"].clip(0.01, 0.99)
+    val.loc[clean.index, "p_pneumonia"] = clean
+    atomic_write_csv(arm / "val_predictions.csv", val.reset_index().to_dict("records"))
+    tighter = runs.read_predictions(arm, "tighter_val").set_index("relpath")
+    odds = np.exp(1.0) * clean / (1 - clean)
+    tighter.loc[clean.index, "p_pneumonia"] = odds / (1 + odds)
+    tighter = tighter.iloc[::-1].reset_index()  # another order than the clean file's
+    atomic_write_csv(arm / "tighter_val_predictions.csv", tighter.to_dict("records"))
+
+    shifts = screening.logit_shift_table(tmp_path, ["family-control"])["family-control"]
+    assert shifts["tighter val: median shift"] == pytest.approx(1.0, abs=0.01)
+    threshold = runs.run_threshold(arm)
+    margin = np.log(threshold / (1 - threshold)) - np.log(clean / (1 - clean))
+    assert shifts.iloc[0] == pytest.approx(margin.quantile(0.1), abs=0.01)

@@ -19,9 +19,11 @@ from pneumo_utils.results.robustness_tables import (
 from pneumo_utils.results.screening import (
     ablation_table,
     crop_screening_table,
+    family_arms_and_reference,
     family_blocks_table,
     family_screening_table,
     frame_screening_table,
+    logit_shift_table,
     screening_table,
     view_blocks_table,
     view_screening_table,
@@ -235,7 +237,12 @@ Validation numbers only. The rule picks `{family.index[0]}`.
 Specificity of each NORMAL file family in each validation block at each run's own threshold
 (`view-variety` seed 0: the control's settings under round 4's rule):
 
-{markdown_table(family_blocks_table(results_dir))}"""
+{markdown_table(family_blocks_table(results_dir))}
+
+How far each stress moves the NORMAL images in log odds, against how far below the threshold
+they lie (a block's specificity moves only where a shift crosses that margin):
+
+{markdown_table(logit_shift_table(results_dir, family_arms_and_reference(results_dir)))}"""
         )
     view = _every_arm_finished(view_screening_table, results_dir)
     if view is not None:

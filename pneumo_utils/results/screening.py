@@ -321,16 +321,56 @@ def family_specificity(run_dir) -> pd.Series:
 
 
 def family_blocks_table(results_dir) -> pd.DataFrame:
-    """family_specificity of each family-screening arm (a column each), after round 4's
-    headline at seed 0 where it has finished (the control's settings under the worst-block
-    rule; a separate run, so seed-to-seed variation is in the difference). Validation only."""
-    reference = Path(results_dir) / run_name("view-variety", ABLATION_SEED)
-    arms = ("view-variety", *FAMILY_SCREENING) if runs.is_finished(reference) else FAMILY_SCREENING
+    """family_specificity of each family_arms_and_reference (a column each). Validation
+    only."""
     columns = {
         recipe: family_specificity(Path(results_dir) / run_name(recipe, ABLATION_SEED))
-        for recipe in arms
+        for recipe in family_arms_and_reference(results_dir)
     }
     return pd.DataFrame(columns).rename_axis("specificity at the run's threshold")
+
+
+def family_arms_and_reference(results_dir) -> tuple[str, ...]:
+    """The family screening's arms, after round 4's headline at seed 0 where it has finished
+    (the control's settings under the worst-block rule; a separate run, so seed-to-seed
+    variation is in the difference)."""
+    reference = Path(results_dir) / run_name("view-variety", ABLATION_SEED)
+    return ("view-variety", *FAMILY_SCREENING) if runs.is_finished(reference) else FAMILY_SCREENING
+
+
+def _logit(probability: pd.Series) -> pd.Series:
+    """log odds, from probabilities clipped where float32 saturates."""
+    p = probability.clip(1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def normal_logit_shifts(run_dir) -> pd.Series:
+    """How far each validation stress moves the NORMAL images towards PNEUMONIA, in log odds
+    (the median over the images, each stressed copy against the same clean image), beside how
+    far the clean NORMAL images lie below the run's threshold (their 10th percentile). The
+    specificity of a block only moves when a shift crosses that margin, so where the margin is
+    wide the blocks' specificity hides a shift that a nearer population would feel. Validation
+    only (docs/frame.md, round 5)."""
+    threshold = runs.run_threshold(run_dir)
+    column = runs.open_run(run_dir).task.probability_columns[0]
+    val = runs.read_predictions(run_dir, "val").set_index("relpath")
+    clean = _logit(val.loc[val["label"] == 0, column])
+    margin = float(np.log(threshold) - np.log1p(-threshold)) - clean
+    shifts = {"clean val: margin below the threshold, 10th percentile": margin.quantile(0.1)}
+    for split in WORST_BLOCKS[1:]:
+        stressed = runs.read_predictions(run_dir, split).set_index("relpath")[column]
+        shift = _logit(stressed.reindex(clean.index)) - clean
+        shifts[f"{split.replace('_', ' ')}: median shift"] = shift.median()
+    return pd.Series(shifts).round(2)
+
+
+def logit_shift_table(results_dir, recipes: Iterable[str]) -> pd.DataFrame:
+    """normal_logit_shifts of each recipe's seed-0 run, a column each. Validation only."""
+    columns = {
+        recipe: normal_logit_shifts(Path(results_dir) / run_name(recipe, ABLATION_SEED))
+        for recipe in recipes
+    }
+    return pd.DataFrame(columns).rename_axis("NORMAL images, log odds")
 
 
 def crop_screening_winner(results_dir) -> str:
