@@ -136,6 +136,14 @@ class TrainConfig:
         "14%% a random grey between the median and white (docs/frame.md); 0 is off",
         "shortcuts",
     )
+    consistency: float = _setting(
+        0.0,
+        "training: each image twice in its batch, in two random views, and this weight on how "
+        "far its outputs differ between them (the squared change of its centred logits; for "
+        "two classes half the squared change of the log odds), so that a view moves no "
+        "output; needs random augmentation; doubles each step's work; 0 is off",
+        "shortcuts",
+    )
     thorax_mask: bool = _setting(
         False,
         "every split, predict and export: paint everything outside the ellipse inscribed in the "
@@ -241,6 +249,7 @@ class TrainConfig:
             "frame_jitter": (0 <= self.frame_jitter <= 1, "0 to 1"),
             "view_jitter": (0 <= self.view_jitter <= 1, "0 to 1"),
             "blur_noise": (0 <= self.blur_noise <= 1, "0 to 1"),
+            "consistency": (0 <= self.consistency <= 100, "0 to 100"),
             "jpeg_quality_min": (
                 self.jpeg_quality_min is None or 1 <= self.jpeg_quality_min <= 95,
                 "1 to 95",
@@ -277,11 +286,24 @@ class TrainConfig:
                 f"folds of the patients, so this would give {carved:.3f}; use a fraction near "
                 "1/k, e.g. 0.5, 0.333, 0.25, 0.2, 0.1 or 0.05"
             )
+        if self.consistency and not self.random_views:
+            raise UserError(
+                "--consistency compares two random views of each image, and these settings "
+                "draw none: add random augmentation (--view-jitter, --augment, --frame-jitter, "
+                "--blur-noise, --intensity-jitter, --aspect-jitter or --counter-framing)"
+            )
         if self.class_weighting and self.weighted_sampling:
             raise UserError(
                 "--class-weighting and --weighted-sampling both correct the class imbalance, "
                 "so together they over-correct it: pass one of them"
             )
+
+    @property
+    def random_views(self) -> bool:
+        """Whether training draws each image's view at random (two passes of an image differ)."""
+        return bool(self.augment or self.view_jitter or self.frame_jitter or self.blur_noise
+                    or self.intensity_jitter or self.aspect_jitter or self.counter_framing
+                    or self.jpeg_quality_min is not None)  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

@@ -81,7 +81,9 @@ class TrainingBatches:
     """One epoch of training batches from a HeldSplit: (augmented uint8 images, labels) on its
     device. The order is a permutation (or, with `weighted`, a class-balanced draw with
     replacement), the same on every rank; each rank takes its shard, and the augmentation draws
-    come from `generator`, on the device, seeded per rank. `start_epoch` seeds both."""
+    come from `generator`, on the device, seeded per rank. `start_epoch` seeds both. With
+    `views` 2 each batch holds its images twice, the second half a second draw of the first
+    (TrainConfig.consistency)."""
 
     def __init__(
         self,
@@ -90,6 +92,7 @@ class TrainingBatches:
         augmentation: Augmentation,
         *,
         weighted: bool = False,
+        views: int = 1,
         world: World = SINGLE,
     ):
         if world.distributed and weighted:
@@ -98,7 +101,7 @@ class TrainingBatches:
                 "or train in one process"
             )
         self.held, self.batch_size, self.augmentation = held, batch_size, augmentation
-        self.weighted, self.world = weighted, world
+        self.weighted, self.views, self.world = weighted, views, world
         self.generator = torch.Generator(held.images.device)
         self.order_generator = torch.Generator()
         self.shard = math.ceil(len(held) / world.size)
@@ -128,7 +131,8 @@ class TrainingBatches:
 
     def __iter__(self):
         for chunk in self.order().split(self.batch_size):
+            rows = chunk.repeat(self.views)  # each copy of an image gets draws of its own
             images = self.augmentation(
-                self.held.images[chunk], self.held.folder_labels[chunk], self.generator
+                self.held.images[rows], self.held.folder_labels[rows], self.generator
             )
-            yield images, self.held.labels[chunk]
+            yield images, self.held.labels[rows]

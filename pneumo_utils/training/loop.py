@@ -4,7 +4,6 @@ on is one Parts, built above it (setup.py); what it carries between epochs is on
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -18,7 +17,7 @@ from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.runtime.device import autocast
 from pneumo_utils.runtime.distributed import SINGLE, World
 from pneumo_utils.training import checkpoints, epoch_log
-from pneumo_utils.training.metrics import auc_score, epoch_stats, predict_logits
+from pneumo_utils.training.metrics import auc_score, consistency_loss, epoch_stats, predict_logits
 
 # Steps between reads of the per-step numbers on the device, so that a GPU never waits for us.
 READ_EVERY = 50
@@ -51,7 +50,7 @@ class TrainState:
     epochs_done: int = 0
     history: list[dict] = field(default_factory=list)  # one row per epoch, as history.csv
     timing: list[dict] = field(default_factory=list)  # one row per epoch, as timing.csv
-    best_score: float = math.inf  # the select_metric of best.pt, lower is better
+    best_score: float = float("inf")  # the select_metric of best.pt, lower is better
     best_epoch: int = 0
     stale_epochs: int = 0  # epochs since best.pt improved
     stopped: bool = False  # early stopping fired
@@ -139,6 +138,7 @@ def train_one_epoch(parts: Parts, progress: bool, interrupt=None):
         with autocast(parts.device, parts.amp_dtype):
             logits = parts.forward_model(inputs)
             loss = world.batch_loss(parts.criterion, logits.float(), labels)
+            loss = loss + consistency_loss(logits.float(), cfg.consistency)
         parts.optimizer.zero_grad(set_to_none=True)
         parts.scaler.scale(loss).backward()
         parts.scaler.step(parts.optimizer)

@@ -63,6 +63,7 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
             world.batch_per_process(cfg.batch_size),
             Augmentation(cfg),
             weighted=cfg.weighted_sampling,
+            views=2 if cfg.consistency else 1,
             world=world,
         ),
         eval_sets=hold_for_evaluation(cfg, data, EVALUATED_SPLITS, device),
