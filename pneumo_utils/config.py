@@ -290,7 +290,8 @@ class TrainConfig:
             raise UserError(
                 "--consistency compares two random views of each image, and these settings "
                 "draw none: add random augmentation (--view-jitter, --augment, --frame-jitter, "
-                "--blur-noise, --intensity-jitter, --aspect-jitter or --counter-framing)"
+                "--blur-noise, --intensity-jitter, --aspect-jitter, --counter-framing or "
+                "--jpeg-quality-min)"
             )
         if self.class_weighting and self.weighted_sampling:
             raise UserError(
@@ -300,7 +301,8 @@ class TrainConfig:
 
     @property
     def random_views(self) -> bool:
-        """Whether training draws each image's view at random (two passes of an image differ)."""
+        """Whether training draws each image's view at random (two passes of an image differ):
+        the settings of data/augment.py that draw; the rest of its steps are fixed."""
         return bool(self.augment or self.view_jitter or self.frame_jitter or self.blur_noise
                     or self.intensity_jitter or self.aspect_jitter or self.counter_framing
                     or self.jpeg_quality_min is not None)  # fmt: skip

@@ -4,6 +4,7 @@ data."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -14,8 +15,8 @@ from pneumo_utils.data.augment import Augmentation
 from pneumo_utils.data.batches import TrainingBatches, hold
 from pneumo_utils.data.dataset import load_data
 from pneumo_utils.runtime.errors import UserError
-from pneumo_utils.training import loop
-from pneumo_utils.training.metrics import consistency_loss
+from pneumo_utils.training import objective
+from pneumo_utils.training.objective import consistency_loss
 
 
 def test_the_loss_is_its_weight_times_half_the_squared_change_of_the_log_odds():
@@ -74,7 +75,7 @@ def test_training_adds_the_disagreement_of_each_batch_only_when_asked(
         seen.append((len(logits), weight, added.item()))
         return added
 
-    monkeypatch.setattr(loop, "consistency_loss", spy)
+    monkeypatch.setattr(objective, "consistency_loss", spy)
     config = replace(tiny_config, epochs=1, view_jitter=0.5)
     train(config, tmp_path / "plain", progress=False)
     assert seen and all(weight == 0 and added == 0 for _, weight, added in seen)
@@ -83,3 +84,26 @@ def test_training_adds_the_disagreement_of_each_batch_only_when_asked(
     assert seen[0][0] == 2 * config.batch_size
     assert all(n % 2 == 0 and weight == 1.0 for n, weight, _ in seen)
     assert any(added > 0 for *_, added in seen)  # the views differ, so their outputs do
+
+    # What the term returns is in the loss that training steps on: a term that is not a number
+    # stops the run at its first step.
+    monkeypatch.setattr(
+        objective, "consistency_loss", lambda logits, weight: logits.sum() * math.nan
+    )
+    with pytest.raises(UserError, match="non-finite loss at epoch 1, step 1"):
+        train(replace(config, consistency=1.0), tmp_path / "nan", progress=False)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [dict(), dict(augment=True), dict(view_jitter=0.5), dict(frame_jitter=0.5),
+     dict(blur_noise=0.3), dict(intensity_jitter=0.1), dict(aspect_jitter=0.1),
+     dict(counter_framing=0.5), dict(jpeg_quality_min=50), dict(intensity_norm="percentile"),
+     dict(thorax_mask=True)],
+)  # fmt: skip
+def test_random_views_are_the_settings_whose_augmentation_draws(setting):
+    """The check that refuses --consistency and the augmentation agree on what is random."""
+    config = TrainConfig(image_size=32, **setting)
+    images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
+    draws = Augmentation(config).draw(images, torch.zeros(4), torch.Generator())
+    assert config.random_views == bool(draws)

@@ -211,6 +211,7 @@ def test_each_family_is_read_at_the_runs_threshold_in_every_block(finished_run, 
     """The family table counts each NORMAL family of each block on its own: a block whose
     NORMAL2-* images all score above the threshold reads 0 for that family and its IM-* images'
     own specificity beside it."""
+    import json
     import shutil
 
     from pneumo_utils.results import screening
@@ -221,9 +222,12 @@ def test_each_family_is_read_at_the_runs_threshold_in_every_block(finished_run, 
             finished_run, tmp_path / f"{recipe}-seed0", ignore=shutil.ignore_patterns("*.pt")
         )
     arm = tmp_path / "family-sensor-seed0"
-    threshold = runs.run_threshold(arm)
+    metrics = json.loads((arm / "metrics.json").read_text())
+    metrics["test"]["threshold"] = threshold = 0.2  # a threshold of its own, not 0.5
+    (arm / "metrics.json").write_text(json.dumps(metrics))
     tighter = runs.read_predictions(arm, "tighter_val")
     normal = tighter.index[tighter["label"] == 0]
+    tighter.loc[normal, "p_pneumonia"] = np.linspace(0.05, 0.45, len(normal))
     lagging = normal[::2]  # every other NORMAL image becomes a NORMAL2-* file called ill
     tighter.loc[lagging, "relpath"] = (
         "train/NORMAL/NORMAL2-" + tighter.loc[lagging, "relpath"].str.rsplit("/", n=1).str[-1]
@@ -235,9 +239,9 @@ def test_each_family_is_read_at_the_runs_threshold_in_every_block(finished_run, 
     assert list(table.columns) == list(screening.FAMILY_SCREENING)  # no view-variety run here
     assert table.loc["tighter val: NORMAL2-*", "family-sensor"] == 0.0
     others = tighter.loc[normal.difference(lagging), "p_pneumonia"]
-    assert table.loc["tighter val: IM-*", "family-sensor"] == round(
-        float((others < threshold).mean()), 3
-    )
+    specificity = float((others < threshold).mean())
+    assert 0 < specificity < 1  # read at 0.5 it would be 1
+    assert table.loc["tighter val: IM-*", "family-sensor"] == round(specificity, 3)
     assert pd.isna(table.loc["tighter val: NORMAL2-*", "family-control"])  # one family there
     assert {f"{split.replace('_', ' ')}: IM-*" for split in WORST_BLOCKS} <= set(table.index)
     shutil.copytree(finished_run, tmp_path / "view-variety-seed0")  # round 4's, as reference
@@ -247,9 +251,11 @@ def test_each_family_is_read_at_the_runs_threshold_in_every_block(finished_run, 
 def test_the_logit_shift_pairs_each_stressed_normal_image_with_its_clean_self(
     finished_run, tmp_path
 ):
-    """A tighter block whose NORMAL images each sit one log-odds unit above their clean
-    selves reads a shift of 1, whatever their order in the file; the margin is the clean NORMAL
-    images' 10th percentile below the threshold."""
+    """A tighter block whose NORMAL images sit 1 or 3 log-odds units above their clean selves
+    (a quarter of them 3) reads a median shift of 1, in whatever order the file lists them; the
+    margin is the clean NORMAL images' 10th percentile below the run's threshold; a block that
+    lacks a clean NORMAL image is refused, not read without it."""
+    import json
     import shutil
 
     from pneumo_utils.results import screening
@@ -257,18 +263,28 @@ def test_the_logit_shift_pairs_each_stressed_normal_image_with_its_clean_self(
 
     arm = tmp_path / "family-control-seed0"
     shutil.copytree(finished_run, arm, ignore=shutil.ignore_patterns("*.pt"))
+    metrics = json.loads((arm / "metrics.json").read_text())
+    metrics["test"]["threshold"] = 0.2  # a threshold of its own, not 0.5
+    (arm / "metrics.json").write_text(json.dumps(metrics))
     val = runs.read_predictions(arm, "val").set_index("relpath")
-    clean = val.loc[val["label"] == 0, "p_pneumonia"].clip(0.01, 0.99)
-    val.loc[clean.index, "p_pneumonia"] = clean
+    normal = val.index[val["label"] == 0]
+    clean = pd.Series(np.linspace(0.01, 0.3, len(normal)), index=normal)
+    val.loc[normal, "p_pneumonia"] = clean
     atomic_write_csv(arm / "val_predictions.csv", val.reset_index().to_dict("records"))
     tighter = runs.read_predictions(arm, "tighter_val").set_index("relpath")
-    odds = np.exp(1.0) * clean / (1 - clean)
-    tighter.loc[clean.index, "p_pneumonia"] = odds / (1 + odds)
-    tighter = tighter.iloc[::-1].reset_index()  # another order than the clean file's
+    moved = pd.Series(1.0, index=normal)
+    moved.iloc[::4] = 3.0
+    odds = np.exp(moved) * clean / (1 - clean)
+    tighter.loc[normal, "p_pneumonia"] = odds / (1 + odds)
+    tighter = tighter.sample(frac=1.0, random_state=7).reset_index()  # another order
     atomic_write_csv(arm / "tighter_val_predictions.csv", tighter.to_dict("records"))
 
     shifts = screening.logit_shift_table(tmp_path, ["family-control"])["family-control"]
     assert shifts["tighter val: median shift"] == pytest.approx(1.0, abs=0.01)
-    threshold = runs.run_threshold(arm)
-    margin = np.log(threshold / (1 - threshold)) - np.log(clean / (1 - clean))
+    margin = np.log(0.2 / 0.8) - np.log(clean / (1 - clean))
     assert shifts.iloc[0] == pytest.approx(margin.quantile(0.1), abs=0.01)
+
+    lacking = tighter[tighter["relpath"] != normal[0]]
+    atomic_write_csv(arm / "tighter_val_predictions.csv", lacking.to_dict("records"))
+    with pytest.raises(ValueError, match="lacks 1 clean NORMAL image"):
+        screening.normal_logit_shifts(arm)

@@ -77,6 +77,7 @@ LEVERS = {
     "view_jitter": "framing variety after the input pipeline",
     "thorax_mask": "thorax mask",
     "blur_noise": "blur and noise",
+    "consistency": "the same output in two views (consistency term)",
 }
 
 

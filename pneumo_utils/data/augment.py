@@ -243,11 +243,7 @@ class Augmentation:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.enabled = any(
-            (cfg.counter_framing, cfg.aspect_jitter, cfg.frame_jitter, cfg.view_jitter,
-             cfg.intensity_jitter, cfg.blur_noise, cfg.jpeg_quality_min is not None,
-             cfg.intensity_norm != "none", cfg.augment, cfg.thorax_mask)
-        )  # fmt: skip
+        self.enabled = cfg.random_views or cfg.intensity_norm != "none" or cfg.thorax_mask
 
     def __call__(self, images, folder_labels, generator):
         if not self.enabled:

@@ -338,9 +338,9 @@ def family_arms_and_reference(results_dir) -> tuple[str, ...]:
     return ("view-variety", *FAMILY_SCREENING) if runs.is_finished(reference) else FAMILY_SCREENING
 
 
-def _logit(probability: pd.Series) -> pd.Series:
-    """log odds, from probabilities clipped where float32 saturates."""
-    p = probability.clip(1e-7, 1 - 1e-7)
+def _logit(probability):
+    """log odds, from probabilities (a number or a Series) clipped where float32 saturates."""
+    p = np.clip(probability, 1e-7, 1 - 1e-7)
     return np.log(p) - np.log1p(-p)
 
 
@@ -355,11 +355,14 @@ def normal_logit_shifts(run_dir) -> pd.Series:
     column = runs.open_run(run_dir).task.probability_columns[0]
     val = runs.read_predictions(run_dir, "val").set_index("relpath")
     clean = _logit(val.loc[val["label"] == 0, column])
-    margin = float(np.log(threshold) - np.log1p(-threshold)) - clean
+    margin = float(_logit(threshold)) - clean
     shifts = {"clean val: margin below the threshold, 10th percentile": margin.quantile(0.1)}
     for split in WORST_BLOCKS[1:]:
         stressed = runs.read_predictions(run_dir, split).set_index("relpath")[column]
-        shift = _logit(stressed.reindex(clean.index)) - clean
+        missing = clean.index.difference(stressed.index)
+        if len(missing):
+            raise ValueError(f"{run_dir}: {split} lacks {len(missing)} clean NORMAL images")
+        shift = _logit(stressed[clean.index]) - clean
         shifts[f"{split.replace('_', ' ')}: median shift"] = shift.median()
     return pd.Series(shifts).round(2)
 

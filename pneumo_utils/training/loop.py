@@ -16,8 +16,8 @@ from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.runtime.device import autocast
 from pneumo_utils.runtime.distributed import SINGLE, World
-from pneumo_utils.training import checkpoints, epoch_log
-from pneumo_utils.training.metrics import auc_score, consistency_loss, epoch_stats, predict_logits
+from pneumo_utils.training import checkpoints, epoch_log, objective
+from pneumo_utils.training.metrics import auc_score, epoch_stats, predict_logits
 
 # Steps between reads of the per-step numbers on the device, so that a GPU never waits for us.
 READ_EVERY = 50
@@ -138,7 +138,7 @@ def train_one_epoch(parts: Parts, progress: bool, interrupt=None):
         with autocast(parts.device, parts.amp_dtype):
             logits = parts.forward_model(inputs)
             loss = world.batch_loss(parts.criterion, logits.float(), labels)
-            loss = loss + consistency_loss(logits.float(), cfg.consistency)
+            loss = loss + objective.consistency_loss(logits.float(), cfg.consistency)
         parts.optimizer.zero_grad(set_to_none=True)
         parts.scaler.scale(loss).backward()
         parts.scaler.step(parts.optimizer)
