@@ -28,6 +28,7 @@ from pneumo_utils.recipes import (
 from pneumo_utils.results.folders import RUN_NAME, run_name
 from pneumo_utils.results.screening import (
     CROP_SCREENING,
+    FAMILY_SCREENING,
     FRAME_SCREENING,
     SCREENING,
     VAL_METRICS,
@@ -60,6 +61,7 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     **{recipe: (0,) for recipe in VIEW_SCREENING},
     HEADLINE: (0, 1, 2, 3, 4),
     **{recipe: (0, 1, 2) for recipe in TASK_RECIPES},
+    **{recipe: (0,) for recipe in FAMILY_SCREENING},
 }
 # PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and counter-framing's levers.
 MEDMNIST_RUNS: dict[str, tuple[int, ...]] = {
