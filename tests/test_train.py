@@ -66,6 +66,30 @@ def test_a_run_writes_every_file(finished_run):
     assert metrics["threshold_chosen_on"].startswith("val")
 
 
+def test_the_code_is_dirty_for_changed_code_not_for_a_run_folder_being_written(tmp_path):
+    """config.json's git_dirty: a run that starts beside another sees that one's new folder
+    in runs/results, which changes no code; a changed or a new source file does."""
+    import subprocess
+
+    from pneumo_utils.runtime.device import code_changed
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "model.py").write_text("DROPOUT = 0.5\n")
+    git("add", "model.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
+    (tmp_path / "runs" / "results" / "other-seed0").mkdir(parents=True)
+    (tmp_path / "runs" / "results" / "other-seed0" / "history.csv").write_text("epoch\n1\n")
+    assert not code_changed(tmp_path)
+    (tmp_path / "new_lever.py").write_text("WEIGHT = 1.0\n")
+    assert code_changed(tmp_path)
+    (tmp_path / "new_lever.py").unlink()
+    (tmp_path / "model.py").write_text("DROPOUT = 0.2\n")
+    assert code_changed(tmp_path)
+
+
 def test_checkpoints_load_with_weights_only(finished_run):
     state = torch.load(finished_run / "last.pt", weights_only=True)
     assert state["state"]["epochs_done"] == 2 and len(state["state"]["history"]) == 2

@@ -87,8 +87,10 @@ def make_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def _git(*args: str) -> str | None:
-    repo = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str, repo: Path = REPO) -> str | None:
     try:
         result = subprocess.run(
             ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
@@ -127,8 +129,15 @@ def environment_info(device: torch.device, amp_dtype: torch.dtype | None = None)
     info["git_commit"] = commit or os.environ.get("PNEUMO_GIT_COMMIT")
     # A copy of a checkout without .git (sent to another machine) names its commit in
     # PNEUMO_GIT_COMMIT; whether that copy was clean is then for the sender to say.
-    info["git_dirty"] = bool(_git("status", "--porcelain")) if commit else None
+    info["git_dirty"] = code_changed() if commit else None
     return info
+
+
+def code_changed(repo: Path = REPO) -> bool:
+    """Whether the checkout differs from its commit, outside runs/results: the committed runs'
+    folder, where the folder of a run that trains beside this one is new, and changes no
+    code."""
+    return bool(_git("status", "--porcelain", "--", ".", ":(exclude)runs/results", repo=repo))
 
 
 def _cpu_name() -> str:
