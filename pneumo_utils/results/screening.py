@@ -257,15 +257,27 @@ def block_screening_table(results_dir, arms, rule: str, screening: str) -> pd.Da
     return _ranked(pd.DataFrame(rows), VIEW_TIE, higher_is_better=True, names=names)
 
 
+def _operating_point(run_dir) -> tuple[float, str]:
+    """A finished two-class run's threshold and the predictions' column it applies to."""
+    task = runs.open_run(run_dir).task
+    if not task.binary:
+        raise ValueError(f"{run_dir} has no threshold to read its blocks at: a {task.name} run")
+    return runs.run_threshold(run_dir), task.probability_columns[0]
+
+
+def _seed0_columns(results_dir, recipes: Iterable[str], read) -> pd.DataFrame:
+    """`read` of each recipe's seed-0 run (a Series), a column each."""
+    return pd.DataFrame(
+        {recipe: read(Path(results_dir) / run_name(recipe, ABLATION_SEED)) for recipe in recipes}
+    )
+
+
 def validation_blocks(run_dir) -> pd.DataFrame:
     """Each validation block of a finished run at the run's own threshold: specificity,
     sensitivity, and the mean P(positive) of the negative images; the old reframed set's
     blocks apart (a block per reframing) beside the view blocks that replace them. Validation
     only: it shows what a block lets the rule see (docs/frame.md, round 4)."""
-    task = runs.open_run(run_dir).task
-    if not task.binary:
-        raise ValueError(f"{run_dir} has no threshold to read its blocks at: a {task.name} run")
-    threshold, column = runs.run_threshold(run_dir), task.probability_columns[0]
+    threshold, column = _operating_point(run_dir)
     rows = {}
     for split in ("val", "stressed_val", "reframed_val", *VIEW_VAL):
         path = Path(run_dir) / f"{split}_predictions.csv"
@@ -294,21 +306,17 @@ def view_blocks_table(results_dir) -> pd.DataFrame:
     """Specificity of every validation block of each view-screening arm at the arm's own
     threshold (validation_blocks): where the old reframed blocks hid a drop, the view blocks
     show it. Validation only."""
-    rows = {
-        recipe: validation_blocks(Path(results_dir) / run_name(recipe, ABLATION_SEED))[
-            "specificity"
-        ]
-        for recipe in VIEW_SCREENING
-    }
-    return pd.DataFrame(rows).T.rename_axis("specificity at the run's threshold")
+    specificity = _seed0_columns(
+        results_dir, VIEW_SCREENING, lambda run_dir: validation_blocks(run_dir)["specificity"]
+    )
+    return specificity.T.rename_axis("specificity at the run's threshold")
 
 
 def family_specificity(run_dir) -> pd.Series:
     """Specificity of each NORMAL file family (files.normal_family) in each of the worst-block
     rule's validation blocks, at the run's own threshold: what the family rule sees that the
     whole blocks average away (docs/frame.md, round 5). Validation only."""
-    threshold = runs.run_threshold(run_dir)
-    column = runs.open_run(run_dir).task.probability_columns[0]
+    threshold, column = _operating_point(run_dir)
     specificity = {}
     for split in WORST_BLOCKS:
         predictions = runs.read_predictions(run_dir, split)
@@ -323,11 +331,9 @@ def family_specificity(run_dir) -> pd.Series:
 def family_blocks_table(results_dir) -> pd.DataFrame:
     """family_specificity of each family_arms_and_reference (a column each). Validation
     only."""
-    columns = {
-        recipe: family_specificity(Path(results_dir) / run_name(recipe, ABLATION_SEED))
-        for recipe in family_arms_and_reference(results_dir)
-    }
-    return pd.DataFrame(columns).rename_axis("specificity at the run's threshold")
+    arms = family_arms_and_reference(results_dir)
+    specificity = _seed0_columns(results_dir, arms, family_specificity)
+    return specificity.rename_axis("specificity at the run's threshold")
 
 
 def family_arms_and_reference(results_dir) -> tuple[str, ...]:
@@ -351,8 +357,7 @@ def normal_logit_shifts(run_dir) -> pd.Series:
     specificity of a block only moves when a shift crosses that margin, so where the margin is
     wide the blocks' specificity hides a shift that a nearer population would feel. Validation
     only (docs/frame.md, round 5)."""
-    threshold = runs.run_threshold(run_dir)
-    column = runs.open_run(run_dir).task.probability_columns[0]
+    threshold, column = _operating_point(run_dir)
     val = runs.read_predictions(run_dir, "val").set_index("relpath")
     clean = _logit(val.loc[val["label"] == 0, column])
     margin = float(_logit(threshold)) - clean
@@ -369,11 +374,8 @@ def normal_logit_shifts(run_dir) -> pd.Series:
 
 def logit_shift_table(results_dir, recipes: Iterable[str]) -> pd.DataFrame:
     """normal_logit_shifts of each recipe's seed-0 run, a column each. Validation only."""
-    columns = {
-        recipe: normal_logit_shifts(Path(results_dir) / run_name(recipe, ABLATION_SEED))
-        for recipe in recipes
-    }
-    return pd.DataFrame(columns).rename_axis("NORMAL images, log odds")
+    shifts = _seed0_columns(results_dir, recipes, normal_logit_shifts)
+    return shifts.rename_axis("NORMAL images, log odds")
 
 
 def crop_screening_winner(results_dir) -> str:
