@@ -68,7 +68,8 @@ def test_a_run_writes_every_file(finished_run):
 
 def test_the_code_is_dirty_for_changed_code_not_for_a_run_folder_being_written(tmp_path):
     """config.json's git_dirty: a run that starts beside another sees that one's new folder
-    in runs/results, which changes no code; a changed or a new source file does."""
+    in the folder its own is written to, which changes no code; a changed or a new source file
+    does, and so does a new file elsewhere in the runs."""
     import subprocess
 
     from pneumo_utils.runtime.device import code_changed
@@ -80,14 +81,17 @@ def test_the_code_is_dirty_for_changed_code_not_for_a_run_folder_being_written(t
     (tmp_path / "model.py").write_text("DROPOUT = 0.5\n")
     git("add", "model.py")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
-    (tmp_path / "runs" / "results" / "other-seed0").mkdir(parents=True)
-    (tmp_path / "runs" / "results" / "other-seed0" / "history.csv").write_text("epoch\n1\n")
-    assert not code_changed(tmp_path)
-    (tmp_path / "new_lever.py").write_text("WEIGHT = 1.0\n")
+    runs = tmp_path / "runs" / "results" / "xray"
+    (runs / "other-seed0").mkdir(parents=True)
+    (runs / "other-seed0" / "history.csv").write_text("epoch\n1\n")
+    assert not code_changed(tmp_path, runs_folder=runs)
+    assert code_changed(tmp_path, runs_folder=tmp_path / "runs" / "results" / "other-data")
     assert code_changed(tmp_path)
+    (tmp_path / "new_lever.py").write_text("WEIGHT = 1.0\n")
+    assert code_changed(tmp_path, runs_folder=runs)
     (tmp_path / "new_lever.py").unlink()
     (tmp_path / "model.py").write_text("DROPOUT = 0.2\n")
-    assert code_changed(tmp_path)
+    assert code_changed(tmp_path, runs_folder=runs)
 
 
 def test_checkpoints_load_with_weights_only(finished_run):

@@ -105,9 +105,11 @@ def dtype_name(dtype: torch.dtype | None) -> str:
     return str(dtype).removeprefix("torch.") if dtype is not None else "off"
 
 
-def environment_info(device: torch.device, amp_dtype: torch.dtype | None = None) -> dict:
+def environment_info(
+    device: torch.device, amp_dtype: torch.dtype | None = None, runs_folder: Path | None = None
+) -> dict:
     """What produced a run: machine, accelerator, autocast dtype, library versions and the
-    code's git state."""
+    code's git state (changes inside `runs_folder`, where its sibling runs are written, aside)."""
     import torchvision
 
     info = dict(
@@ -129,15 +131,18 @@ def environment_info(device: torch.device, amp_dtype: torch.dtype | None = None)
     info["git_commit"] = commit or os.environ.get("PNEUMO_GIT_COMMIT")
     # A copy of a checkout without .git (sent to another machine) names its commit in
     # PNEUMO_GIT_COMMIT; whether that copy was clean is then for the sender to say.
-    info["git_dirty"] = code_changed() if commit else None
+    info["git_dirty"] = code_changed(runs_folder=runs_folder) if commit else None
     return info
 
 
-def code_changed(repo: Path = REPO) -> bool:
-    """Whether the checkout differs from its commit, outside runs/results: the committed runs'
-    folder, where the folder of a run that trains beside this one is new, and changes no
-    code."""
-    return bool(_git("status", "--porcelain", "--", ".", ":(exclude)runs/results", repo=repo))
+def code_changed(repo: Path = REPO, runs_folder: Path | None = None) -> bool:
+    """Whether the checkout differs from its commit, outside `runs_folder`: there the folder
+    of a run that trains beside this one is new, and changes no code."""
+    spec = ["."]
+    inside = runs_folder is not None and runs_folder.resolve().is_relative_to(repo.resolve())
+    if inside:
+        spec.append(f":(exclude){runs_folder.resolve().relative_to(repo.resolve())}")
+    return bool(_git("status", "--porcelain", "--", *spec, repo=repo))
 
 
 def _cpu_name() -> str:

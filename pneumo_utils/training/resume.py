@@ -136,7 +136,7 @@ def write_config_if_new(
                 skipped=data.skipped,
             ),
             weights=provenance,
-            environment=environment_info(device, amp_dtype),
+            environment=environment_info(device, amp_dtype, runs_folder=run_dir.parent),
             distributed=world.record(cfg.batch_size),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         ),
