@@ -154,7 +154,10 @@ def titled(recipes: tuple[str, ...]) -> dict[str, str]:
 
 # The recipes that start from ImageNet weights (notebook 03), and what their rows say without.
 PRETRAINED_RECIPES = ("pretrained-protocol", "pretrained")
-NEEDS_WEIGHTS = "needs ImageNet weights: run notebooks/03 with internet access"
+NEEDS_WEIGHTS = (
+    "needs ImageNet weights: run notebooks/03 with internet access, or with PNEUMO_WEIGHTS "
+    "naming a copy of the weights file"
+)
 # Notebook 02's last section: Kermany et al.'s second task, and the three classes at once, on
 # the headline's input (docs/tasks.md).
 TASK_RECIPES = ("bacterial-viral-view", "three-class-view")
@@ -165,7 +168,10 @@ def recipe_config(name: str, **overrides) -> TrainConfig:
     if name not in RECIPES:
         close = difflib.get_close_matches(name, RECIPES, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UserError(f"unknown recipe {name!r}: {hint}choose one of {', '.join(RECIPES)}")
+        raise UserError(
+            f"unknown recipe {name!r}: {hint}choose one of {', '.join(RECIPES)} "
+            "(pneumo_utils/recipes.py defines them)"
+        )
     return replace(TrainConfig(), **{**RECIPES[name], **overrides})
 
 

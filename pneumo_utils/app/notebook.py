@@ -30,7 +30,8 @@ def setup_notebook() -> Settings:
     settings = notebook_settings()
     data = shown_path(settings.data) if settings.has_data else "none here, so the committed files"
     print(
-        f"profile: {settings.profile} | dataset: {data} | runs in {shown_path(settings.runs)}/ | "
+        f"profile: {settings.profile} | dataset: {data} | "
+        f"runs in {shown_path(settings.results_dir)}/ | "
         f"figures go to {shown_path(settings.figures)}/"
     )
     if settings.data.is_dir():
