@@ -87,6 +87,7 @@ def test_the_code_is_dirty_for_changed_code_not_for_a_run_folder_being_written(t
     assert not code_changed(tmp_path, runs_folder=runs)
     assert code_changed(tmp_path, runs_folder=tmp_path / "runs" / "results" / "other-data")
     assert code_changed(tmp_path)
+    assert code_changed(tmp_path, runs_folder=tmp_path)  # a run beside the code hides nothing
     (tmp_path / "new_lever.py").write_text("WEIGHT = 1.0\n")
     assert code_changed(tmp_path, runs_folder=runs)
     (tmp_path / "new_lever.py").unlink()

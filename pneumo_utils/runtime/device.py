@@ -136,12 +136,14 @@ def environment_info(
 
 
 def code_changed(repo: Path = REPO, runs_folder: Path | None = None) -> bool:
-    """Whether the checkout differs from its commit, outside `runs_folder`: there the folder
-    of a run that trains beside this one is new, and changes no code."""
+    """Whether the checkout differs from its commit, outside `runs_folder` when that is a
+    folder inside the repository (not the repository itself): there the folder of a run that
+    trains beside this one is new, and changes no code."""
     spec = ["."]
-    inside = runs_folder is not None and runs_folder.resolve().is_relative_to(repo.resolve())
-    if inside:
-        spec.append(f":(exclude){runs_folder.resolve().relative_to(repo.resolve())}")
+    root = repo.resolve()
+    folder = runs_folder.resolve() if runs_folder is not None else root
+    if folder != root and folder.is_relative_to(root):
+        spec.append(f":(exclude,literal){folder.relative_to(root)}")
     return bool(_git("status", "--porcelain", "--", *spec, repo=repo))
 
 
