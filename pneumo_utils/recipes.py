@@ -46,6 +46,9 @@ _VIEW_VARIETY = dict(_VIEW, view_jitter=0.5, epochs=40)
 # family, on the view round's winner's settings.
 _FAMILY = dict(_VIEW_VARIETY, select_metric="worst_family_block_bacc",
                threshold_on="worst_family_block")  # fmt: skip
+# The consistency round (docs/frame.md, round 6): round 5's winner's settings and rule, each
+# image twice per batch in two random views, at the compute of its 40 epochs at batch 32.
+_CONSISTENCY = dict(_FAMILY, batch_size=16, epochs=20)
 _MEDMNIST = dict(
     image_size=28, epochs=100, batch_size=128, scheduler="step", dropout=0.0,
     select_metric="val_auc", threshold_on="val",
@@ -99,6 +102,10 @@ RECIPES: dict[str, dict] = {
     "family-view-wide": dict(_FAMILY, view_jitter=0.8),
     "family-sensor": dict(_FAMILY, **_SENSOR),
     "family-centre-norm": dict(_FAMILY, intensity_norm="percentile-centre"),
+    # The consistency screening (docs/frame.md, round 6): the shift of a view trained away at
+    # two weights of the term, against round 5's winner (family-control).
+    "consistency-1": dict(_CONSISTENCY, consistency=1.0),
+    "consistency-4": dict(_CONSISTENCY, consistency=4.0),
     # The crop screening's winner with the task changed, chosen by the same rule (docs/frame.md).
     "bacterial-viral-crop": dict(_CROP, task="bacterial-viral"),
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch

@@ -288,3 +288,81 @@ def test_the_logit_shift_pairs_each_stressed_normal_image_with_its_clean_self(
     atomic_write_csv(arm / "tighter_val_predictions.csv", lacking.to_dict("records"))
     with pytest.raises(ValueError, match="lacks 1 clean NORMAL image"):
         screening.normal_logit_shifts(arm)
+
+
+def test_the_consistency_screening_breaks_ties_by_the_smaller_shift_over_margin(
+    finished_run, tmp_path
+):
+    """Round 6's rule (docs/frame.md): the family score first; within 0.005 of the best, the
+    smaller worst shift ratio goes first, even against a better last-5 mean; the ratio is the
+    largest median NORMAL shift over the stressed blocks divided by the clean margin, so an arm
+    whose log odds are all halved, shifts and margin alike, keeps its ratio."""
+    import json
+    import shutil
+
+    from pneumo_utils.results import screening
+    from pneumo_utils.runtime.fileio import atomic_write_csv
+    from pneumo_utils.splits import WORST_BLOCKS
+    from pneumo_utils.training.epoch_log import HISTORY
+
+    def log_odds_to_p(log_odds):
+        return 1 / (1 + np.exp(-log_odds))
+
+    # (family score at epoch 1, late epochs' score, tighter block's shift)
+    arms = {
+        screening.CONSISTENCY_SCREENING[0]: (0.900, 0.89, 2.0),  # ties, late best, big shift
+        "consistency-1": (0.897, 0.80, 1.0),  # ties, small shift
+        "consistency-4": (0.850, 0.80, 0.2),  # outside the band: last however small
+    }
+    ratios = {}
+    for recipe, (family, late, shift) in arms.items():
+        folder = tmp_path / f"{recipe}-seed0"
+        shutil.copytree(finished_run, folder, ignore=shutil.ignore_patterns("*.pt"))
+        first = runs.read_history(folder).iloc[:1]
+        rows = [
+            first.assign(
+                epoch=epoch,
+                worst_family_block_bacc=family if epoch == 1 else late,
+                worst_family_block_threshold=0.5,
+            )  # fmt: skip
+            for epoch in range(1, 7)
+        ]
+        atomic_write_csv(folder / HISTORY, pd.concat(rows).to_dict("records"))
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["test"]["threshold"] = 0.5  # log odds 0: the margin is minus the clean log odds
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        val = runs.read_predictions(folder, "val").set_index("relpath")
+        normal = val.index[val["label"] == 0]
+        clean = pd.Series(-np.linspace(3.0, 5.0, len(normal)), index=normal)
+        val.loc[normal, "p_pneumonia"] = log_odds_to_p(clean)
+        atomic_write_csv(folder / "val_predictions.csv", val.reset_index().to_dict("records"))
+        for split in WORST_BLOCKS[1:]:
+            block = runs.read_predictions(folder, split).set_index("relpath")
+            moved = shift if split == "tighter_val" else 0.1
+            block.loc[normal, "p_pneumonia"] = log_odds_to_p(clean + moved)
+            atomic_write_csv(folder / f"{split}_predictions.csv",
+                             block.reset_index().to_dict("records"))  # fmt: skip
+        ratios[recipe] = screening.worst_shift_ratio(folder)
+        margin = float((-clean).quantile(0.1))
+        assert ratios[recipe] == pytest.approx(shift / margin, rel=1e-3)
+
+    table = screening.consistency_screening_table(tmp_path)
+    assert list(table.index) == [
+        "consistency-1", screening.CONSISTENCY_SCREENING[0], "consistency-4"
+    ]  # fmt: skip
+    assert table.loc["consistency-1", screening.SHIFT_RATIO] == round(ratios["consistency-1"], 3)
+
+    halved = tmp_path / "consistency-1-seed0"
+    for split in WORST_BLOCKS:
+        saved = runs.read_predictions(halved, split)
+        log_odds = np.log(saved["p_pneumonia"]) - np.log1p(-saved["p_pneumonia"])
+        saved["p_pneumonia"] = log_odds_to_p(log_odds / 2)
+        atomic_write_csv(halved / f"{split}_predictions.csv", saved.to_dict("records"))
+    assert screening.worst_shift_ratio(halved) == pytest.approx(ratios["consistency-1"], rel=1e-3)
+
+    ill = runs.read_predictions(halved, "val")  # every clean NORMAL image above the threshold
+    ill.loc[ill["label"] == 0, "p_pneumonia"] = 0.6
+    atomic_write_csv(halved / "val_predictions.csv", ill.to_dict("records"))
+    assert screening.worst_shift_ratio(halved) == float("inf")
+    table = screening.consistency_screening_table(tmp_path)
+    assert list(table.index)[:2] == [screening.CONSISTENCY_SCREENING[0], "consistency-1"]

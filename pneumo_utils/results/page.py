@@ -17,7 +17,10 @@ from pneumo_utils.results.robustness_tables import (
     subgroup_table,
 )
 from pneumo_utils.results.screening import (
+    CONSISTENCY_SCREENING,
+    UnfinishedArm,
     ablation_table,
+    consistency_screening_table,
     crop_screening_table,
     family_arms_and_reference,
     family_blocks_table,
@@ -215,7 +218,7 @@ def _every_arm_finished(screening_table, results_dir: Path) -> pd.DataFrame | No
     """A screening's table, or None when not every arm is among these runs (it is left out)."""
     try:
         return screening_table(results_dir)
-    except ValueError:
+    except UnfinishedArm:
         return None
 
 
@@ -223,6 +226,21 @@ def _screening_sections(table: pd.DataFrame, figure) -> list[str]:
     """The frame and shortcut screenings, and validation at the selected epoch of every run."""
     sections = []
     results_dir = Path(table["run"].iloc[0]).parent
+    consistency = _every_arm_finished(consistency_screening_table, results_dir)
+    if consistency is not None:
+        sections.append(
+            f"""## The consistency screening (seed 0, at the same compute)
+
+The rule (docs/frame.md, round 6): round 5's family rule for each arm's epoch and threshold;
+arms within 0.005 of the best family score are decided by the smaller worst shift ratio (the
+largest median shift of the NORMAL images over the stressed blocks, over the clean NORMAL
+images' margin below the threshold). Validation numbers only. The rule picks
+`{consistency.index[0]}`.
+
+{markdown_table(consistency)}
+
+{markdown_table(logit_shift_table(results_dir, CONSISTENCY_SCREENING))}"""
+        )
     family = _every_arm_finished(family_screening_table, results_dir)
     if family is not None:
         sections.append(

@@ -38,6 +38,12 @@ VIEW_TIE = 0.005
 # The family screening (docs/frame.md, round 5): the arms, seed 0, ranked as the view screening,
 # by the family rule's score (the worst block, each block split by NORMAL file family).
 FAMILY_SCREENING = ("family-control", "family-view-wide", "family-sensor", "family-centre-norm")
+# The consistency screening (docs/frame.md, round 6): round 5's winner at seed 0 against the
+# consistency term at two weights, at the same compute, by the family rule; arms within
+# VIEW_TIE of the best are decided by the smaller worst_shift_ratio.
+CONSISTENCY_SCREENING = ("family-control", "consistency-1", "consistency-4")
+# The consistency round's tie-break column (worst_shift_ratio), lower is better.
+SHIFT_RATIO = "worst shift / margin"
 # What each worst-block rule's score is called in a screening table.
 BLOCK_SCORES = {
     WORST_BLOCK: "worst-block balanced accuracy",
@@ -168,7 +174,7 @@ def crop_screening_table(results_dir) -> pd.DataFrame:
     (not a smoke run): the rule chooses among all of them or not at all."""
     rows = []
     for recipe in CROP_SCREENING:
-        history = _finished_arm(results_dir, recipe, "crop")
+        _, history = _finished_arm(results_dir, recipe, "crop")
         epoch = int(history["pooled_val_loss"].idxmin())
         at = history.loc[epoch]
         rows.append(
@@ -190,30 +196,45 @@ def crop_screening_table(results_dir) -> pd.DataFrame:
     return _ranked(pd.DataFrame(rows), POOLED_TIE, higher_is_better=False, names=names)
 
 
-def _ranked(table: pd.DataFrame, tie: float, higher_is_better: bool, names: dict) -> pd.DataFrame:
+def _ranked(
+    table: pd.DataFrame,
+    tie: float,
+    higher_is_better: bool,
+    names: dict,
+    tie_break: tuple[str, bool] | None = None,
+) -> pd.DataFrame:
     """Screening arms best first by "score"; those within `tie` of the best are ranked among
-    themselves by "late" (the mean over the last epochs) first."""
+    themselves by `tie_break` first: a column and whether higher is better in it (by default
+    "late", the mean over the last epochs, better the same way as the score)."""
+    column, higher_breaks = tie_break or ("late", higher_is_better)
     best = table["score"].max() if higher_is_better else table["score"].min()
-    tied = (table["score"] - best).abs() <= tie
+    tied = (table["score"] - best).abs() <= tie + 1e-9  # a difference of exactly `tie` ties
     table = table.assign(**{"tied with the best": tied})
     ascending = not higher_is_better
     ranked = pd.concat([
-        table[tied].sort_values(["late", "score"], ascending=ascending, kind="stable"),
+        table[tied].sort_values([column, "score"], ascending=[not higher_breaks, ascending],
+                                kind="stable"),
         table[~tied].sort_values("score", ascending=ascending, kind="stable"),
     ])  # fmt: skip
-    return ranked.round({"score": 4, "late": 4}).rename(columns=names).set_index("recipe")
+    rounded = ranked.round({"score": 4, "late": 4, SHIFT_RATIO: 3})
+    return rounded.rename(columns=names).set_index("recipe")
 
 
-def _finished_arm(results_dir, recipe: str, screening: str) -> pd.DataFrame:
-    """The completed epochs of a screening arm at seed 0, which must have finished as a result
-    (not a smoke run): a rule chooses among all of its arms or not at all."""
+class UnfinishedArm(ValueError):
+    """A screening's rule was asked to choose before every one of its arms had finished."""
+
+
+def _finished_arm(results_dir, recipe: str, screening: str) -> tuple[Path, pd.DataFrame]:
+    """The run folder and completed epochs of a screening arm at seed 0, which must have
+    finished as a result (not a smoke run): a rule chooses among all of its arms or not at
+    all."""
     run_dir = Path(results_dir) / run_name(recipe, ABLATION_SEED)
     if not runs.is_finished(run_dir) or not runs.open_run(run_dir).is_result:
-        raise ValueError(
+        raise UnfinishedArm(
             f"the {screening} screening needs every arm finished: {run_dir} is not (train it "
             f"with `python -m pneumo_utils train --recipe {recipe} --seed {ABLATION_SEED}`)"
         )
-    return runs.completed_epochs(run_dir).set_index("epoch")
+    return run_dir, runs.completed_epochs(run_dir).set_index("epoch")
 
 
 def view_screening_table(results_dir) -> pd.DataFrame:
@@ -226,23 +247,38 @@ def family_screening_table(results_dir) -> pd.DataFrame:
     return block_screening_table(results_dir, FAMILY_SCREENING, WORST_FAMILY_BLOCK, "family")
 
 
-def block_screening_table(results_dir, arms, rule: str, screening: str) -> pd.DataFrame:
+def consistency_screening_table(results_dir) -> pd.DataFrame:
+    """The consistency screening (docs/frame.md, round 6): the family rule, ties decided by the
+    smaller worst shift ratio."""
+    return block_screening_table(
+        results_dir, CONSISTENCY_SCREENING, WORST_FAMILY_BLOCK, "consistency", by_shift=True
+    )
+
+
+def block_screening_table(
+    results_dir, arms, rule: str, screening: str, by_shift: bool = False
+) -> pd.DataFrame:
     """A screening at seed 0 ranked by a worst-block rule (`rule`, a key of BLOCK_SCORES): the
     highest score over the epochs (the epoch the run selected), and where arms are within
-    VIEW_TIE of the best, the higher mean over the last FRAME_LATE epochs first. Beside the
-    score: the epoch's threshold, and each block's loss and AUC at that epoch."""
+    VIEW_TIE of the best, the higher mean over the last FRAME_LATE epochs first, or with
+    `by_shift` the smaller worst_shift_ratio. Beside the score: the epoch's threshold, and each
+    block's loss and AUC at that epoch."""
     rows = []
     for recipe in arms:
-        history = _finished_arm(results_dir, recipe, screening)
+        run_dir, history = _finished_arm(results_dir, recipe, screening)
         epoch = int(history[f"{rule}_bacc"].idxmax())
         at = history.loc[epoch]
+        if by_shift:
+            tie_break = {SHIFT_RATIO: worst_shift_ratio(run_dir)}
+        else:
+            tie_break = {"late": float(history[f"{rule}_bacc"].tail(FRAME_LATE).mean())}
         rows.append(
             {
                 "recipe": recipe,
                 "epochs": len(history),
                 "score": float(at[f"{rule}_bacc"]),
                 "at epoch": epoch,
-                "late": float(history[f"{rule}_bacc"].tail(FRAME_LATE).mean()),
+                **tie_break,
                 "threshold": round(float(at[f"{rule}_threshold"]), 4),
                 **{
                     f"{split.replace('_', ' ')} loss / AUC": (
@@ -254,7 +290,8 @@ def block_screening_table(results_dir, arms, rule: str, screening: str) -> pd.Da
         )
     names = {"score": f"score: {BLOCK_SCORES[rule]}",
              "late": f"{BLOCK_SCORES[rule]}, last {FRAME_LATE}"}  # fmt: skip
-    return _ranked(pd.DataFrame(rows), VIEW_TIE, higher_is_better=True, names=names)
+    tie_break = (SHIFT_RATIO, False) if by_shift else None
+    return _ranked(pd.DataFrame(rows), VIEW_TIE, True, names, tie_break=tie_break)
 
 
 def _operating_point(run_dir) -> tuple[float, str]:
@@ -369,13 +406,25 @@ def normal_logit_shifts(run_dir) -> pd.Series:
             raise ValueError(f"{run_dir}: {split} lacks {len(missing)} clean NORMAL images")
         shift = _logit(stressed[clean.index]) - clean
         shifts[f"{split.replace('_', ' ')}: median shift"] = shift.median()
-    return pd.Series(shifts).round(2)
+    return pd.Series(shifts)
+
+
+def worst_shift_ratio(run_dir) -> float:
+    """The largest median shift of normal_logit_shifts over the stressed blocks, as a share of
+    the clean NORMAL images' margin below the threshold (its 10th percentile): the
+    consistency round's tie-break (docs/frame.md, round 6). A share, so that a model whose
+    log odds are all smaller, shifts and margin alike, gains nothing by it."""
+    shifts = normal_logit_shifts(run_dir)
+    margin = shifts.iloc[0]
+    if margin <= 0:  # a tenth of the clean NORMAL images already called ill: no margin to keep
+        return float("inf")
+    return float(shifts.iloc[1:].max() / margin)
 
 
 def logit_shift_table(results_dir, recipes: Iterable[str]) -> pd.DataFrame:
     """normal_logit_shifts of each recipe's seed-0 run, a column each. Validation only."""
     shifts = _seed0_columns(results_dir, recipes, normal_logit_shifts)
-    return shifts.rename_axis("NORMAL images, log odds")
+    return shifts.round(2).rename_axis("NORMAL images, log odds")
 
 
 def crop_screening_winner(results_dir) -> str:

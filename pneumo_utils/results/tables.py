@@ -27,6 +27,7 @@ from pneumo_utils.recipes import (
 )
 from pneumo_utils.results.folders import RUN_NAME, run_name
 from pneumo_utils.results.screening import (
+    CONSISTENCY_SCREENING,
     CROP_SCREENING,
     FAMILY_SCREENING,
     FRAME_SCREENING,
@@ -62,6 +63,8 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     HEADLINE: (0, 1, 2, 3, 4),
     **{recipe: (0, 1, 2) for recipe in TASK_RECIPES},
     **{recipe: (0,) for recipe in FAMILY_SCREENING},
+    **{recipe: (0,) for recipe in CONSISTENCY_SCREENING},
+    "family-control": (0, 1),  # round 5's winner, the headline candidate: seeds 2-4 to come
 }
 # PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and counter-framing's levers.
 MEDMNIST_RUNS: dict[str, tuple[int, ...]] = {
