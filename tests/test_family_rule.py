@@ -167,17 +167,30 @@ def test_a_run_selects_and_thresholds_by_the_worst_family_block(tiny_config, two
     assert [f.tolist() for f in block_families(data)] == [f.tolist() for f in families]
 
 
+def _screening_arm(finished_run, folder, first: dict, later: dict):
+    """A copy of `finished_run` at `folder` (a screening arm) with six epochs in its history:
+    the columns of `first` at epoch 1, those of `later` at epochs 2-6."""
+    import shutil
+
+    from pneumo_utils.runtime.fileio import atomic_write_csv
+    from pneumo_utils.training.epoch_log import HISTORY
+
+    shutil.copytree(finished_run, folder, ignore=shutil.ignore_patterns("*.pt"))
+    epoch_one = runs.read_history(folder).iloc[:1]
+    rows = [epoch_one.assign(epoch=epoch, **(first if epoch == 1 else later))
+            for epoch in range(1, 7)]  # fmt: skip
+    atomic_write_csv(folder / HISTORY, pd.concat(rows).to_dict("records"))
+    return folder
+
+
 def test_the_family_screening_ranks_by_the_family_score_not_the_whole_blocks(
     finished_run, tmp_path
 ):
     """Each arm's history as the rule sees it: `family-sensor` has the best worst-block score
     and the worst family score, so the family screening ranks it last; within 0.005 of the best
     family score, the higher mean over the last 5 epochs goes first."""
-    import shutil
 
     from pneumo_utils.results import screening
-    from pneumo_utils.runtime.fileio import atomic_write_csv
-    from pneumo_utils.training.epoch_log import HISTORY
 
     scores = {  # (worst-block, family) score at epoch 1, then five late epochs
         "family-control": (0.90, 0.880, 0.80),
@@ -186,19 +199,14 @@ def test_the_family_screening_ranks_by_the_family_score_not_the_whole_blocks(
         "family-centre-norm": (0.90, 0.850, 0.80),
     }
     for recipe, (whole, family, late) in scores.items():
-        folder = tmp_path / f"{recipe}-seed0"
-        shutil.copytree(finished_run, folder, ignore=shutil.ignore_patterns("*.pt"))
-        first = runs.read_history(folder).iloc[:1]
-        rows = [
-            first.assign(
-                epoch=epoch,
-                worst_block_bacc=whole if epoch == 1 else late,
-                worst_family_block_bacc=family if epoch == 1 else late - 0.01,
-                worst_family_block_threshold=0.3 + epoch / 100,
-            )
-            for epoch in range(1, 7)
-        ]
-        atomic_write_csv(folder / HISTORY, pd.concat(rows).to_dict("records"))
+        _screening_arm(
+            finished_run,
+            tmp_path / f"{recipe}-seed0",
+            first=dict(worst_block_bacc=whole, worst_family_block_bacc=family,
+                       worst_family_block_threshold=0.31),
+            later=dict(worst_block_bacc=late, worst_family_block_bacc=late - 0.01,
+                       worst_family_block_threshold=0.4),
+        )  # fmt: skip
     table = screening.family_screening_table(tmp_path)
     assert list(table.index) == [
         "family-view-wide", "family-control", "family-centre-norm", "family-sensor"
@@ -298,12 +306,10 @@ def test_the_consistency_screening_breaks_ties_by_the_smaller_shift_over_margin(
     largest median NORMAL shift over the stressed blocks divided by the clean margin, so an arm
     whose log odds are all halved, shifts and margin alike, keeps its ratio."""
     import json
-    import shutil
 
     from pneumo_utils.results import screening
     from pneumo_utils.runtime.fileio import atomic_write_csv
     from pneumo_utils.splits import WORST_BLOCKS
-    from pneumo_utils.training.epoch_log import HISTORY
 
     def log_odds_to_p(log_odds):
         return 1 / (1 + np.exp(-log_odds))
@@ -316,18 +322,12 @@ def test_the_consistency_screening_breaks_ties_by_the_smaller_shift_over_margin(
     }
     ratios = {}
     for recipe, (family, late, shift) in arms.items():
-        folder = tmp_path / f"{recipe}-seed0"
-        shutil.copytree(finished_run, folder, ignore=shutil.ignore_patterns("*.pt"))
-        first = runs.read_history(folder).iloc[:1]
-        rows = [
-            first.assign(
-                epoch=epoch,
-                worst_family_block_bacc=family if epoch == 1 else late,
-                worst_family_block_threshold=0.5,
-            )  # fmt: skip
-            for epoch in range(1, 7)
-        ]
-        atomic_write_csv(folder / HISTORY, pd.concat(rows).to_dict("records"))
+        folder = _screening_arm(
+            finished_run,
+            tmp_path / f"{recipe}-seed0",
+            first=dict(worst_family_block_bacc=family, worst_family_block_threshold=0.5),
+            later=dict(worst_family_block_bacc=late, worst_family_block_threshold=0.5),
+        )
         metrics = json.loads((folder / "metrics.json").read_text())
         metrics["test"]["threshold"] = 0.5  # log odds 0: the margin is minus the clean log odds
         (folder / "metrics.json").write_text(json.dumps(metrics))
