@@ -77,6 +77,13 @@ class TrainConfig:
         "optimisation",
         SCHEDULERS,
     )
+    ema: float = _setting(
+        0.0,
+        "score, choose and save an exponential moving average of the weights and BatchNorm "
+        "statistics in place of the weights themselves, updated after every step with this "
+        "decay (an average over about 1/(1-X) steps; docs/frame.md, round 7); 0 is off",
+        "optimisation",
+    )
     image_size: int = _setting(
         224, "side of the square the images are resized to", "data", recipe=True
     )
@@ -243,6 +250,7 @@ class TrainConfig:
             "dropout": (0 <= self.dropout < 1, "0 to below 1"),
             "val_fraction": (0.02 <= self.val_fraction <= 0.5, "0.02 to 0.5"),
             "weight_decay": (self.weight_decay >= 0, "0 or more"),
+            "ema": (0 <= self.ema < 1, "0 (off) or a decay below 1, e.g. 0.999"),
             "aspect_jitter": (0 <= self.aspect_jitter <= 1, "0 to 1"),
             "intensity_jitter": (0 <= self.intensity_jitter <= 0.3, "0 to 0.3"),
             "counter_framing": (0 <= self.counter_framing <= 1, "0 to 1"),

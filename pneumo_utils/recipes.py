@@ -106,6 +106,11 @@ RECIPES: dict[str, dict] = {
     # two weights of the term, against round 5's winner (family-control).
     "consistency-1": dict(_CONSISTENCY, consistency=1.0),
     "consistency-4": dict(_CONSISTENCY, consistency=4.0),
+    # The averaging screening (docs/frame.md, round 7): round 5's winner scored, chosen and
+    # saved as an average of its weights and BatchNorm statistics over about 100 steps (under
+    # an epoch: the statistics of the last batches) and 1,000 (about 7 epochs: the weights too).
+    "ema-short": dict(_FAMILY, ema=0.99),
+    "ema-long": dict(_FAMILY, ema=0.999),
     # The crop screening's winner with the task changed, chosen by the same rule (docs/frame.md).
     "bacterial-viral-crop": dict(_CROP, task="bacterial-viral"),
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch

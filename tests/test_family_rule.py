@@ -366,3 +366,35 @@ def test_the_consistency_screening_breaks_ties_by_the_smaller_shift_over_margin(
     assert screening.worst_shift_ratio(halved) == float("inf")
     table = screening.consistency_screening_table(tmp_path)
     assert list(table.index)[:2] == [screening.CONSISTENCY_SCREENING[0], "consistency-1"]
+
+
+def test_the_averaging_screening_ranks_by_the_last_epochs_not_one_lucky_epoch(
+    finished_run, tmp_path
+):
+    """Round 7's rule (docs/frame.md): the family score's mean over the last 5 epochs ranks the
+    arms, so the control's one high epoch does not carry it; within 0.005 of the best mean, the
+    higher best epoch goes first. The spread of the thresholds over those epochs is shown."""
+    from pneumo_utils.results import screening
+
+    scores = {  # family score at epoch 1, then at the five late epochs
+        screening.AVERAGING_SCREENING[0]: (0.950, 0.900),  # the best epoch, a poor late mean
+        "ema-short": (0.800, 0.930),  # the best late mean
+        "ema-long": (0.960, 0.927),  # within 0.005 of it, with the higher best epoch
+    }
+    for recipe, (first, late) in scores.items():
+        _screening_arm(
+            finished_run,
+            tmp_path / f"{recipe}-seed0",
+            first=dict(worst_family_block_bacc=first, worst_family_block_threshold=0.31),
+            later=dict(worst_family_block_bacc=late, worst_family_block_threshold=0.4),
+        )
+    table = screening.averaging_screening_table(tmp_path)
+    assert list(table.index) == ["ema-long", "ema-short", screening.AVERAGING_SCREENING[0]]
+    score = next(column for column in table.columns if column.startswith("score:"))
+    assert "mean of the last 5" in score
+    assert table[score].to_dict() == {
+        "ema-long": 0.927, "ema-short": 0.93, screening.AVERAGING_SCREENING[0]: 0.9
+    }  # fmt: skip
+    assert table.loc["ema-long", "at epoch"] == 1  # the run itself still selects its best epoch
+    assert table.loc["ema-short", "thresholds, last 5"] == "0.400-0.400"
+    assert table["tied with the best"].tolist() == [True, True, False]

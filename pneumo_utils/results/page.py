@@ -20,6 +20,7 @@ from pneumo_utils.results.screening import (
     CONSISTENCY_SCREENING,
     UnfinishedArm,
     ablation_table,
+    averaging_screening_table,
     consistency_screening_table,
     crop_screening_table,
     family_arms_and_reference,
@@ -226,6 +227,18 @@ def _screening_sections(table: pd.DataFrame, figure) -> list[str]:
     """The frame and shortcut screenings, and validation at the selected epoch of every run."""
     sections = []
     results_dir = Path(table["run"].iloc[0]).parent
+    averaging = _every_arm_finished(averaging_screening_table, results_dir)
+    if averaging is not None:
+        sections.append(
+            f"""## The averaging screening (seed 0, the family score over the last epochs)
+
+The rule (docs/frame.md, round 7): round 5's family rule for each arm's epoch and threshold;
+the arms ranked by the mean of the family score over their last 5 epochs, those within 0.005
+of the best by their best epoch's score. Validation numbers only. The rule picks
+`{averaging.index[0]}`.
+
+{markdown_table(averaging)}"""
+        )
     consistency = _every_arm_finished(consistency_screening_table, results_dir)
     if consistency is not None:
         sections.append(

@@ -44,6 +44,10 @@ FAMILY_SCREENING = ("family-control", "family-view-wide", "family-sensor", "fami
 CONSISTENCY_SCREENING = ("family-control", "consistency-1", "consistency-4")
 # The consistency round's tie-break column (worst_shift_ratio), lower is better.
 SHIFT_RATIO = "worst shift / margin"
+# The averaging screening (docs/frame.md, round 7): round 5's winner at seed 0 against an
+# average of its weights over about 100 and 1,000 steps, ranked by the family score's mean over
+# the last FRAME_LATE epochs; arms within VIEW_TIE of the best by their best epoch's score.
+AVERAGING_SCREENING = ("family-control", "ema-short", "ema-long")
 # What each worst-block rule's score is called in a screening table.
 BLOCK_SCORES = {
     WORST_BLOCK: "worst-block balanced accuracy",
@@ -216,7 +220,7 @@ def _ranked(
                                 kind="stable"),
         table[~tied].sort_values("score", ascending=ascending, kind="stable"),
     ])  # fmt: skip
-    rounded = ranked.round({"score": 4, "late": 4, SHIFT_RATIO: 3})
+    rounded = ranked.round({"score": 4, "late": 4, "best": 4, SHIFT_RATIO: 3})
     return rounded.rename(columns=names).set_index("recipe")
 
 
@@ -251,34 +255,49 @@ def consistency_screening_table(results_dir) -> pd.DataFrame:
     """The consistency screening (docs/frame.md, round 6): the family rule, ties decided by the
     smaller worst shift ratio."""
     return block_screening_table(
-        results_dir, CONSISTENCY_SCREENING, WORST_FAMILY_BLOCK, "consistency", by_shift=True
+        results_dir, CONSISTENCY_SCREENING, WORST_FAMILY_BLOCK, "consistency", ranking="shift"
+    )
+
+
+def averaging_screening_table(results_dir) -> pd.DataFrame:
+    """The averaging screening (docs/frame.md, round 7): the family rule's score averaged over
+    each arm's last epochs, which one lucky epoch cannot lift."""
+    return block_screening_table(
+        results_dir, AVERAGING_SCREENING, WORST_FAMILY_BLOCK, "averaging", ranking="late"
     )
 
 
 def block_screening_table(
-    results_dir, arms, rule: str, screening: str, by_shift: bool = False
+    results_dir, arms, rule: str, screening: str, ranking: str = "best"
 ) -> pd.DataFrame:
-    """A screening at seed 0 ranked by a worst-block rule (`rule`, a key of BLOCK_SCORES): the
-    highest score over the epochs (the epoch the run selected), and where arms are within
-    VIEW_TIE of the best, the higher mean over the last FRAME_LATE epochs first, or with
-    `by_shift` the smaller worst_shift_ratio. Beside the score: the epoch's threshold, and each
-    block's loss and AUC at that epoch."""
+    """A screening at seed 0 ranked by a worst-block rule (`rule`, a key of BLOCK_SCORES). By
+    `ranking`: "best", the highest score over the epochs (the epoch the run selected), arms
+    within VIEW_TIE of the best by the higher mean over the last FRAME_LATE epochs; "shift",
+    the same with ties by the smaller worst_shift_ratio; "late", that mean, ties by the highest
+    score (with the spread of the thresholds over those epochs). Beside the score: the selected
+    epoch's threshold, and each block's loss and AUC at that epoch."""
     rows = []
     for recipe in arms:
         run_dir, history = _finished_arm(results_dir, recipe, screening)
-        epoch = int(history[f"{rule}_bacc"].idxmax())
+        scores, thresholds = history[f"{rule}_bacc"], history[f"{rule}_threshold"]
+        epoch = int(scores.idxmax())
         at = history.loc[epoch]
-        if by_shift:
-            tie_break = {SHIFT_RATIO: worst_shift_ratio(run_dir)}
+        best, late = float(scores.max()), float(scores.tail(FRAME_LATE).mean())
+        if ranking == "late":
+            late_thresholds = thresholds.tail(FRAME_LATE)
+            spread = f"{late_thresholds.min():.3f}-{late_thresholds.max():.3f}"
+            beside = {"best": best, "thresholds, last": spread}
+        elif ranking == "shift":
+            beside = {SHIFT_RATIO: worst_shift_ratio(run_dir)}
         else:
-            tie_break = {"late": float(history[f"{rule}_bacc"].tail(FRAME_LATE).mean())}
+            beside = {"late": late}
         rows.append(
             {
                 "recipe": recipe,
                 "epochs": len(history),
-                "score": float(at[f"{rule}_bacc"]),
+                "score": late if ranking == "late" else best,
                 "at epoch": epoch,
-                **tie_break,
+                **beside,
                 "threshold": round(float(at[f"{rule}_threshold"]), 4),
                 **{
                     f"{split.replace('_', ' ')} loss / AUC": (
@@ -288,9 +307,14 @@ def block_screening_table(
                 },
             }
         )
-    names = {"score": f"score: {BLOCK_SCORES[rule]}",
-             "late": f"{BLOCK_SCORES[rule]}, last {FRAME_LATE}"}  # fmt: skip
-    tie_break = (SHIFT_RATIO, False) if by_shift else None
+    late_name = f"{BLOCK_SCORES[rule]}, mean of the last {FRAME_LATE}"
+    names = {
+        "score": f"score: {late_name if ranking == 'late' else BLOCK_SCORES[rule]}",
+        "late": f"{BLOCK_SCORES[rule]}, last {FRAME_LATE}",
+        "best": f"{BLOCK_SCORES[rule]}, best epoch",
+        "thresholds, last": f"thresholds, last {FRAME_LATE}",
+    }
+    tie_break = {"shift": (SHIFT_RATIO, False), "late": ("best", True)}.get(ranking)
     return _ranked(pd.DataFrame(rows), VIEW_TIE, True, names, tie_break=tie_break)
 
 

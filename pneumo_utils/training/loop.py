@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from pneumo_utils import model as models
@@ -16,7 +17,7 @@ from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.runtime.device import autocast
 from pneumo_utils.runtime.distributed import SINGLE, World
-from pneumo_utils.training import checkpoints, epoch_log, objective
+from pneumo_utils.training import checkpoints, epoch_log, objective, schedule
 from pneumo_utils.training.metrics import auc_score, epoch_stats, predict_logits
 
 # Steps between reads of the per-step numbers on the device, so that a GPU never waits for us.
@@ -32,6 +33,8 @@ class Parts:
     amp_dtype: torch.dtype | None
     model: torch.nn.Module
     forward_model: torch.nn.Module  # the model, or its DDP / torch.compile wrapper
+    averaged: AveragedModel | None  # --ema: the average of the weights, updated after each step
+    scored: torch.nn.Module  # what is scored, chosen and saved: the model, or its average
     optimizer: torch.optim.Optimizer
     scheduler: object | None
     scaler: torch.amp.GradScaler
@@ -96,10 +99,10 @@ def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, inter
         row = dict(epoch=epoch, status="ok", lr=parts.optimizer.param_groups[0]["lr"])
         row.update(epoch_stats(logits, labels, "train", parts.class_names))
         predictions = evaluate(parts, row)
-        step_scheduler(parts.scheduler, row["val_loss"])
+        schedule.step(parts.scheduler, row["val_loss"])
         score = row[cfg.select_metric] * (1 if cfg.select_metric.endswith("loss") else -1)
         if state.improve(score, epoch):
-            best = checkpoints.keep_best(parts.model, epoch, predictions)
+            best = checkpoints.keep_best(parts.scored, epoch, predictions)
             if world.is_main:
                 checkpoints.save_best(run_dir, best)
         state.stopped = state.out_of_patience(cfg.early_stopping)
@@ -110,6 +113,7 @@ def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, inter
                 model=parts.model.state_dict(), optimizer=parts.optimizer.state_dict(),
                 scheduler=parts.scheduler.state_dict() if parts.scheduler else None,
                 scaler=parts.scaler.state_dict(), state=asdict(state),
+                averaged=parts.averaged.state_dict() if parts.averaged else None,
             ))  # fmt: skip
             epoch_log.write_epoch(run_dir, state.history, state.timing, writer)
         print(epoch_log.summary_line(row, cfg, seconds, state.best_epoch == epoch,
@@ -143,6 +147,8 @@ def train_one_epoch(parts: Parts, progress: bool, interrupt=None):
         parts.scaler.scale(loss).backward()
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
+        if parts.averaged is not None:
+            parts.averaged.update_parameters(parts.model)
         all_logits.append(logits.detach().float())
         all_labels.append(labels)
         losses.append(loss.detach())
@@ -166,10 +172,10 @@ def _stop_if_non_finite(world: World, finite: list[torch.Tensor], first_step: in
 
 def evaluate(parts: Parts, row: dict) -> dict:
     """Loss, accuracy (overall and per class) and AUC of every evaluation set and the selection
-    scores, into `row`; the predictions, name -> (labels, logits). Under torchrun each rank scores
-    its share with the bare model (DDP would wait at every batch); the predictions are gathered."""
-    model = parts.model if parts.world.distributed else parts.forward_model
-    parts.world.share_buffers(parts.model)
+    scores of parts.scored, into `row`; the predictions, name -> (labels, logits), gathered."""
+    # Under torchrun each rank scores its share with the bare model: DDP would wait at each batch.
+    model = parts.scored if parts.world.distributed or parts.averaged else parts.forward_model
+    parts.world.share_buffers(model)
     predictions = {}
     for name, held in parts.eval_sets.items():
         batches = held.in_order(2 * parts.batches.batch_size, parts.world)
@@ -191,10 +197,3 @@ def unfreeze(parts: Parts) -> Parts:
         return parts
     wrapped = parts.world.wrap(parts.model, parts.device, parts.cfg.compile)
     return replace(parts, forward_model=wrapped)
-
-
-def step_scheduler(scheduler, val_loss: float) -> None:
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        scheduler.step(val_loss)
-    elif scheduler is not None:
-        scheduler.step()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pneumo_utils import model as models
 from pneumo_utils.config import TrainConfig
@@ -27,7 +28,7 @@ from pneumo_utils.runtime.distributed import World
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL, WORST_BLOCKS, WORST_FAMILY_BLOCK
 from pneumo_utils.tasks import get_task
-from pneumo_utils.training import resume, runs
+from pneumo_utils.training import resume, runs, schedule
 from pneumo_utils.training.loop import Parts
 from pneumo_utils.training.metrics import family_blocks, worst_block_scores
 
@@ -48,14 +49,17 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
     if cfg.sync_bn and world.distributed:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    averaged = _average(model, cfg.ema) if cfg.ema else None
     parts = Parts(
         cfg=cfg,
         device=device,
         amp_dtype=amp_dtype,
         model=model,
         forward_model=world.wrap(model, device, cfg.compile),
+        averaged=averaged,
+        scored=averaged.module if averaged else model,
         optimizer=optimizer,
-        scheduler=_make_scheduler(cfg, optimizer),
+        scheduler=schedule.build(cfg, optimizer),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
         criterion=_criterion(cfg, data, device),
         batches=TrainingBatches(
@@ -86,6 +90,14 @@ def selection_scores(row: dict, predictions: dict, families: list[np.ndarray]) -
         **worst_block_scores(blocks),
         **worst_block_scores(family_blocks(blocks, families), WORST_FAMILY_BLOCK),
     )
+
+
+def _average(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of the weights and of the BatchNorm statistics (--ema):
+    at the end of the cosine schedule the weights barely move, but the running statistics still
+    follow the last few augmented batches, and the validation scores with them (docs/frame.md,
+    round 7)."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _device_and_precision(cfg: TrainConfig, run_dir: Path, world: World):
@@ -122,17 +134,6 @@ def _criterion(cfg: TrainConfig, data: XrayData, device: torch.device) -> torch.
         labels = data.splits["train"]["label"].to_numpy()
         weights = class_weights(labels, len(data.class_names)).to(device)
     return torch.nn.CrossEntropyLoss(weight=weights)
-
-
-def _make_scheduler(cfg: TrainConfig, optimizer):
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=3)
-    if cfg.scheduler == "step":
-        milestones = [cfg.epochs // 2, cfg.epochs * 3 // 4]
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    return None
 
 
 def describe(parts: Parts, data: XrayData) -> str:
