@@ -81,7 +81,8 @@ class TrainConfig:
         0.0,
         "score, choose and save an exponential moving average of the weights and BatchNorm "
         "statistics in place of the weights themselves, updated after every step with this "
-        "decay (an average over about 1/(1-X) steps; docs/frame.md, round 7); 0 is off",
+        "decay (an average over about 1/(1-X) steps; docs/frame.md, round 7); the validation "
+        "scores, and so a plateau schedule and early stopping, are the average's; 0 is off",
         "optimisation",
     )
     image_size: int = _setting(

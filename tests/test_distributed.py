@@ -126,7 +126,7 @@ FIRST_STEP = textwrap.dedent(
     parts = Parts(
         cfg=cfg, device=torch.device("cpu"), amp_dtype=None, model=model,
         forward_model=world.wrap(model, torch.device("cpu")),
-        averaged=None, scored=model,
+        average=None, scored=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.0), scheduler=None,
         scaler=torch.amp.GradScaler("cpu", enabled=False),
         criterion=torch.nn.CrossEntropyLoss(weight=WEIGHTS), batches=[(images, labels)],
@@ -165,7 +165,7 @@ def test_the_first_step_averages_to_one_process_on_the_same_global_batch(tiny_da
     weighted = torch.nn.CrossEntropyLoss(weight=torch.tensor([2.0, 0.5]))
     parts = Parts(
         cfg=cfg, device=torch.device("cpu"), amp_dtype=None, model=model, forward_model=model,
-        averaged=None, scored=model,
+        average=None, scored=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.0), scheduler=None,
         scaler=torch.amp.GradScaler("cpu", enabled=False), criterion=weighted, batches=[batch],
         eval_sets={}, select=dict, class_names=("NORMAL", "PNEUMONIA"),

@@ -104,7 +104,7 @@ def model_card(run_dir: Path, saved: runs.SavedRun) -> str:
 ResNet-18 (`torchvision.models.resnet18(num_classes={n_classes})`), {config.model} start,
 task `{task.name}` ({task.description}), classes {classes}. Recipe: {recipe_changes(config)};
 {config.epochs} epochs, seed {config.seed}; best epoch {metrics["best_epoch"]} chosen on
-`{metrics["selected_on"]}`.
+`{metrics["selected_on"]}`.{_averaged(config)}
 
 {_input_section(config, _decision(task, metrics), n_classes, stem)}
 ## Data
@@ -170,6 +170,16 @@ print(probabilities.tolist())
 where the run trained with mixed precision and the hardware has it (bf16), `predict` computes
 in it too and differs by up to about 1e-2.
 """
+
+
+def _averaged(config) -> str:
+    """What the weights are when the run kept an average of them (--ema), else nothing."""
+    if not config.ema:
+        return ""
+    return (
+        f" The weights are an exponential moving average (decay {config.ema}) of the trained"
+        " weights and BatchNorm statistics at that epoch, not the weights themselves."
+    )
 
 
 def _decision(task, metrics: dict) -> str:

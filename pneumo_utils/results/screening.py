@@ -276,6 +276,8 @@ def block_screening_table(
     the same with ties by the smaller worst_shift_ratio; "late", that mean, ties by the highest
     score (with the spread of the thresholds over those epochs). Beside the score: the selected
     epoch's threshold, and each block's loss and AUC at that epoch."""
+    if ranking not in ("best", "shift", "late"):
+        raise ValueError(f"unknown ranking {ranking!r}: best, shift or late")
     rows = []
     for recipe in arms:
         run_dir, history = _finished_arm(results_dir, recipe, screening)

@@ -129,8 +129,8 @@ def _resume(parts: Parts, run_dir: Path, fallback_checkpoint: bool) -> TrainStat
         if parts.scheduler is not None:
             parts.scheduler.load_state_dict(checkpoint["scheduler"])
         parts.scaler.load_state_dict(checkpoint["scaler"])
-        if parts.averaged is not None:
-            parts.averaged.load_state_dict(checkpoint["averaged"])
+        if parts.average is not None:
+            parts.average.load_state_dict(checkpoint["average"])
         state = TrainState(**checkpoint["state"])
         print(f"resuming {run_dir} after epoch {state.epochs_done} of {parts.cfg.epochs}")
     if parts.world.is_main and (state.history or (run_dir / HISTORY).exists()):

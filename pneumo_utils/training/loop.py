@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
-from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from pneumo_utils import model as models
@@ -17,7 +16,7 @@ from pneumo_utils.config import TrainConfig
 from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.runtime.device import autocast
 from pneumo_utils.runtime.distributed import SINGLE, World
-from pneumo_utils.training import checkpoints, epoch_log, objective, schedule
+from pneumo_utils.training import averaging, checkpoints, epoch_log, objective, schedule
 from pneumo_utils.training.metrics import auc_score, epoch_stats, predict_logits
 
 # Steps between reads of the per-step numbers on the device, so that a GPU never waits for us.
@@ -33,7 +32,7 @@ class Parts:
     amp_dtype: torch.dtype | None
     model: torch.nn.Module
     forward_model: torch.nn.Module  # the model, or its DDP / torch.compile wrapper
-    averaged: AveragedModel | None  # --ema: the average of the weights, updated after each step
+    average: torch.nn.Module | None  # --ema: the model's average (averaging.py), after each step
     scored: torch.nn.Module  # what is scored, chosen and saved: the model, or its average
     optimizer: torch.optim.Optimizer
     scheduler: object | None
@@ -113,7 +112,7 @@ def train_epochs(parts: Parts, run_dir, state: TrainState, progress: bool, inter
                 model=parts.model.state_dict(), optimizer=parts.optimizer.state_dict(),
                 scheduler=parts.scheduler.state_dict() if parts.scheduler else None,
                 scaler=parts.scaler.state_dict(), state=asdict(state),
-                averaged=parts.averaged.state_dict() if parts.averaged else None,
+                average=parts.average.state_dict() if parts.average is not None else None,
             ))  # fmt: skip
             epoch_log.write_epoch(run_dir, state.history, state.timing, writer)
         print(epoch_log.summary_line(row, cfg, seconds, state.best_epoch == epoch,
@@ -147,8 +146,8 @@ def train_one_epoch(parts: Parts, progress: bool, interrupt=None):
         parts.scaler.scale(loss).backward()
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
-        if parts.averaged is not None:
-            parts.averaged.update_parameters(parts.model)
+        if parts.average is not None:
+            averaging.update_average(parts.average, parts.model, cfg.ema)
         all_logits.append(logits.detach().float())
         all_labels.append(labels)
         losses.append(loss.detach())
@@ -173,8 +172,10 @@ def _stop_if_non_finite(world: World, finite: list[torch.Tensor], first_step: in
 def evaluate(parts: Parts, row: dict) -> dict:
     """Loss, accuracy (overall and per class) and AUC of every evaluation set and the selection
     scores of parts.scored, into `row`; the predictions, name -> (labels, logits), gathered."""
-    # Under torchrun each rank scores its share with the bare model: DDP would wait at each batch.
-    model = parts.scored if parts.world.distributed or parts.averaged else parts.forward_model
+    # Under torchrun each rank scores its share with the bare model (DDP would wait at each
+    # batch); with --ema the average is scored, which no wrapper runs.
+    bare = parts.world.distributed or parts.average is not None
+    model = parts.scored if bare else parts.forward_model
     parts.world.share_buffers(model)
     predictions = {}
     for name, held in parts.eval_sets.items():

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pneumo_utils import model as models
 from pneumo_utils.config import TrainConfig
@@ -28,7 +27,7 @@ from pneumo_utils.runtime.distributed import World
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL, WORST_BLOCKS, WORST_FAMILY_BLOCK
 from pneumo_utils.tasks import get_task
-from pneumo_utils.training import resume, runs, schedule
+from pneumo_utils.training import averaging, resume, runs, schedule
 from pneumo_utils.training.loop import Parts
 from pneumo_utils.training.metrics import family_blocks, worst_block_scores
 
@@ -49,15 +48,15 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
     if cfg.sync_bn and world.distributed:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    averaged = _average(model, cfg.ema) if cfg.ema else None
+    average = averaging.new_average(model) if cfg.ema else None
     parts = Parts(
         cfg=cfg,
         device=device,
         amp_dtype=amp_dtype,
         model=model,
         forward_model=world.wrap(model, device, cfg.compile),
-        averaged=averaged,
-        scored=averaged.module if averaged else model,
+        average=average,
+        scored=average if average is not None else model,
         optimizer=optimizer,
         scheduler=schedule.build(cfg, optimizer),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
@@ -90,14 +89,6 @@ def selection_scores(row: dict, predictions: dict, families: list[np.ndarray]) -
         **worst_block_scores(blocks),
         **worst_block_scores(family_blocks(blocks, families), WORST_FAMILY_BLOCK),
     )
-
-
-def _average(model: torch.nn.Module, decay: float) -> AveragedModel:
-    """An exponential moving average of the weights and of the BatchNorm statistics (--ema):
-    at the end of the cosine schedule the weights barely move, but the running statistics still
-    follow the last few augmented batches, and the validation scores with them (docs/frame.md,
-    round 7)."""
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _device_and_precision(cfg: TrainConfig, run_dir: Path, world: World):
