@@ -27,6 +27,7 @@ from pneumo_utils.recipes import (
 )
 from pneumo_utils.results.folders import RUN_NAME, run_name
 from pneumo_utils.results.screening import (
+    AVERAGING_SCREENING,
     CONSISTENCY_SCREENING,
     CROP_SCREENING,
     FAMILY_SCREENING,
@@ -64,6 +65,7 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     **{recipe: (0, 1, 2) for recipe in TASK_RECIPES},
     **{recipe: (0,) for recipe in FAMILY_SCREENING},
     **{recipe: (0,) for recipe in CONSISTENCY_SCREENING},
+    **{recipe: (0,) for recipe in AVERAGING_SCREENING},
     HEADLINE: (0, 1, 2, 3, 4),  # after FAMILY_SCREENING, whose seed-0 arm it also is
 }
 # PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and counter-framing's levers.
