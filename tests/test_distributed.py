@@ -1,5 +1,6 @@
 """One run on 2 CPU processes under torchrun (gloo): the run folder written once, exact
-evaluation, a kill and resume, and the first step's gradients equal to one process's."""
+evaluation, a kill and resume, one average of the weights (--ema) scored and saved, and the
+first step's gradients equal to one process's."""
 
 import json
 import os
@@ -93,6 +94,26 @@ def test_two_processes_write_one_run_exactly_and_resume_after_a_kill(tiny_copy, 
     assert selected["test_acc"] == pytest.approx(scored["acc_at_0_5"], abs=1e-12)
     assert metrics["test"]["accuracy"] == pytest.approx(scored["accuracy"], abs=1e-12)
     assert metrics["test"]["roc_auc"] == pytest.approx(scored["roc_auc"], abs=1e-12)
+
+
+def test_two_processes_score_the_average_that_best_pt_saves(tiny_data, tmp_path):
+    # --ema: each rank keeps its own copy of the average, and each rank's BatchNorm statistics
+    # follow its own share of the batch; the ranks must score one average, and save that one.
+    out = tmp_path / "run"
+    args = [*_train_args(tiny_data, out, tmp_path / "cache", epochs=2), "--ema", "0.5"]
+    result = subprocess.run(
+        [*TORCHRUN, "-m", "pneumo_utils", *args], env=ENV, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    metrics = read_metrics(out)
+    selected = read_history(out).set_index("epoch").loc[metrics["best_epoch"]]
+    scored = evaluate_run(out, split="test")  # one process, best.pt
+    assert selected["test_loss"] == pytest.approx(scored["loss"], rel=1e-5)
+    assert metrics["test"]["roc_auc"] == pytest.approx(scored["roc_auc"], abs=1e-12)
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["average"].keys() == last["model"].keys()
 
 
 # Each rank: the first step of the real loop under DDP on its DistributedSampler share, with a
