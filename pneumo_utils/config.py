@@ -203,7 +203,8 @@ class TrainConfig:
         "val",
         "validation split whose predictions pick the decision threshold (Youden's J); "
         "worst_block: the threshold whose worst validation block is best; worst_family_block: "
-        "the same with each block split by NORMAL file family (docs/frame.md)",
+        "the same with each block split by NORMAL file family; far_family_block: that with the "
+        "far tighter view among the blocks (docs/frame.md)",
         "selection",
         THRESHOLD_SPLITS,
     )

@@ -49,6 +49,10 @@ _FAMILY = dict(_VIEW_VARIETY, select_metric="worst_family_block_bacc",
 # The consistency round (docs/frame.md, round 6): round 5's winner's settings and rule, each
 # image twice per batch in two random views, at the compute of its 40 epochs at batch 32.
 _CONSISTENCY = dict(_FAMILY, batch_size=16, epochs=20)
+# The far round (docs/frame.md, round 8): round 7's pick (an average of the weights over about
+# 100 steps) chosen by the far rule: the family rule with the far tighter view among its blocks.
+_FAR = dict(_FAMILY, ema=0.99, select_metric="far_family_block_bacc",
+            threshold_on="far_family_block")  # fmt: skip
 _MEDMNIST = dict(
     image_size=28, epochs=100, batch_size=128, scheduler="step", dropout=0.0,
     select_metric="val_auc", threshold_on="val",
@@ -111,6 +115,12 @@ RECIPES: dict[str, dict] = {
     # an epoch: the statistics of the last batches) and 1,000 (about 7 epochs: the weights too).
     "ema-short": dict(_FAMILY, ema=0.99),
     "ema-long": dict(_FAMILY, ema=0.999),
+    # The far screening (docs/frame.md, round 8): round 7's pick under the far rule; with the
+    # view varied up to 2 times tighter (across the far block); with the consistency term at a
+    # quarter, at the compute of 40 epochs at batch 32 (as round 6's arms).
+    "far-control": _FAR,
+    "far-view-wide": dict(_FAR, view_jitter=1.0),
+    "far-consistency": dict(_FAR, consistency=0.25, batch_size=16, epochs=20),
     # The crop screening's winner with the task changed, chosen by the same rule (docs/frame.md).
     "bacterial-viral-crop": dict(_CROP, task="bacterial-viral"),
     # PneumoniaMNIST (docs/medmnist.md): MedMNIST v2's protocol for ResNet-18 from scratch

@@ -21,8 +21,11 @@ TIGHTER_VAL = "tighter_val"
 BAND_VAL = "band_val"
 LOOSER_VAL = "looser_val"
 VIEW_VAL = (TIGHTER_VAL, BAND_VAL, LOOSER_VAL)
+# Round 8's block (docs/frame.md): the tighter view again, past the training range of the
+# headline's framing variety, where validation's NORMAL images reach the threshold.
+FAR_TIGHTER_VAL = "far_tighter_val"
 # The copies of validation made from its images; each has the files of validation.
-VALIDATION_COPIES = (STRESSED_VAL, FRAME_VAL, REFRAMED_VAL, *VIEW_VAL)
+VALIDATION_COPIES = (STRESSED_VAL, FRAME_VAL, REFRAMED_VAL, *VIEW_VAL, FAR_TIGHTER_VAL)
 # Every split a run scores after each epoch and at the end, in this order.
 EVALUATED_SPLITS = ("val", *VALIDATION_COPIES, "test")
 # The splits of history.csv (its column prefixes) and of the training curves, in this order.
@@ -43,10 +46,22 @@ WORST_BLOCK = "worst_block"
 # file family (NORMAL2-* and IM-*, each with all the block's other images), so that a family
 # that lags is scored on its own instead of inside a block where the other family hides it.
 WORST_FAMILY_BLOCK = "worst_family_block"
+# The far rule (docs/frame.md, round 8): the family rule with the far tighter view among its
+# blocks, which extend WORST_BLOCKS.
+FAR_BLOCKS = (*WORST_BLOCKS, FAR_TIGHTER_VAL)
+FAR_FAMILY_BLOCK = "far_family_block"
+# The blocks each worst-block rule takes the worst of, and the rules that split each block by
+# NORMAL file family.
+BLOCKS_OF_RULE = {WORST_BLOCK: WORST_BLOCKS, WORST_FAMILY_BLOCK: WORST_BLOCKS,
+                  FAR_FAMILY_BLOCK: FAR_BLOCKS}  # fmt: skip
+FAMILY_RULES = (WORST_FAMILY_BLOCK, FAR_FAMILY_BLOCK)
 SELECT_METRICS = (
     *(f"{split}_{score}" for split in SELECTED_ON for score in ("loss", "auc")),
     f"{POOLED}_loss",
     f"{WORST_BLOCK}_bacc",
     f"{WORST_FAMILY_BLOCK}_bacc",
+    f"{FAR_FAMILY_BLOCK}_bacc",
 )
-THRESHOLD_SPLITS = ("val", STRESSED_VAL, FRAME_VAL, POOLED, WORST_BLOCK, WORST_FAMILY_BLOCK)
+THRESHOLD_SPLITS = (
+    "val", STRESSED_VAL, FRAME_VAL, POOLED, WORST_BLOCK, WORST_FAMILY_BLOCK, FAR_FAMILY_BLOCK
+)  # fmt: skip

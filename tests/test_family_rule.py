@@ -13,7 +13,7 @@ import pytest
 from pneumo_utils.data.dataset import block_families, load_run_data
 from pneumo_utils.data.files import normal_family
 from pneumo_utils.results.summary import SELECTION_NAMES
-from pneumo_utils.splits import EVALUATED_SPLITS, SELECT_METRICS, WORST_BLOCKS
+from pneumo_utils.splits import EVALUATED_SPLITS, FAR_BLOCKS, SELECT_METRICS, WORST_BLOCKS
 from pneumo_utils.training import runs
 from pneumo_utils.training.metrics import (
     family_blocks,
@@ -80,17 +80,25 @@ def test_a_lagging_family_decides_the_threshold_where_its_block_hid_it():
     assert family_worst < whole_worst
 
 
-def test_a_training_scores_every_epoch_by_both_rules():
+def _logits(probs: np.ndarray) -> np.ndarray:
+    probs = np.clip(probs, 0.01, 0.99)  # finite logits
+    return np.stack([np.zeros_like(probs), np.log(probs / (1 - probs))], axis=1)
+
+
+def test_a_training_scores_every_epoch_by_every_block_rule():
     """The selection scores of an epoch (training/setup.py): the family rule's numbers beside
-    the worst-block rule's, from the same predictions split by the families it is given."""
+    the worst-block rule's, from the same predictions split by the families it is given; the
+    far rule's from those blocks and the far tighter view."""
     labels, scores, families = _lagging_family_block()
-    probs = np.clip(scores, 0.01, 0.99)  # finite logits
-    logits = np.stack([np.zeros_like(probs), np.log(probs / (1 - probs))], axis=1)
-    predictions = {split: (labels, logits) for split in WORST_BLOCKS}
+    predictions = {split: (labels, _logits(scores)) for split in WORST_BLOCKS}
+    # The far view moves every NORMAL image up: only the far rule sees it.
+    predictions["far_tighter_val"] = (labels, _logits(np.where(labels == 0, scores + 0.3, scores)))
     row = {f"{split}_loss": 0.0 for split in EVALUATED_SPLITS}
-    scores_of = selection_scores(row, predictions, [families] * len(WORST_BLOCKS))
+    scores_of = selection_scores(row, predictions, dict.fromkeys(FAR_BLOCKS, families))
     assert scores_of["worst_family_block_bacc"] < scores_of["worst_block_bacc"] - 0.05
     assert scores_of["worst_family_block_threshold"] > scores_of["worst_block_threshold"] + 0.2
+    assert scores_of["far_family_block_bacc"] < scores_of["worst_family_block_bacc"] - 0.05
+    assert scores_of["far_family_block_threshold"] > scores_of["worst_family_block_threshold"]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -125,11 +133,17 @@ def two_family_data(tiny_copy):
     return tiny_copy
 
 
-def test_a_run_selects_and_thresholds_by_the_worst_family_block(tiny_config, two_family_data,
-                                                               tmp_path):  # fmt: skip
-    """The history records the family rule's numbers every epoch beside the worst-block rule's;
-    best.pt is the epoch of the highest family score, and the run's threshold is the family
-    rule's on that epoch's validation blocks, as their prediction files give them."""
+@pytest.mark.parametrize(
+    "rule, blocks_of_rule",
+    [("worst_family_block", WORST_BLOCKS), ("far_family_block", FAR_BLOCKS)],
+)
+def test_a_run_selects_and_thresholds_by_its_family_rule(
+    tiny_config, two_family_data, tmp_path, rule, blocks_of_rule
+):
+    """The history records each family rule's numbers every epoch beside the worst-block
+    rule's (a rule with more blocks never scores higher); best.pt is the epoch of the highest
+    score of the run's rule, and the run's threshold is that rule's on that epoch's validation
+    blocks, as their prediction files give them."""
     from pneumo_utils.analysis.scoring import finalize
     from pneumo_utils.training.fit import train
 
@@ -138,33 +152,35 @@ def test_a_run_selects_and_thresholds_by_the_worst_family_block(tiny_config, two
         data=str(two_family_data),
         epochs=4,
         val_fraction=0.5,
-        select_metric="worst_family_block_bacc",
-        threshold_on="worst_family_block",
+        select_metric=f"{rule}_bacc",
+        threshold_on=rule,
     )
     out = train(config, tmp_path / "run", progress=False,
                 then=lambda run: finalize(run, robustness=False))  # fmt: skip
     history = runs.read_history(out)
     assert (history["worst_family_block_bacc"] <= history["worst_block_bacc"] + 1e-9).all()
-    best = history.loc[history["worst_family_block_bacc"].idxmax()]
+    assert (history["far_family_block_bacc"] <= history["worst_family_block_bacc"] + 1e-9).all()
+    best = history.loc[history[f"{rule}_bacc"].idxmax()]
     metrics = runs.read_metrics(out)
     assert metrics["best_epoch"] == int(best["epoch"])
     threshold = metrics["test"]["threshold"]
-    assert threshold == pytest.approx(best["worst_family_block_threshold"], abs=1e-6)
-    assert metrics["threshold_chosen_on"].startswith("worst_family_block")
+    assert threshold == pytest.approx(best[f"{rule}_threshold"], abs=1e-6)
+    assert metrics["threshold_chosen_on"].startswith(rule)
 
     blocks, families = [], []
-    for split in WORST_BLOCKS:
+    for split in blocks_of_rule:
         saved = pd.read_csv(out / f"{split}_predictions.csv")
         blocks.append((saved["label"].to_numpy(), saved["p_pneumonia"].to_numpy()))
         families.append(np.where(saved["label"] == 0, saved["relpath"].map(normal_family), ""))
     parts = family_blocks(blocks, families)
-    assert len(parts) == 2 * len(WORST_BLOCKS)  # the carve kept both families in every block
+    assert len(parts) == 2 * len(blocks_of_rule)  # the carve kept both families in every block
     recomputed, worst = worst_block_threshold(parts)
     assert recomputed == pytest.approx(threshold)
-    assert worst == pytest.approx(best["worst_family_block_bacc"], abs=1e-6)
+    assert worst == pytest.approx(best[f"{rule}_bacc"], abs=1e-6)
 
     data = load_run_data(config)
-    assert [f.tolist() for f in block_families(data)] == [f.tolist() for f in families]
+    by_block = block_families(data)
+    assert [by_block[split].tolist() for split in blocks_of_rule] == [f.tolist() for f in families]
 
 
 def _screening_arm(finished_run, folder, first: dict, later: dict):
@@ -398,3 +414,41 @@ def test_the_averaging_screening_ranks_by_the_last_epochs_not_one_lucky_epoch(
     assert table.loc["ema-long", "at epoch"] == 1  # the run itself still selects its best epoch
     assert table.loc["ema-short", "thresholds, last 5"] == "0.400-0.400"
     assert table["tied with the best"].tolist() == [True, True, False]
+
+
+def test_the_far_screening_ranks_by_the_far_rule_and_shows_what_each_block_costs(
+    finished_run, tmp_path
+):
+    """Round 8's rule (docs/frame.md): the far rule's score (not the family rule's) averaged
+    over the last 5 epochs ranks the arms, ties by the best epoch; its table shows the far
+    block beside the others, and each arm's blocks at its threshold."""
+    from pneumo_utils.results import screening
+
+    scores = {  # (family score, far score) at every epoch
+        "far-control": (0.97, 0.80),  # the best family score, the worst far score
+        "far-view-wide": (0.93, 0.90),
+        "far-consistency": (0.90, 0.897),  # within 0.005 of the best
+    }
+    for recipe, (family, far) in scores.items():
+        _screening_arm(
+            finished_run,
+            tmp_path / f"{recipe}-seed0",
+            first=dict(worst_family_block_bacc=family, far_family_block_bacc=far,
+                       far_family_block_threshold=0.3),
+            later=dict(worst_family_block_bacc=family, far_family_block_bacc=far,
+                       far_family_block_threshold=0.3),
+        )  # fmt: skip
+    table = screening.far_screening_table(tmp_path)
+    assert list(table.index) == ["far-view-wide", "far-consistency", "far-control"]
+    assert "far tighter val loss / AUC" in table.columns
+    assert table["tied with the best"].tolist() == [True, True, False]
+
+    blocks = screening.far_blocks_table(tmp_path)
+    assert list(blocks.columns) == list(screening.FAR_SCREENING)
+    assert "far tighter val" in blocks.index
+    specificity, sensitivity = blocks.loc["far tighter val", "far-control"].split(" / ")
+    assert 0 <= float(specificity) <= 1 and 0 <= float(sensitivity) <= 1
+
+    (tmp_path / "far-consistency-seed0" / "metrics.json").unlink()  # not finished
+    with pytest.raises(screening.UnfinishedArm, match="far screening needs every arm"):
+        screening.far_blocks_table(tmp_path)

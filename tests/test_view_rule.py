@@ -15,11 +15,12 @@ from sklearn.metrics import balanced_accuracy_score
 from pneumo_utils import TrainConfig
 from pneumo_utils.data import body
 from pneumo_utils.data.dataset import load_data, split_frame
-from pneumo_utils.data.stresses import VIEW_BAND, VIEW_ZOOM_IN, view_variant
+from pneumo_utils.data.stresses import VIEW_BAND, VIEW_FAR_ZOOM_IN, VIEW_ZOOM_IN, view_variant
 from pneumo_utils.runtime.fileio import atomic_write_csv
 from pneumo_utils.splits import (
     BAND_VAL,
     EVALUATED_SPLITS,
+    FAR_TIGHTER_VAL,
     LOOSER_VAL,
     TIGHTER_VAL,
     VIEW_VAL,
@@ -60,16 +61,30 @@ def test_the_tighter_view_zooms_into_the_body_not_the_frame():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_the_tighter_view_keeps_the_centre_of_a_filled_square(seed):
+@pytest.mark.parametrize(
+    "split, factors", [(TIGHTER_VAL, VIEW_ZOOM_IN), (FAR_TIGHTER_VAL, VIEW_FAR_ZOOM_IN)]
+)
+def test_the_tighter_view_keeps_the_centre_of_a_filled_square(seed, split, factors):
     """On a square the body fills (as after the crop), the view is its central 1/s enlarged:
     the centre pixel's neighbourhood stays in view, the corners do not."""
     size = 64
     ramp = np.add.outer(np.arange(size), np.arange(size)).astype(np.float32)
     square = (60 + ramp).astype(np.uint8)
-    tighter = view_variant(square, TIGHTER_VAL, "a.jpeg", seed).astype(float)
-    # A linear ramp enlarged by s has a gradient 1/s as steep: between 1/1.5 and 1/1.2.
+    tighter = view_variant(square, split, "a.jpeg", seed).astype(float)
+    # A linear ramp enlarged by s has a gradient 1/s as steep: between 1/s_max and 1/s_min.
     gradient = (tighter[32, 40] - tighter[32, 24]) / 16
-    assert 1 / VIEW_ZOOM_IN[1] - 0.05 <= gradient <= 1 / VIEW_ZOOM_IN[0] + 0.05
+    assert 1 / factors[1] - 0.05 <= gradient <= 1 / factors[0] + 0.05
+
+
+def test_the_far_view_begins_where_the_control_arms_framing_variety_ends():
+    """Round 8 (docs/frame.md): the far block asks the control arm to extrapolate past the
+    framing variety it was trained on (up to 1 + view_jitter times tighter); the wide arm's
+    variety covers the block."""
+    from pneumo_utils.recipes import recipe_config
+
+    trained_to = 1 + recipe_config("far-control").view_jitter
+    assert VIEW_FAR_ZOOM_IN[0] >= trained_to > VIEW_ZOOM_IN[0]
+    assert 1 + recipe_config("far-view-wide").view_jitter >= VIEW_FAR_ZOOM_IN[1]
 
 
 def test_the_band_is_painted_inside_the_body_grey_to_white():
@@ -108,14 +123,16 @@ def test_the_view_blocks_are_the_validation_images_stressed(tiny_data, cache_dir
     data = load_data(tiny_data, 32, cache_dir=cache_dir, progress=False, crop_to_body=crop)
     val = data.splits["val"]
     assert set(VIEW_VAL) <= set(EVALUATED_SPLITS) and set(WORST_BLOCKS) <= set(EVALUATED_SPLITS)
-    for split in VIEW_VAL:
+    for split in (*VIEW_VAL, FAR_TIGHTER_VAL):
         images = getattr(data, split)
         assert images.shape == (len(val), 32, 32)
         pd.testing.assert_frame_equal(split_frame(data, split), val)
     first = val["relpath"].iat[0]
-    # The tighter view and the band act on the model's input square (after the pipeline)...
+    # The tighter views and the band act on the model's input square (after the pipeline)...
     square = data.images[val["cache_row"].iat[0]]
     np.testing.assert_array_equal(data.tighter_val[0], view_variant(square, TIGHTER_VAL, first, 0))
+    far = view_variant(square, FAR_TIGHTER_VAL, first, 0)
+    np.testing.assert_array_equal(data.far_tighter_val[0], far)
     np.testing.assert_array_equal(data.band_val[0], view_variant(square, BAND_VAL, first, 0))
     # ...the looser view on the image as acquired, then through the pipeline.
     acquired = data.acquired(val.iloc[:1])[0]

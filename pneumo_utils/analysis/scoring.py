@@ -18,13 +18,12 @@ from pneumo_utils.data.transforms import evaluation_transform
 from pneumo_utils.runtime.device import autocast_dtype
 from pneumo_utils.runtime.fileio import atomic_write_csv
 from pneumo_utils.splits import (
+    BLOCKS_OF_RULE,
     EVALUATED_SPLITS,
+    FAMILY_RULES,
     POOLED,
     POOLED_VAL,
     REFRAMED_VAL,
-    WORST_BLOCK,
-    WORST_BLOCKS,
-    WORST_FAMILY_BLOCK,
 )
 from pneumo_utils.training import runs
 from pneumo_utils.training.metrics import (
@@ -128,14 +127,16 @@ def _write_predictions(run_dir: Path, data, probs: dict, labels: dict) -> None:
 
 
 def _threshold(cfg, data, probs: dict, labels: dict) -> float:
-    """The threshold of cfg.threshold_on: the worst-block rule over its blocks (split by NORMAL
-    file family for the family rule), or Youden's J on one split; pooled, each set weighs a
+    """The threshold of cfg.threshold_on: a worst-block rule over its blocks (split by NORMAL
+    file family for the family rules), or Youden's J on one split; pooled, each set weighs a
     third (as in pooled_val_loss), whatever its size."""
-    blocks = [(labels[s], probs[s][:, 1]) for s in WORST_BLOCKS]
-    if cfg.threshold_on == WORST_BLOCK:
+    if cfg.threshold_on in BLOCKS_OF_RULE:
+        splits = BLOCKS_OF_RULE[cfg.threshold_on]
+        blocks = [(labels[s], probs[s][:, 1]) for s in splits]
+        if cfg.threshold_on in FAMILY_RULES:
+            families = block_families(data)
+            blocks = family_blocks(blocks, [families[s] for s in splits])
         return worst_block_threshold(blocks)[0]
-    if cfg.threshold_on == WORST_FAMILY_BLOCK:
-        return worst_block_threshold(family_blocks(blocks, block_families(data)))[0]
     chosen_on = POOLED_VAL if cfg.threshold_on == POOLED else (cfg.threshold_on,)
     return choose_threshold(
         np.concatenate([labels[split] for split in chosen_on]),

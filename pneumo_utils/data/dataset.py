@@ -32,12 +32,13 @@ from pneumo_utils.data.stresses import (
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import (
     BAND_VAL,
+    FAR_BLOCKS,
+    FAR_TIGHTER_VAL,
     LOOSER_VAL,
     REFRAMED_VAL,
     SPLITS,
     TIGHTER_VAL,
     VALIDATION_COPIES,
-    WORST_BLOCKS,
 )
 from pneumo_utils.tasks import FOLDER_CLASSES, TASKS, Task, get_task, task_records
 
@@ -128,6 +129,11 @@ class XrayData:
     def looser_val(self) -> np.ndarray:
         """See splits.LOOSER_VAL."""
         return self._view_block(LOOSER_VAL)
+
+    @cached_property
+    def far_tighter_val(self) -> np.ndarray:
+        """See splits.FAR_TIGHTER_VAL."""
+        return self._view_block(FAR_TIGHTER_VAL)
 
     @cached_property
     def frame_val(self) -> np.ndarray:
@@ -291,14 +297,15 @@ def split_frame(data: XrayData, split: str) -> pd.DataFrame:
     return data.splits["val" if split in VALIDATION_COPIES else split]
 
 
-def block_families(data: XrayData) -> list[np.ndarray]:
+def block_families(data: XrayData) -> dict[str, np.ndarray]:
     """The NORMAL file family (files.normal_family) of every image of each validation block
-    (splits.WORST_BLOCKS), in the block's order; '' for an image of the PNEUMONIA folder."""
-    families = []
-    for split in WORST_BLOCKS:
+    (splits.FAR_BLOCKS, every rule's blocks), in the block's order, by block; '' for an image
+    of the PNEUMONIA folder."""
+    families = {}
+    for split in FAR_BLOCKS:
         frame = split_frame(data, split)
         normal = frame["folder_label"].to_numpy() == FOLDER_CLASSES.index("NORMAL")
-        families.append(np.where(normal, [normal_family(name) for name in frame["relpath"]], ""))
+        families[split] = np.where(normal, [normal_family(n) for n in frame["relpath"]], "")
     return families
 
 

@@ -6,7 +6,8 @@ its file name alone:
 - the frame-stressed set: the frame turned too;
 - the reframed set: every image tighter, looser and with a changed border, whatever its class;
 - the view blocks: a tighter view into the body's box and a band inside it, on the model's
-  input square, and a looser view as acquired.
+  input square, and a looser view as acquired; and the far tighter view, past the training
+  range (round 8).
 
 Each is a `Stress`: `draw` gives one file's parameters (numbers), `apply` changes a batch of
 images with theirs. Images of one size (the model's input squares) go through in batches;
@@ -24,7 +25,7 @@ import torch
 
 from pneumo_utils.data.augment import jpeg, levels, medians, paint_band, to_uint8, zoom
 from pneumo_utils.data.body import body_box
-from pneumo_utils.splits import BAND_VAL, LOOSER_VAL, TIGHTER_VAL
+from pneumo_utils.splits import BAND_VAL, FAR_TIGHTER_VAL, LOOSER_VAL, TIGHTER_VAL
 
 # The stressed validation set: NORMAL images are given the look of the training PNEUMONIA
 # files (a wider original squashed harder, no pure black) and PNEUMONIA images the look of
@@ -63,6 +64,10 @@ REFRAME_BORDER = (0.04, 0.12)
 # as the pipeline's own squash does.
 VIEW_ZOOM_IN = (1.2, 1.5)
 VIEW_BAND = (0.06, 0.14)
+# Round 8's far tighter view (docs/frame.md): the same view, 1.5-2.0 times into the body's box,
+# past the headline's framing variety (up to 1.5): from where a validation probe found the
+# NORMAL images' margin below the threshold crossing zero to where half of them had crossed.
+VIEW_FAR_ZOOM_IN = (1.5, 2.0)
 # Images changed at once: a few hundred MB of float pixels at 224 px.
 CHUNK = 256
 
@@ -169,9 +174,13 @@ def _box(p) -> torch.Tensor:
     return torch.stack([p["top"], p["bottom"], p["left"], p["right"]], dim=1).long()
 
 
-def _draw_tighter_view(rng, _label, square):
-    box = _body_region(square)
-    return {**box, **_uniform_shift(rng), "zoom": rng.uniform(*VIEW_ZOOM_IN)}
+def _draw_view_zoom(factors):
+    """The draw of a tighter view into the body's box by a factor from `factors`, off-centre."""
+
+    def draw(rng, _label, square):
+        return {**_body_region(square), **_uniform_shift(rng), "zoom": rng.uniform(*factors)}
+
+    return draw
 
 
 def _apply_tighter_view(images, p):
@@ -193,11 +202,14 @@ def _apply_band_inside_body(images, p):
 # Each view block: its stress, and whether it acts on the image as acquired (then the input
 # pipeline follows) or on the model's input square (after the pipeline).
 VIEW_STRESSES = {
-    TIGHTER_VAL: (Stress("tighter_view", 20, _draw_tighter_view, _apply_tighter_view), "square"),
+    TIGHTER_VAL: (Stress("tighter_view", 20, _draw_view_zoom(VIEW_ZOOM_IN), _apply_tighter_view),
+                  "square"),
     BAND_VAL: (Stress("band_inside_body", 21, _draw_band_inside_body, _apply_band_inside_body),
                "square"),
     LOOSER_VAL: (Stress("looser_view", 22, _draw_zoom(REFRAME_LOOSER), _apply_zoom),
                  "acquired"),
+    FAR_TIGHTER_VAL: (Stress("far_tighter_view", 23, _draw_view_zoom(VIEW_FAR_ZOOM_IN),
+                             _apply_tighter_view), "square"),
 }  # fmt: skip
 
 

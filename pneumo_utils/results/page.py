@@ -26,6 +26,8 @@ from pneumo_utils.results.screening import (
     family_arms_and_reference,
     family_blocks_table,
     family_screening_table,
+    far_blocks_table,
+    far_screening_table,
     frame_screening_table,
     logit_shift_table,
     screening_table,
@@ -227,6 +229,23 @@ def _screening_sections(table: pd.DataFrame, figure) -> list[str]:
     """The frame and shortcut screenings, and validation at the selected epoch of every run."""
     sections = []
     results_dir = Path(table["run"].iloc[0]).parent
+    far = _every_arm_finished(far_screening_table, results_dir)
+    if far is not None:
+        sections.append(
+            f"""## The far screening (seed 0, the far tighter view among the blocks)
+
+The rule (docs/frame.md, round 8): the family rule with the far tighter view (1.5-2.0 times
+into the body's box, past the control's framing variety) among its blocks, for each arm's
+epoch and threshold; the arms ranked by the mean of that score over their last 5 epochs,
+those within 0.005 of the best by their best epoch's score. Validation numbers only. The rule
+picks `{far.index[0]}`.
+
+{markdown_table(far)}
+
+What holding the far block costs the others, at each arm's threshold (validation):
+
+{markdown_table(far_blocks_table(results_dir))}"""
+        )
     averaging = _every_arm_finished(averaging_screening_table, results_dir)
     if averaging is not None:
         sections.append(

@@ -13,7 +13,15 @@ import pandas as pd
 
 from pneumo_utils.data.files import normal_family
 from pneumo_utils.results.folders import run_name
-from pneumo_utils.splits import VIEW_VAL, WORST_BLOCK, WORST_BLOCKS, WORST_FAMILY_BLOCK
+from pneumo_utils.splits import (
+    BLOCKS_OF_RULE,
+    FAR_FAMILY_BLOCK,
+    FAR_TIGHTER_VAL,
+    VIEW_VAL,
+    WORST_BLOCK,
+    WORST_BLOCKS,
+    WORST_FAMILY_BLOCK,
+)
 from pneumo_utils.training import runs
 
 # The shortcut screening: each lever against the improved recipe chosen on stressed validation.
@@ -42,6 +50,10 @@ FAMILY_SCREENING = ("family-control", "family-view-wide", "family-sensor", "fami
 # consistency term at two weights, at the same compute, by the family rule; arms within
 # VIEW_TIE of the best are decided by the smaller worst_shift_ratio.
 CONSISTENCY_SCREENING = ("family-control", "consistency-1", "consistency-4")
+# The far screening (docs/frame.md, round 8): round 7's pick, the view varied up to 2 times
+# tighter, and the consistency term at a quarter, all chosen by the far rule (the family rule
+# with the far tighter view among its blocks) and ranked as round 7 ranked its arms.
+FAR_SCREENING = ("far-control", "far-view-wide", "far-consistency")
 # The consistency round's tie-break column (worst_shift_ratio), lower is better.
 SHIFT_RATIO = "worst shift / margin"
 # The averaging screening (docs/frame.md, round 7): round 5's winner at seed 0 against an
@@ -52,6 +64,7 @@ AVERAGING_SCREENING = ("family-control", "ema-short", "ema-long")
 BLOCK_SCORES = {
     WORST_BLOCK: "worst-block balanced accuracy",
     WORST_FAMILY_BLOCK: "worst family-block balanced accuracy",
+    FAR_FAMILY_BLOCK: "worst family-block balanced accuracy, far view included",
 }
 IMPROVED = "improved-128px"
 # The validation ablation: each change against the recipe it was made to, at one seed.
@@ -267,6 +280,32 @@ def averaging_screening_table(results_dir) -> pd.DataFrame:
     )
 
 
+def far_screening_table(results_dir) -> pd.DataFrame:
+    """The far screening (docs/frame.md, round 8): the far rule's score averaged over each
+    arm's last epochs, ties by the best epoch's."""
+    return block_screening_table(
+        results_dir, FAR_SCREENING, FAR_FAMILY_BLOCK, "far", ranking="late"
+    )
+
+
+def far_blocks_table(results_dir) -> pd.DataFrame:
+    """Specificity and sensitivity of every validation block of each far-screening arm at the
+    arm's own threshold (validation_blocks): what holding the far block costs the others.
+    Validation only."""
+    for recipe in FAR_SCREENING:
+        _finished_arm(results_dir, recipe, "far")
+    blocks = _seed0_columns(
+        results_dir,
+        FAR_SCREENING,
+        lambda run_dir: (
+            validation_blocks(run_dir)
+            .astype(str)
+            .agg(lambda row: f"{row['specificity']} / {row['sensitivity']}", axis=1)
+        ),
+    )
+    return blocks.rename_axis("specificity / sensitivity at the run's threshold")
+
+
 def block_screening_table(
     results_dir, arms, rule: str, screening: str, ranking: str = "best"
 ) -> pd.DataFrame:
@@ -305,7 +344,7 @@ def block_screening_table(
                     f"{split.replace('_', ' ')} loss / AUC": (
                         f"{_number(at[f'{split}_loss'])} / {_number(at[f'{split}_auc'])}"
                     )
-                    for split in WORST_BLOCKS
+                    for split in BLOCKS_OF_RULE[rule]
                 },
             }
         )
@@ -342,7 +381,7 @@ def validation_blocks(run_dir) -> pd.DataFrame:
     only: it shows what a block lets the rule see (docs/frame.md, round 4)."""
     threshold, column = _operating_point(run_dir)
     rows = {}
-    for split in ("val", "stressed_val", "reframed_val", *VIEW_VAL):
+    for split in ("val", "stressed_val", "reframed_val", *VIEW_VAL, FAR_TIGHTER_VAL):
         path = Path(run_dir) / f"{split}_predictions.csv"
         if not path.exists():
             continue

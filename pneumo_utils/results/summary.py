@@ -41,6 +41,8 @@ SELECTION_NAMES = {
     "worst_block": "the worst of the clean, stressed and view validation blocks",
     "worst_family_block": "the worst of the clean, stressed and view validation blocks, each "
     "split by NORMAL file family",
+    "far_family_block": "the worst of the clean, stressed, view and far tighter validation "
+    "blocks, each split by NORMAL file family",
 }
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from pneumo_utils.data.model_input import to_model_input
 from pneumo_utils.runtime.device import autocast
-from pneumo_utils.splits import WORST_BLOCK, WORST_FAMILY_BLOCK
+from pneumo_utils.splits import FAR_FAMILY_BLOCK, WORST_BLOCK, WORST_FAMILY_BLOCK
 
 
 @torch.inference_mode()
@@ -178,6 +178,11 @@ def threshold_rule(threshold_on: str) -> str:
         return (
             "worst_family_block (the highest balanced accuracy of the worst validation block, "
             "each block split by NORMAL file family)"
+        )
+    if threshold_on == FAR_FAMILY_BLOCK:
+        return (
+            "far_family_block (the highest balanced accuracy of the worst validation block, "
+            "the far tighter view among them, each block split by NORMAL file family)"
         )
     return f"{threshold_on} (Youden's J)"
 

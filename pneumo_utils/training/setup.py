@@ -25,7 +25,7 @@ from pneumo_utils.runtime.device import (
 )
 from pneumo_utils.runtime.distributed import World
 from pneumo_utils.runtime.errors import UserError
-from pneumo_utils.splits import EVALUATED_SPLITS, POOLED_VAL, WORST_BLOCKS, WORST_FAMILY_BLOCK
+from pneumo_utils.splits import BLOCKS_OF_RULE, EVALUATED_SPLITS, FAMILY_RULES, POOLED_VAL
 from pneumo_utils.tasks import get_task
 from pneumo_utils.training import averaging, resume, runs, schedule
 from pneumo_utils.training.loop import Parts
@@ -77,18 +77,19 @@ def build(cfg: TrainConfig, run_dir: Path, world: World, progress: bool):
     return parts, data, provenance
 
 
-def selection_scores(row: dict, predictions: dict, families: list[np.ndarray]) -> dict:
+def selection_scores(row: dict, predictions: dict, families: dict[str, np.ndarray]) -> dict:
     """What the checkpoint may be chosen by (splits.SELECT_METRICS), beyond each split's own
-    loss: the mean loss of the pooled validation sets, and the worst-block balanced accuracy
-    (training/metrics.py) over the validation blocks, whole and split by NORMAL file family
-    (`families`: each block's, in splits.WORST_BLOCKS order)."""
+    loss: the mean loss of the pooled validation sets, and each worst-block rule's balanced
+    accuracy (training/metrics.py) over its blocks (splits.BLOCKS_OF_RULE), the family rules'
+    split by NORMAL file family (`families`: each block's, by block)."""
     pooled = sum(row[f"{split}_loss"] for split in POOLED_VAL) / len(POOLED_VAL)
-    blocks = [predictions[split] for split in WORST_BLOCKS]
-    return dict(
-        pooled_val_loss=pooled,
-        **worst_block_scores(blocks),
-        **worst_block_scores(family_blocks(blocks, families), WORST_FAMILY_BLOCK),
-    )
+    scores = dict(pooled_val_loss=pooled)
+    for rule, splits in BLOCKS_OF_RULE.items():
+        blocks = [predictions[split] for split in splits]
+        if rule in FAMILY_RULES:
+            blocks = family_blocks(blocks, [families[split] for split in splits])
+        scores.update(worst_block_scores(blocks, rule))
+    return scores
 
 
 def _device_and_precision(cfg: TrainConfig, run_dir: Path, world: World):
