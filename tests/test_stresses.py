@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 
 from pneumo_utils.data import stresses, transforms
 from pneumo_utils.data.stresses import FRAME_STRESS, REFRAMINGS, STRESS, VIEW_STRESSES, stressed
-from pneumo_utils.splits import BAND_VAL, LOOSER_VAL, TIGHTER_VAL
+from pneumo_utils.splits import BAND_VAL, FAR_TIGHTER_VAL, LOOSER_VAL, TIGHTER_VAL
 
 from .test_augment import GEOMETRY_MEAN_TOLERANCE, _chest
 
@@ -111,7 +111,7 @@ def test_the_band_inside_the_body_is_its_definition():
     np.testing.assert_array_equal(next(stressed(stress, [square], NAMES[:1], 0)), expected)
 
 
-@pytest.mark.parametrize("split", [TIGHTER_VAL, BAND_VAL, LOOSER_VAL])
+@pytest.mark.parametrize("split", [TIGHTER_VAL, BAND_VAL, LOOSER_VAL, FAR_TIGHTER_VAL])
 def test_a_batch_is_its_images_one_at_a_time(split):
     """Each image's parameters are its own: batched, and one by one, the same pixels."""
     stress = VIEW_STRESSES[split][0]
