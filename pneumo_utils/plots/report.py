@@ -43,6 +43,7 @@ SPLIT_LABELS = {
     "tighter_val": "val, tighter view",
     "band_val": "val, band in the body",
     "looser_val": "val, looser view",
+    "far_tighter_val": "val, far tighter view",
     "test": "test",
 }
 # Each split differs from the others in colour (colour-blind safe: no two oranges) and in line
@@ -50,12 +51,12 @@ SPLIT_LABELS = {
 PALETTE = dict(
     train="#0173B2", val="#DE8F05", stressed_val="#029E73", frame_val="#CC78BC",
     reframed_val="#949494", tighter_val="#6A3D9A", band_val="#56B4E9", looser_val="#E7298A",
-    test="#000000",
+    far_tighter_val="#8C564B", test="#000000",
 )  # fmt: skip
 DASHES = dict(
     train=(6, 1.5, 1, 1.5, 1, 1.5), val=(4, 2), stressed_val=(1, 1.5),
     frame_val=(5, 1.5, 1, 1.5), reframed_val=(2, 2), tighter_val=(6, 2, 1, 2), band_val=(3, 1),
-    looser_val=(8, 3), test="",
+    looser_val=(8, 3), far_tighter_val=(1, 3), test="",
 )  # fmt: skip
 # Lines of several runs in one panel: colour and style both differ, for up to eight runs
 # (seaborn's colour-blind palette, then grey and black).
