@@ -65,8 +65,9 @@ REFRAME_BORDER = (0.04, 0.12)
 VIEW_ZOOM_IN = (1.2, 1.5)
 VIEW_BAND = (0.06, 0.14)
 # Round 8's far tighter view (docs/frame.md): the same view, 1.5-2.0 times into the body's box,
-# past the headline's framing variety (up to 1.5): from where a validation probe found the
-# NORMAL images' margin below the threshold crossing zero to where half of them had crossed.
+# past the headline's framing variety (up to 1.5 times tighter, of the whole square): a
+# validation probe found the NORMAL images' margin below the threshold crossing zero between
+# 1.35 and 1.75, and half of them across the threshold by 2.0.
 VIEW_FAR_ZOOM_IN = (1.5, 2.0)
 # Images changed at once: a few hundred MB of float pixels at 224 px.
 CHUNK = 256

@@ -56,7 +56,7 @@ PALETTE = dict(
 DASHES = dict(
     train=(6, 1.5, 1, 1.5, 1, 1.5), val=(4, 2), stressed_val=(1, 1.5),
     frame_val=(5, 1.5, 1, 1.5), reframed_val=(2, 2), tighter_val=(6, 2, 1, 2), band_val=(3, 1),
-    looser_val=(8, 3), far_tighter_val=(1, 3), test="",
+    looser_val=(8, 3), far_tighter_val=(3, 1, 1, 1, 1, 1), test="",
 )  # fmt: skip
 # Lines of several runs in one panel: colour and style both differ, for up to eight runs
 # (seaborn's colour-blind palette, then grey and black).

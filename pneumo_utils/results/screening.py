@@ -303,7 +303,9 @@ def far_blocks_table(results_dir) -> pd.DataFrame:
             .agg(lambda row: f"{row['specificity']} / {row['sensitivity']}", axis=1)
         ),
     )
-    return blocks.rename_axis("specificity / sensitivity at the run's threshold")
+    return blocks.rename_axis(
+        "specificity / sensitivity at the run's threshold (the reframed blocks are not the rule's)"
+    )
 
 
 def block_screening_table(
