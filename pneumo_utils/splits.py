@@ -48,12 +48,12 @@ WORST_BLOCK = "worst_block"
 WORST_FAMILY_BLOCK = "worst_family_block"
 # The far rule (docs/frame.md, round 8): the family rule with the far tighter view among its
 # blocks, which extend WORST_BLOCKS.
-FAR_BLOCKS = (*WORST_BLOCKS, FAR_TIGHTER_VAL)
+FAR_RULE_BLOCKS = (*WORST_BLOCKS, FAR_TIGHTER_VAL)
 FAR_FAMILY_BLOCK = "far_family_block"
 # The blocks each worst-block rule takes the worst of, and the rules that split each block by
 # NORMAL file family.
 BLOCKS_OF_RULE = {WORST_BLOCK: WORST_BLOCKS, WORST_FAMILY_BLOCK: WORST_BLOCKS,
-                  FAR_FAMILY_BLOCK: FAR_BLOCKS}  # fmt: skip
+                  FAR_FAMILY_BLOCK: FAR_RULE_BLOCKS}  # fmt: skip
 FAMILY_RULES = (WORST_FAMILY_BLOCK, FAR_FAMILY_BLOCK)
 SELECT_METRICS = (
     *(f"{split}_{score}" for split in SELECTED_ON for score in ("loss", "auc")),

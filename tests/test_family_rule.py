@@ -13,7 +13,7 @@ import pytest
 from pneumo_utils.data.dataset import block_families, load_run_data
 from pneumo_utils.data.files import normal_family
 from pneumo_utils.results.summary import SELECTION_NAMES
-from pneumo_utils.splits import EVALUATED_SPLITS, FAR_BLOCKS, SELECT_METRICS, WORST_BLOCKS
+from pneumo_utils.splits import EVALUATED_SPLITS, FAR_RULE_BLOCKS, SELECT_METRICS, WORST_BLOCKS
 from pneumo_utils.training import runs
 from pneumo_utils.training.metrics import (
     family_blocks,
@@ -94,7 +94,7 @@ def test_a_training_scores_every_epoch_by_every_block_rule():
     # The far view moves every NORMAL image up: only the far rule sees it.
     predictions["far_tighter_val"] = (labels, _logits(np.where(labels == 0, scores + 0.3, scores)))
     row = {f"{split}_loss": 0.0 for split in EVALUATED_SPLITS}
-    scores_of = selection_scores(row, predictions, dict.fromkeys(FAR_BLOCKS, families))
+    scores_of = selection_scores(row, predictions, dict.fromkeys(FAR_RULE_BLOCKS, families))
     assert scores_of["worst_family_block_bacc"] < scores_of["worst_block_bacc"] - 0.05
     assert scores_of["worst_family_block_threshold"] > scores_of["worst_block_threshold"] + 0.2
     assert scores_of["far_family_block_bacc"] < scores_of["worst_family_block_bacc"] - 0.05
@@ -135,7 +135,7 @@ def two_family_data(tiny_copy):
 
 @pytest.mark.parametrize(
     "rule, blocks_of_rule",
-    [("worst_family_block", WORST_BLOCKS), ("far_family_block", FAR_BLOCKS)],
+    [("worst_family_block", WORST_BLOCKS), ("far_family_block", FAR_RULE_BLOCKS)],
 )
 def test_a_run_selects_and_thresholds_by_its_family_rule(
     tiny_config, two_family_data, tmp_path, rule, blocks_of_rule
