@@ -452,3 +452,16 @@ def test_the_far_screening_ranks_by_the_far_rule_and_shows_what_each_block_costs
     (tmp_path / "far-consistency-seed0" / "metrics.json").unlink()  # not finished
     with pytest.raises(screening.UnfinishedArm, match="far screening needs every arm"):
         screening.far_blocks_table(tmp_path)
+
+
+def test_the_far_control_is_round_7s_pick_under_the_far_rule():
+    """Round 8's reference trains what `ema-short` trains (the same weights at a seed); only the
+    rule that chooses its epoch and threshold differs (docs/frame.md, round 8's arms)."""
+    from dataclasses import asdict
+
+    from pneumo_utils.recipes import recipe_config
+
+    far, picked = asdict(recipe_config("far-control")), asdict(recipe_config("ema-short"))
+    assert {name for name in far if far[name] != picked[name]} == {"select_metric", "threshold_on"}
+    assert far["select_metric"] == "far_family_block_bacc"
+    assert far["threshold_on"] == "far_family_block"
