@@ -49,10 +49,12 @@ _FAMILY = dict(_VIEW_VARIETY, select_metric="worst_family_block_bacc",
 # The consistency round (docs/frame.md, round 6): round 5's winner's settings and rule, each
 # image twice per batch in two random views, at the compute of its 40 epochs at batch 32.
 _CONSISTENCY = dict(_FAMILY, batch_size=16, epochs=20)
-# The far round (docs/frame.md, round 8): round 7's pick (an average of the weights over about
-# 100 steps) chosen by the far rule: the family rule with the far tighter view among its blocks.
-_FAR = dict(_FAMILY, ema=0.99, select_metric="far_family_block_bacc",
-            threshold_on="far_family_block")  # fmt: skip
+# The averaging round's pick (docs/frame.md, round 7): round 5's winner scored, chosen and saved
+# as an average of its weights and BatchNorm statistics over about 100 steps.
+_AVERAGED = dict(_FAMILY, ema=0.99)
+# The far round (docs/frame.md, round 8): round 7's pick chosen by the far rule: the family rule
+# with the far tighter view among its blocks.
+_FAR = dict(_AVERAGED, select_metric="far_family_block_bacc", threshold_on="far_family_block")
 _MEDMNIST = dict(
     image_size=28, epochs=100, batch_size=128, scheduler="step", dropout=0.0,
     select_metric="val_auc", threshold_on="val",
@@ -113,7 +115,7 @@ RECIPES: dict[str, dict] = {
     # The averaging screening (docs/frame.md, round 7): round 5's winner scored, chosen and
     # saved as an average of its weights and BatchNorm statistics over about 100 steps (under
     # an epoch: the statistics of the last batches) and 1,000 (about 7 epochs: the weights too).
-    "ema-short": dict(_FAMILY, ema=0.99),
+    "ema-short": _AVERAGED,
     "ema-long": dict(_FAMILY, ema=0.999),
     # The far screening (docs/frame.md, round 8): round 7's pick under the far rule; with the
     # view varied up to 2 times tighter (across the far block); with the consistency term at a
