@@ -55,6 +55,10 @@ FAR_FAMILY_BLOCK = "far_family_block"
 BLOCKS_OF_RULE = {WORST_BLOCK: WORST_BLOCKS, WORST_FAMILY_BLOCK: WORST_BLOCKS,
                   FAR_FAMILY_BLOCK: FAR_RULE_BLOCKS}  # fmt: skip
 FAMILY_RULES = (WORST_FAMILY_BLOCK, FAR_FAMILY_BLOCK)
+# Every validation block that a family rule splits by NORMAL file family, each once.
+FAMILY_BLOCKS = tuple(
+    dict.fromkeys(block for rule in FAMILY_RULES for block in BLOCKS_OF_RULE[rule])
+)
 SELECT_METRICS = (
     *(f"{split}_{score}" for split in SELECTED_ON for score in ("loss", "auc")),
     f"{POOLED}_loss",

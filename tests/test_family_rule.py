@@ -455,8 +455,8 @@ def test_the_far_screening_ranks_by_the_far_rule_and_shows_what_each_block_costs
 
 
 def test_the_far_control_is_round_7s_pick_under_the_far_rule():
-    """Round 8's reference trains what `ema-short` trains (the same weights at a seed); only the
-    rule that chooses its epoch and threshold differs (docs/frame.md, round 8's arms)."""
+    """Round 8's reference trains what `ema-short` trains (the same weights at a seed and thread
+    count); only the rule that chooses its epoch and threshold differs (docs/frame.md, round 8)."""
     from dataclasses import asdict
 
     from pneumo_utils.recipes import recipe_config

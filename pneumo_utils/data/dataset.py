@@ -32,7 +32,7 @@ from pneumo_utils.data.stresses import (
 from pneumo_utils.runtime.errors import UserError
 from pneumo_utils.splits import (
     BAND_VAL,
-    BLOCKS_OF_RULE,
+    FAMILY_BLOCKS,
     FAR_TIGHTER_VAL,
     LOOSER_VAL,
     REFRAMED_VAL,
@@ -299,10 +299,10 @@ def split_frame(data: XrayData, split: str) -> pd.DataFrame:
 
 def block_families(data: XrayData) -> dict[str, np.ndarray]:
     """The NORMAL file family (files.normal_family) of every image of each validation block
-    that a worst-block rule scores (splits.BLOCKS_OF_RULE), in the block's order, by block;
-    '' for an image of the PNEUMONIA folder."""
+    that a family rule splits (splits.FAMILY_BLOCKS), in the block's order, by block; '' for
+    an image of the PNEUMONIA folder."""
     families = {}
-    for split in dict.fromkeys(s for blocks in BLOCKS_OF_RULE.values() for s in blocks):
+    for split in FAMILY_BLOCKS:
         frame = split_frame(data, split)
         normal = frame["folder_label"].to_numpy() == FOLDER_CLASSES.index("NORMAL")
         families[split] = np.where(normal, [normal_family(n) for n in frame["relpath"]], "")
