@@ -449,9 +449,16 @@ def test_the_far_screening_ranks_by_the_far_rule_and_shows_what_each_block_costs
     specificity, sensitivity = blocks.loc["far tighter val", "far-control"].split(" / ")
     assert 0 <= float(specificity) <= 1 and 0 <= float(sensitivity) <= 1
 
+    families = screening.far_family_table(tmp_path)  # the far block split by NORMAL file family
+    assert list(families.columns) == list(screening.FAR_SCREENING)
+    far_rows = [row for row in families.index if row.startswith("far tighter val: ")]
+    assert far_rows and families.loc[far_rows].stack().between(0, 1).all()
+
     (tmp_path / "far-consistency-seed0" / "metrics.json").unlink()  # not finished
     with pytest.raises(screening.UnfinishedArm, match="far screening needs every arm"):
         screening.far_blocks_table(tmp_path)
+    with pytest.raises(screening.UnfinishedArm, match="far screening needs every arm"):
+        screening.far_family_table(tmp_path)
 
 
 def test_the_far_control_is_round_7s_pick_under_the_far_rule():

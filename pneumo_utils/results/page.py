@@ -27,6 +27,7 @@ from pneumo_utils.results.screening import (
     family_blocks_table,
     family_screening_table,
     far_blocks_table,
+    far_family_table,
     far_screening_table,
     frame_screening_table,
     logit_shift_table,
@@ -244,7 +245,12 @@ picks `{far.index[0]}`.
 
 What holding the far block costs the others, at each arm's threshold (validation):
 
-{markdown_table(far_blocks_table(results_dir))}"""
+{markdown_table(far_blocks_table(results_dir))}
+
+Specificity of each NORMAL file family in each of the far rule's blocks, at each arm's
+threshold (validation):
+
+{markdown_table(far_family_table(results_dir))}"""
         )
     averaging = _every_arm_finished(averaging_screening_table, results_dir)
     if averaging is not None:

@@ -16,6 +16,7 @@ from pneumo_utils.results.folders import run_name
 from pneumo_utils.splits import (
     BLOCKS_OF_RULE,
     FAR_FAMILY_BLOCK,
+    FAR_RULE_BLOCKS,
     FAR_TIGHTER_VAL,
     VIEW_VAL,
     WORST_BLOCK,
@@ -308,6 +309,17 @@ def far_blocks_table(results_dir) -> pd.DataFrame:
     )
 
 
+def far_family_table(results_dir) -> pd.DataFrame:
+    """family_specificity of each far-screening arm in each of the far rule's blocks: which
+    NORMAL file family the far block is worst for, as the rule scores it. Validation only."""
+    for recipe in FAR_SCREENING:
+        _finished_arm(results_dir, recipe, "far")
+    specificity = _seed0_columns(
+        results_dir, FAR_SCREENING, lambda run_dir: family_specificity(run_dir, FAR_RULE_BLOCKS)
+    )
+    return specificity.rename_axis("specificity at the run's threshold")
+
+
 def block_screening_table(
     results_dir, arms, rule: str, screening: str, ranking: str = "best"
 ) -> pd.DataFrame:
@@ -416,13 +428,13 @@ def view_blocks_table(results_dir) -> pd.DataFrame:
     return specificity.T.rename_axis("specificity at the run's threshold")
 
 
-def family_specificity(run_dir) -> pd.Series:
-    """Specificity of each NORMAL file family (files.normal_family) in each of the worst-block
-    rule's validation blocks, at the run's own threshold: what the family rule sees that the
-    whole blocks average away (docs/frame.md, round 5). Validation only."""
+def family_specificity(run_dir, blocks: tuple[str, ...] = WORST_BLOCKS) -> pd.Series:
+    """Specificity of each NORMAL file family (files.normal_family) in each validation block
+    (by default the worst-block rule's), at the run's own threshold: what the family rule sees
+    that the whole blocks average away (docs/frame.md, round 5). Validation only."""
     threshold, column = _operating_point(run_dir)
     specificity = {}
-    for split in WORST_BLOCKS:
+    for split in blocks:
         predictions = runs.read_predictions(run_dir, split)
         negative = predictions[predictions["label"] == 0]
         for family, images in negative.groupby(negative["relpath"].map(normal_family)):
