@@ -3,6 +3,8 @@ diagrams, and the misclassified images with their Grad-CAM maps."""
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -33,7 +35,7 @@ def plot_robustness(
                              squeeze=False)  # fmt: skip
     # Recipes differ in colour and in marker; the metric in line style.
     colours = dict(zip(reports, RUN_COLOURS, strict=False))
-    markers = dict(zip(reports, "osD^v", strict=False))
+    markers = dict(zip(reports, itertools.cycle("osD^vPX")))  # a new headline never runs out
     for ax, family in zip(axes.flat, families, strict=False):
         rows = natural[natural["family"] == family]
         strengths = list(rows["strength"].drop_duplicates())  # the suite's order: mild first
