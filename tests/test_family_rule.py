@@ -422,8 +422,9 @@ def test_the_far_screening_ranks_by_the_far_rule_and_shows_what_each_block_costs
     """Round 8's rule (docs/frame.md): the far rule's score (not the family rule's) averaged
     over the last 5 epochs ranks the arms, ties by the best epoch; its table shows the far
     block beside the others, and each arm's blocks at its threshold."""
-    from pneumo_utils.results import screening
+    from pneumo_utils.results import page, screening, tables
 
+    results_dir = tmp_path / "chest_xray"  # a results page's folder is its dataset's name
     scores = {  # family score; far score at epoch 1, then at the five late epochs
         "far-control": (0.97, 0.95, 0.80),  # the best family score and one lucky far epoch
         "far-view-wide": (0.93, 0.89, 0.90),
@@ -432,33 +433,41 @@ def test_the_far_screening_ranks_by_the_far_rule_and_shows_what_each_block_costs
     for recipe, (family, first, late) in scores.items():
         _screening_arm(
             finished_run,
-            tmp_path / f"{recipe}-seed0",
+            results_dir / f"{recipe}-seed0",
             first=dict(worst_family_block_bacc=family, far_family_block_bacc=first,
                        far_family_block_threshold=0.3),
             later=dict(worst_family_block_bacc=family, far_family_block_bacc=late,
                        far_family_block_threshold=0.3),
         )  # fmt: skip
-    table = screening.far_screening_table(tmp_path)
+    table = screening.far_screening_table(results_dir)
     assert list(table.index) == ["far-consistency", "far-view-wide", "far-control"]
     assert "far tighter val loss / AUC" in table.columns
     assert table["tied with the best"].tolist() == [True, True, False]
 
-    blocks = screening.far_blocks_table(tmp_path)
+    blocks = screening.far_blocks_table(results_dir)
     assert list(blocks.columns) == list(screening.FAR_SCREENING)
     assert "far tighter val" in blocks.index
     specificity, sensitivity = blocks.loc["far tighter val", "far-control"].split(" / ")
     assert 0 <= float(specificity) <= 1 and 0 <= float(sensitivity) <= 1
 
-    families = screening.far_family_table(tmp_path)  # the far block split by NORMAL file family
+    families = screening.far_family_table(results_dir)  # the far block split by NORMAL file family
     assert list(families.columns) == list(screening.FAR_SCREENING)
     far_rows = [row for row in families.index if row.startswith("far tighter val: ")]
     assert far_rows and families.loc[far_rows].stack().between(0, 1).all()
 
-    (tmp_path / "far-consistency-seed0" / "metrics.json").unlink()  # not finished
+    runs_table = tables.collect_runs(results_dir)
+    far_section = page._screening_sections(runs_table, figure=str)[0]
+    assert far_section.startswith("## The far screening")
+    assert "The rule\npicks `far-consistency`" in far_section
+    assert "far tighter val: " in far_section  # the family table is on the page
+
+    (results_dir / "far-consistency-seed0" / "metrics.json").unlink()  # not finished
+    sections = page._screening_sections(tables.collect_runs(results_dir), figure=str)
+    assert not any(section.startswith("## The far screening") for section in sections)
     with pytest.raises(screening.UnfinishedArm, match="far screening needs every arm"):
-        screening.far_blocks_table(tmp_path)
+        screening.far_blocks_table(results_dir)
     with pytest.raises(screening.UnfinishedArm, match="far screening needs every arm"):
-        screening.far_family_table(tmp_path)
+        screening.far_family_table(results_dir)
 
 
 def test_the_far_control_is_round_7s_pick_under_the_far_rule():

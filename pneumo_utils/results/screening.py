@@ -293,11 +293,8 @@ def far_blocks_table(results_dir) -> pd.DataFrame:
     """Specificity and sensitivity of every validation block of each far-screening arm at the
     arm's own threshold (validation_blocks): what holding the far block costs the others.
     Validation only."""
-    for recipe in FAR_SCREENING:
-        _finished_arm(results_dir, recipe, "far")
-    blocks = _seed0_columns(
+    blocks = _far_arm_columns(
         results_dir,
-        FAR_SCREENING,
         lambda run_dir: (
             validation_blocks(run_dir)
             .astype(str)
@@ -312,12 +309,18 @@ def far_blocks_table(results_dir) -> pd.DataFrame:
 def far_family_table(results_dir) -> pd.DataFrame:
     """family_specificity of each far-screening arm in each of the far rule's blocks: which
     NORMAL file family the far block is worst for, as the rule scores it. Validation only."""
-    for recipe in FAR_SCREENING:
-        _finished_arm(results_dir, recipe, "far")
-    specificity = _seed0_columns(
-        results_dir, FAR_SCREENING, lambda run_dir: family_specificity(run_dir, FAR_RULE_BLOCKS)
+    specificity = _far_arm_columns(
+        results_dir, lambda run_dir: family_specificity(run_dir, FAR_RULE_BLOCKS)
     )
     return specificity.rename_axis("specificity at the run's threshold")
+
+
+def _far_arm_columns(results_dir, read) -> pd.DataFrame:
+    """`read` of each far-screening arm (a column each), refused until every arm has finished:
+    the far tables explain a decision that needs them all."""
+    for recipe in FAR_SCREENING:
+        _finished_arm(results_dir, recipe, "far")
+    return _seed0_columns(results_dir, FAR_SCREENING, read)
 
 
 def block_screening_table(
