@@ -60,6 +60,16 @@ def test_reproduce_dry_run_lists_the_committed_runs_as_done(capsys, monkeypatch)
     assert "no dataset at /nowhere/chest_xray_224" in out and "of chest_xray_224" in out
 
 
+def test_reproduce_without_any_dataset_lists_the_committed_runs(capsys, monkeypatch):
+    # PNEUMO_DATA=none (the README's no-data setting) plans on the committed runs' dataset.
+    monkeypatch.setenv("PNEUMO_RUNS", str(Path(__file__).resolve().parents[1] / "runs"))
+    monkeypatch.setenv("PNEUMO_DATA", "none")
+    reproduce.reproduce(dry_run=True)
+    out = capsys.readouterr().out
+    assert "the results table's runs on chest_xray_224:" in out
+    assert "done     " in out and "ema-short-seed4" in out
+
+
 def test_reproduce_without_the_dataset_stops_before_any_training(monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a training started"))

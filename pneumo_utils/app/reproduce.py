@@ -14,7 +14,13 @@ from pathlib import Path
 
 import torch
 
-from pneumo_utils.app.settings import default_data, default_runs, repo_root
+from pneumo_utils.app.settings import (
+    COMMITTED_DATASET,
+    default_data,
+    default_runs,
+    no_dataset_folder,
+    repo_root,
+)
 from pneumo_utils.data.files import find_dataset_root
 from pneumo_utils.data.pneumoniamnist import is_npz
 from pneumo_utils.recipes import RECIPES
@@ -81,6 +87,8 @@ def reproduce(
     render: bool = True,
 ) -> None:
     data = Path(data).expanduser() if data else default_data()
+    if data == no_dataset_folder():  # PNEUMO_DATA=none: the committed runs, nothing to train
+        data = Path(COMMITTED_DATASET)
     planned = plan(data, only)
     print(f"the results table's runs on {data}:")
     for run in planned:

@@ -71,7 +71,7 @@ def default_data() -> Path:
     only, the embedded sample (data/embedded_sample: not a result). The full profile never
     falls back to the sample: without a dataset it stops and says how to get one."""
     if os.environ.get("PNEUMO_DATA") == NO_DATASET:
-        return _no_dataset()
+        return no_dataset_folder()
     if os.environ.get("PNEUMO_DATA"):
         return repo_root() / Path(os.environ["PNEUMO_DATA"]).expanduser()
     readme_folder = repo_root() / "data" / "chest_xray"
@@ -80,7 +80,7 @@ def default_data() -> Path:
     return sample if smoke and not readme_folder.exists() and sample.is_dir() else readme_folder
 
 
-def _no_dataset() -> Path:
+def no_dataset_folder() -> Path:
     """The dataset folder of PNEUMO_DATA=none: one that is never there."""
     return repo_root() / "data" / NO_DATASET
 
@@ -110,7 +110,7 @@ class Settings:
     @property
     def committed_files_only(self) -> bool:
         """PNEUMO_DATA=none: the committed files, whatever dataset is on this machine."""
-        return self.data == _no_dataset()
+        return self.data == no_dataset_folder()
 
     @property
     def runs_data(self) -> Path:
