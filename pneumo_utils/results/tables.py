@@ -31,6 +31,7 @@ from pneumo_utils.results.screening import (
     CONSISTENCY_SCREENING,
     CROP_SCREENING,
     FAMILY_SCREENING,
+    FAR_SCREENING,
     FRAME_SCREENING,
     SCREENING,
     VAL_METRICS,
@@ -68,6 +69,7 @@ REPORTED_RUNS: dict[str, tuple[int, ...]] = {
     **{recipe: (0,) for recipe in AVERAGING_SCREENING},
     "family-control": (0, 1, 2, 3, 4),  # after the screenings whose seed-0 arm it is
     HEADLINE: (0, 1, 2, 3, 4),  # after AVERAGING_SCREENING, whose seed-0 arm it also is
+    **{recipe: (0,) for recipe in FAR_SCREENING},
 }
 # PneumoniaMNIST's runs (docs/medmnist.md): MedMNIST's protocol and counter-framing's levers.
 MEDMNIST_RUNS: dict[str, tuple[int, ...]] = {
